@@ -1,0 +1,315 @@
+//! Types shared by the blocker eBPF programs and userspace.
+//!
+//! Everything here is `#[repr(C)]`, `Copy` and free of implicit padding (flags
+//! are `u32`, not `bool`), so the kernel and userspace agree on every byte and
+//! `bpftool map dump` can print the values through BTF. Addresses are always
+//! in network byte order, exactly as they appear in the packet.
+//!
+//! Map names are the constants in [`maps`]; the eBPF statics carry the same
+//! names and userspace never retypes them.
+#![no_std]
+
+/// Version of the pinned map layout. Bump it whenever a key or value layout or
+/// a map's meaning changes: a daemon refuses pins written with another version
+/// (see `blocker-user`'s loader) instead of misreading them.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Where the maps and XDP links are pinned unless `--pin-dir` says otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/blocker";
+
+/// Names of the maps, identical to the eBPF statics that define them.
+pub mod maps {
+    /// Exact IPv4 blocklist: [`Ipv4Key`](super::Ipv4Key) → [`RuleEntry`](super::RuleEntry).
+    pub const BLOCK_V4: &str = "BLOCK_V4";
+    /// Exact IPv6 blocklist: [`Ipv6Key`](super::Ipv6Key) → [`RuleEntry`](super::RuleEntry).
+    pub const BLOCK_V6: &str = "BLOCK_V6";
+    /// IPv4 CIDR blocklist (LPM trie): [`LpmV4`](super::LpmV4) → [`RuleEntry`](super::RuleEntry).
+    pub const BLOCK_NET_V4: &str = "BLOCK_NET_V4";
+    /// IPv6 CIDR blocklist (LPM trie): [`Ipv6Key`](super::Ipv6Key) → [`RuleEntry`](super::RuleEntry).
+    pub const BLOCK_NET_V6: &str = "BLOCK_NET_V6";
+    /// IPv4 allowlist (LPM trie), checked before any blocklist.
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    /// IPv6 allowlist (LPM trie), checked before any blocklist.
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// Per-CPU global counters: one [`XdpStats`](super::XdpStats) per CPU.
+    pub const STATS: &str = "STATS";
+    /// Zero-window SYNs per IPv4 source (LRU): [`Ipv4Key`](super::Ipv4Key) → [`ZeroWindowEntry`](super::ZeroWindowEntry).
+    pub const ZW_SYN_V4: &str = "ZW_SYN_V4";
+    /// Zero-window SYNs per IPv6 source (LRU): [`Ipv6Key`](super::Ipv6Key) → [`ZeroWindowEntry`](super::ZeroWindowEntry).
+    pub const ZW_SYN_V6: &str = "ZW_SYN_V6";
+    /// Runtime settings written by userspace: `u64` slots indexed by [`config`](super::config).
+    pub const CONFIG: &str = "CONFIG";
+    /// One [`Meta`](super::Meta) recording the layout version of the pins.
+    pub const META: &str = "META";
+    /// Ring buffer of [`Event`](super::Event)s to the daemon (not pinned).
+    pub const EVENTS: &str = "EVENTS";
+
+    /// Every map that is pinned under the pin directory.
+    pub const PINNED: [&str; 11] = [
+        BLOCK_V4,
+        BLOCK_V6,
+        BLOCK_NET_V4,
+        BLOCK_NET_V6,
+        ALLOW_V4,
+        ALLOW_V6,
+        STATS,
+        ZW_SYN_V4,
+        ZW_SYN_V6,
+        CONFIG,
+        META,
+    ];
+}
+
+/// Names of the eBPF programs in the object.
+pub mod programs {
+    /// The XDP filter attached to interfaces.
+    pub const XDP: &str = "blocker_xdp";
+    /// An XDP program that only returns `XDP_PASS`: the baseline that
+    /// `cargo xtask bench` measures the filter against, side by side.
+    pub const XDP_BASELINE: &str = "blocker_xdp_baseline";
+}
+
+/// An IPv4 address in network byte order, the key of [`maps::BLOCK_V4`].
+pub type Ipv4Key = [u8; 4];
+/// An IPv6 address in network byte order, the key of [`maps::BLOCK_V6`] and
+/// the data part of the IPv6 LPM keys.
+pub type Ipv6Key = [u8; 16];
+
+/// Data part of the IPv4 LPM trie keys: the address followed by four zero
+/// bytes.
+///
+/// The padding is there for alignment: `trie_lookup_elem()`
+/// (kernel/bpf/lpm_trie.c) returns `node->data + trie->data_size`, and nodes
+/// start 8-byte aligned, so with a 4-byte data part the [`RuleEntry`] would be
+/// only 4-byte aligned and the verifier-checked atomic add on its counters
+/// could not be used. Prefixes never exceed 32 bits, so the padding never
+/// takes part in a match; lookups use prefix length 64.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LpmV4 {
+    pub addr: Ipv4Key,
+    pub pad: [u8; 4],
+}
+
+impl LpmV4 {
+    pub const fn new(addr: Ipv4Key) -> Self {
+        Self { addr, pad: [0; 4] }
+    }
+}
+
+/// Prefix length used for IPv4 LPM lookups (address plus padding, see [`LpmV4`]).
+pub const LPM_V4_LOOKUP_BITS: u32 = 64;
+/// Prefix length used for IPv6 LPM lookups.
+pub const LPM_V6_LOOKUP_BITS: u32 = 128;
+
+/// Value of every allow and block rule.
+///
+/// Times are CLOCK_BOOTTIME nanoseconds (`bpf_ktime_get_boot_ns()`), so a rule
+/// expires on time even while the daemon is down.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// The rule stops applying at this CLOCK_BOOTTIME instant; 0 = never.
+    pub expires_at_ns: u64,
+    /// CLOCK_BOOTTIME instant the rule was written.
+    pub added_at_ns: u64,
+    /// Packets matched: dropped for block rules, passed for allow rules.
+    pub packets: u64,
+    /// Bytes of those packets (whole frames).
+    pub bytes: u64,
+    /// Why the rule exists, one of [`reason`].
+    pub reason: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+impl RuleEntry {
+    /// Whether the rule still applies at `now_ns` (CLOCK_BOOTTIME).
+    #[inline(always)]
+    pub const fn is_live(&self, now_ns: u64) -> bool {
+        self.expires_at_ns == 0 || now_ns < self.expires_at_ns
+    }
+}
+
+/// Reason codes stored in [`RuleEntry::reason`]; the free-text reason lives in
+/// the daemon's store.
+pub mod reason {
+    pub const UNKNOWN: u32 = 0;
+    /// An operator ran `blocker ban`/`blocker allow`.
+    pub const MANUAL: u32 = 1;
+    /// The kernel caught the peer holding our sockets with a closed window.
+    pub const TREASON: u32 = 2;
+    /// The source sent zero-window SYNs past the threshold.
+    pub const ZERO_WINDOW_SYN: u32 = 3;
+    /// An IDS alert (Suricata eve.json).
+    pub const IDS: u32 = 4;
+    /// `blocker import` of a ban list.
+    pub const IMPORT: u32 = 5;
+    /// A council verdict with several kinds of evidence.
+    pub const COUNCIL: u32 = 6;
+
+    /// Short name used in CLI output and JSON.
+    pub const fn name(code: u32) -> &'static str {
+        match code {
+            MANUAL => "manual",
+            TREASON => "treason",
+            ZERO_WINDOW_SYN => "zero-window-syn",
+            IDS => "ids",
+            IMPORT => "import",
+            COUNCIL => "council",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Per-CPU counters of the XDP program. Every frame ends in exactly one of
+/// `passed` or `dropped`; the other fields say why.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Frames handed on to the kernel.
+    pub passed: u64,
+    /// Frames dropped (by a block rule or the zero-window SYN policy).
+    pub dropped: u64,
+    /// Bytes of the dropped frames.
+    pub dropped_bytes: u64,
+    /// Frames passed because the source is allowlisted.
+    pub allowlisted: u64,
+    /// Frames that could not be parsed (truncated or invalid headers); passed.
+    pub malformed: u64,
+    /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...); passed.
+    pub non_ip: u64,
+    /// Frames whose source matched a block or allow rule that had expired.
+    pub expired: u64,
+    /// TCP SYNs (without ACK) advertising a zero window.
+    pub zw_syn: u64,
+    /// Zero-window SYNs dropped by the global policy switch.
+    pub zw_syn_dropped: u64,
+    /// Threshold events sent to userspace.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub events_lost: u64,
+}
+
+/// Zero-window SYN accounting per source address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZeroWindowEntry {
+    /// Zero-window SYNs seen from this source.
+    pub count: u64,
+    /// CLOCK_BOOTTIME of the first one.
+    pub first_seen_ns: u64,
+    /// CLOCK_BOOTTIME of the latest one.
+    pub last_seen_ns: u64,
+    /// Non-zero once a threshold event has been sent for this source.
+    pub reported: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+/// Slots of the [`maps::CONFIG`] array (`u64` each). Each setting has its own
+/// slot so concurrent writers (daemon, CLI) never overwrite each other's.
+pub mod config {
+    /// Non-zero when [`maps::ALLOW_V4`](super::maps::ALLOW_V4) may hold entries.
+    ///
+    /// The six table slots let the XDP program skip lookups in empty tables.
+    /// Userspace sets a slot after inserting and clears it only after seeing
+    /// the table empty, then re-checks (see `blocker-user`'s tables module).
+    pub const ALLOW_V4_ACTIVE: u32 = 0;
+    pub const ALLOW_V6_ACTIVE: u32 = 1;
+    pub const BLOCK_V4_ACTIVE: u32 = 2;
+    pub const BLOCK_V6_ACTIVE: u32 = 3;
+    pub const BLOCK_NET_V4_ACTIVE: u32 = 4;
+    pub const BLOCK_NET_V6_ACTIVE: u32 = 5;
+    /// Zero-window SYNs from one source that trigger an event; 0 = no events.
+    pub const ZW_THRESHOLD: u32 = 6;
+    /// Drop every zero-window SYN until this CLOCK_BOOTTIME instant; 0 = off.
+    pub const ZW_DROP_UNTIL_NS: u32 = 7;
+    /// Number of slots.
+    pub const LEN: u32 = 8;
+}
+
+/// Contents of the [`maps::META`] array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// [`LAYOUT_VERSION`](super::LAYOUT_VERSION) of the code that created the pins.
+    pub layout_version: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+/// Kinds of [`Event`].
+pub mod event_kind {
+    /// A source crossed the zero-window SYN threshold (XDP).
+    pub const ZERO_WINDOW_SYN: u32 = 1;
+    /// A retransmission timer fired on a socket whose peer advertises a zero
+    /// window: the kernel's "treason uncloaked" condition.
+    pub const TREASON_RETRANSMIT: u32 = 2;
+    /// A zero-window probe was sent: the peer keeps our socket in the
+    /// persist timer (sockstress, slow read).
+    pub const TREASON_PROBE: u32 = 3;
+    /// A segment arrived on an established socket while its send window was
+    /// zero (`tcp:tcp_probe` fallback).
+    pub const ZERO_WINDOW_SEEN: u32 = 4;
+}
+
+/// Address family values in [`Event::family`] (`AF_INET`, `AF_INET6`).
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// An event sent from the kernel to the daemon through [`maps::EVENTS`].
+///
+/// "Peer" is the remote end (the suspect), "local" is ours. IPv4 addresses
+/// use the first four bytes of the 16-byte fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_BOOTTIME when the kernel saw it.
+    pub ts_ns: u64,
+    /// One of [`event_kind`].
+    pub kind: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Peer port, host byte order (0 when not applicable).
+    pub peer_port: u16,
+    /// Local port, host byte order (0 when not applicable).
+    pub local_port: u16,
+    /// TCP state of the socket (`TCP_ESTABLISHED` = 1, ...), 0 for XDP events.
+    pub state: u16,
+    /// The peer's advertised send window (`tcp_sock.snd_wnd`), 0 for XDP.
+    pub snd_wnd: u32,
+    /// Peer address, network byte order.
+    pub peer_addr: [u8; 16],
+    /// Local address, network byte order.
+    pub local_addr: [u8; 16],
+    /// Kind-specific count: zero-window SYNs for XDP events, bytes in flight
+    /// (`snd_nxt - snd_una`) for probe events.
+    pub count: u64,
+    /// Kind-specific: socket cookie-ish identity for probe events.
+    pub sock_id: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and
+    // integer arrays, and have no implicit padding (checked by the size tests
+    // in blocker-user).
+    unsafe impl aya::Pod for super::LpmV4 {}
+    unsafe impl aya::Pod for super::RuleEntry {}
+    unsafe impl aya::Pod for super::XdpStats {}
+    unsafe impl aya::Pod for super::ZeroWindowEntry {}
+    unsafe impl aya::Pod for super::Meta {}
+    unsafe impl aya::Pod for super::Event {}
+}
+
+// Layouts are part of the pinned-map contract: fail the build (both sides)
+// if a field change alters a size, rather than misreading old pins.
+const _: () = {
+    assert!(core::mem::size_of::<LpmV4>() == 8);
+    assert!(core::mem::size_of::<RuleEntry>() == 40);
+    assert!(core::mem::size_of::<XdpStats>() == 88);
+    assert!(core::mem::size_of::<ZeroWindowEntry>() == 32);
+    assert!(core::mem::size_of::<Meta>() == 8);
+    assert!(core::mem::size_of::<Event>() == 72);
+};

@@ -1,0 +1,395 @@
+//! The XDP filter.
+//!
+//! Order of decisions for every frame:
+//! 1. Ethernet with up to two VLAN tags (802.1Q / 802.1ad), then IPv4 or IPv6.
+//!    Anything else passes: non-IP frames count as `non_ip`, frames cut short
+//!    or with invalid headers as `malformed`.
+//! 2. The source address: allowlist → PASS; a live exact or CIDR block rule
+//!    → DROP; an expired rule is ignored (and counted).
+//! 3. TCP SYN without ACK and with window 0: counted per source (LRU), one
+//!    event when a source crosses the threshold, and dropped while the global
+//!    zero-window policy is on.
+//!
+//! Nothing here logs or loops over map entries; the only loop is the bounded
+//! walk over IPv6 extension headers.
+
+use aya_ebpf::{
+    bindings::xdp_action, btf_maps::lpm_trie::Key, helpers::bpf_ktime_get_boot_ns,
+    programs::XdpContext,
+};
+use blocker_common::{
+    AF_INET, AF_INET6, Event, Ipv4Key, Ipv6Key, LPM_V4_LOOKUP_BITS, LPM_V6_LOOKUP_BITS, LpmV4,
+    RuleEntry, XdpStats, ZeroWindowEntry, config, event_kind,
+};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    vlan::VlanHdr,
+};
+
+use crate::{
+    maps::{
+        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, EVENTS, MapRef, STATS,
+        ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
+    },
+    parse::{Malformed, ptr_at},
+};
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_DSTOPTS: u8 = 60;
+/// More extension headers than this and the frame counts as malformed; real
+/// traffic carries one or two.
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+/// Offset of the flags byte in the TCP header (RFC 9293, section 3.1).
+const TCP_FLAGS_OFFSET: usize = 13;
+
+pub fn try_blocker_xdp(ctx: &XdpContext) -> u32 {
+    let Some(stats) = STATS.get_ptr_mut(0) else {
+        // Cannot happen for index 0 of a one-slot array; pass rather than
+        // abort so a broken map never takes the link down.
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: per-CPU slot of this CPU; XDP runs with preemption disabled, so
+    // nothing else writes it while we hold it.
+    let stats = unsafe { &mut *stats };
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let action = match try_classify(ctx, stats, frame_len) {
+        Ok(action) => action,
+        Err(Malformed) => {
+            stats.malformed += 1;
+            xdp_action::XDP_PASS
+        }
+    };
+    if action == xdp_action::XDP_DROP {
+        stats.dropped += 1;
+        stats.dropped_bytes += frame_len;
+    } else {
+        stats.passed += 1;
+    }
+    action
+}
+
+#[inline(always)]
+fn is_vlan(ether_type: u16) -> bool {
+    ether_type == EtherType::Ieee8021q as u16 || ether_type == EtherType::Ieee8021ad as u16
+}
+
+#[inline(always)]
+fn try_classify(ctx: &XdpContext, stats: &mut XdpStats, frame_len: u64) -> Result<u32, Malformed> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: `ptr_at` checked the header lies inside the frame.
+    let mut ether_type = unsafe { (*eth).ether_type };
+    let mut offset = EthHdr::LEN;
+    // Up to two tags: 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ).
+    if is_vlan(ether_type) {
+        let vlan: *const VlanHdr = ptr_at(ctx, offset)?;
+        // SAFETY: bounds checked by `ptr_at`.
+        ether_type = unsafe { (*vlan).ether_type };
+        offset += VlanHdr::LEN;
+        if is_vlan(ether_type) {
+            let vlan: *const VlanHdr = ptr_at(ctx, offset)?;
+            // SAFETY: bounds checked by `ptr_at`.
+            ether_type = unsafe { (*vlan).ether_type };
+            offset += VlanHdr::LEN;
+            if is_vlan(ether_type) {
+                // A third tag: more than we parse.
+                return Err(Malformed);
+            }
+        }
+    }
+    if ether_type == EtherType::Ipv4 as u16 {
+        try_ipv4(ctx, offset, stats, frame_len)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        try_ipv6(ctx, offset, stats, frame_len)
+    } else {
+        stats.non_ip += 1;
+        Ok(xdp_action::XDP_PASS)
+    }
+}
+
+#[inline(always)]
+fn try_ipv4(
+    ctx: &XdpContext,
+    offset: usize,
+    stats: &mut XdpStats,
+    frame_len: u64,
+) -> Result<u32, Malformed> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let (vihl, proto, frags, src) =
+        unsafe { ((*ip).vihl, (*ip).proto, (*ip).frags, (*ip).src_addr) };
+    if vihl >> 4 != 4 {
+        return Err(Malformed);
+    }
+    let header_len = usize::from(vihl & 0x0f) * 4;
+    if header_len < Ipv4Hdr::LEN {
+        return Err(Malformed);
+    }
+
+    let key = LpmV4::new(src);
+    let lpm_key = Key::new(LPM_V4_LOOKUP_BITS, key);
+    let tables = Tables {
+        allow: MapRef::of(&ALLOW_V4),
+        allow_slot: config::ALLOW_V4_ACTIVE,
+        exact: MapRef::of(&BLOCK_V4),
+        exact_slot: config::BLOCK_V4_ACTIVE,
+        net: MapRef::of(&BLOCK_NET_V4),
+        net_slot: config::BLOCK_NET_V4_ACTIVE,
+    };
+    if let Some(action) = tables.check(&src, &lpm_key, stats, frame_len) {
+        return Ok(action);
+    }
+
+    // Only the first fragment carries the TCP header (RFC 791 fragment offset).
+    if proto != IPPROTO_TCP || u16::from_be_bytes(frags) & 0x1fff != 0 {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    try_tcp(ctx, offset + header_len, Source::V4(src), stats)
+}
+
+#[inline(always)]
+fn try_ipv6(
+    ctx: &XdpContext,
+    offset: usize,
+    stats: &mut XdpStats,
+    frame_len: u64,
+) -> Result<u32, Malformed> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let (version, mut next, src) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr, (*ip).src_addr) };
+    if version != 6 {
+        return Err(Malformed);
+    }
+
+    let lpm_key = Key::new(LPM_V6_LOOKUP_BITS, src);
+    let tables = Tables {
+        allow: MapRef::of(&ALLOW_V6),
+        allow_slot: config::ALLOW_V6_ACTIVE,
+        exact: MapRef::of(&BLOCK_V6),
+        exact_slot: config::BLOCK_V6_ACTIVE,
+        net: MapRef::of(&BLOCK_NET_V6),
+        net_slot: config::BLOCK_NET_V6_ACTIVE,
+    };
+    if let Some(action) = tables.check(&src, &lpm_key, stats, frame_len) {
+        return Ok(action);
+    }
+
+    // Walk the extension headers that may precede TCP (RFC 8200, section 4).
+    let mut offset = offset + Ipv6Hdr::LEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return try_tcp(ctx, offset, Source::V6(src), stats),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                // Next Header, Hdr Ext Len in 8-octet units not counting the first.
+                let ext: *const [u8; 2] = ptr_at(ctx, offset)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let ext = unsafe { *ext };
+                next = ext[0];
+                offset += (usize::from(ext[1]) + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let frag: *const [u8; 8] = ptr_at(ctx, offset)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let frag = unsafe { *frag };
+                // Only the first fragment (offset 0) carries the TCP header.
+                if u16::from_be_bytes([frag[2], frag[3]]) & 0xfff8 != 0 {
+                    return Ok(xdp_action::XDP_PASS);
+                }
+                next = frag[0];
+                offset += 8;
+            }
+            // UDP, ICMPv6, ESP, AH, No Next Header, ...: nothing more to do.
+            _ => return Ok(xdp_action::XDP_PASS),
+        }
+    }
+    Err(Malformed)
+}
+
+/// The source address of a TCP segment, for zero-window accounting.
+#[derive(Clone, Copy)]
+enum Source {
+    V4(Ipv4Key),
+    V6(Ipv6Key),
+}
+
+#[inline(always)]
+fn try_tcp(
+    ctx: &XdpContext,
+    offset: usize,
+    source: Source,
+    stats: &mut XdpStats,
+) -> Result<u32, Malformed> {
+    let tcp: *const TcpHdr = ptr_at(ctx, offset)?;
+    let flags: *const u8 = ptr_at(ctx, offset + TCP_FLAGS_OFFSET)?;
+    // SAFETY: bounds checked by `ptr_at` (the whole fixed header, then the byte).
+    let (flags, window) = unsafe { (*flags, (*tcp).window) };
+    if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN || window != [0, 0] {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    stats.zw_syn += 1;
+    let now = boot_ns();
+    match source {
+        Source::V4(addr) => count_zero_window(MapRef::of(&ZW_SYN_V4), &addr, source, now, stats),
+        Source::V6(addr) => count_zero_window(MapRef::of(&ZW_SYN_V6), &addr, source, now, stats),
+    }
+    let drop_until = config(config::ZW_DROP_UNTIL_NS);
+    if drop_until != 0 && now < drop_until {
+        stats.zw_syn_dropped += 1;
+        return Ok(xdp_action::XDP_DROP);
+    }
+    Ok(xdp_action::XDP_PASS)
+}
+
+/// Counts one zero-window SYN from `addr` in `map` (an LRU hash), and sends
+/// one event the first time the source reaches the threshold.
+#[inline(always)]
+fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: &mut XdpStats) {
+    let count = match lookup_mut::<K, ZeroWindowEntry>(map, addr) {
+        Some(entry) => {
+            // SAFETY: `entry` points to a live, 8-byte aligned map value.
+            unsafe {
+                atomic_add(&raw mut (*entry).count, 1);
+                (*entry).last_seen_ns = now;
+                if (*entry).reported != 0 {
+                    return;
+                }
+                (*entry).count
+            }
+        }
+        None => {
+            let entry = ZeroWindowEntry {
+                count: 1,
+                first_seen_ns: now,
+                last_seen_ns: now,
+                reported: 0,
+                flags: 0,
+            };
+            // Another CPU may have inserted the same source a moment ago;
+            // BPF_NOEXIST keeps its entry, and this one SYN goes uncounted.
+            insert_new(map, addr, &entry);
+            1
+        }
+    };
+    let threshold = config(config::ZW_THRESHOLD);
+    if threshold == 0 || count < threshold {
+        return;
+    }
+    if let Some(entry) = lookup_mut::<K, ZeroWindowEntry>(map, addr) {
+        // SAFETY: live map value. Two CPUs may both see `reported == 0` and
+        // each send an event; userspace deduplicates, and that race is rarer
+        // than the per-packet cost of a compare-and-swap loop.
+        unsafe { (*entry).reported = 1 };
+    }
+    let mut event = Event {
+        ts_ns: now,
+        kind: event_kind::ZERO_WINDOW_SYN,
+        count,
+        ..Event::default()
+    };
+    match source {
+        Source::V4(a) => {
+            event.family = AF_INET;
+            event.peer_addr[..4].copy_from_slice(&a);
+        }
+        Source::V6(a) => {
+            event.family = AF_INET6;
+            event.peer_addr = a;
+        }
+    }
+    if EVENTS.output(event, 0).is_ok() {
+        stats.events += 1;
+    } else {
+        stats.events_lost += 1;
+    }
+}
+
+#[inline(always)]
+fn boot_ns() -> u64 {
+    // SAFETY: no preconditions; CLOCK_BOOTTIME so rule expiry survives suspend
+    // and matches what userspace writes (kernel 5.8, commit 71d19214776e).
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// The allowlist and blocklists of one address family.
+struct Tables {
+    allow: MapRef,
+    allow_slot: u32,
+    exact: MapRef,
+    exact_slot: u32,
+    net: MapRef,
+    net_slot: u32,
+}
+
+/// What a rule lookup found.
+enum Found {
+    Live(*mut RuleEntry),
+    Expired,
+    Nothing,
+}
+
+impl Tables {
+    /// `Some(action)` when a rule decides the frame, `None` to go on.
+    /// Tables userspace marked empty are not looked up at all.
+    #[inline(always)]
+    fn check<K, L>(
+        &self,
+        addr: &K,
+        lpm_key: &Key<L>,
+        stats: &mut XdpStats,
+        frame_len: u64,
+    ) -> Option<u32> {
+        if config(self.allow_slot) != 0
+            && let Found::Live(rule) = find(self.allow, lpm_key, stats)
+        {
+            count_match(rule, frame_len);
+            stats.allowlisted += 1;
+            return Some(xdp_action::XDP_PASS);
+        }
+        if config(self.exact_slot) != 0
+            && let Found::Live(rule) = find(self.exact, addr, stats)
+        {
+            count_match(rule, frame_len);
+            return Some(xdp_action::XDP_DROP);
+        }
+        if config(self.net_slot) != 0
+            && let Found::Live(rule) = find(self.net, lpm_key, stats)
+        {
+            count_match(rule, frame_len);
+            return Some(xdp_action::XDP_DROP);
+        }
+        None
+    }
+}
+
+#[inline(always)]
+fn find<K>(map: MapRef, key: &K, stats: &mut XdpStats) -> Found {
+    let Some(rule) = lookup_mut::<K, RuleEntry>(map, key) else {
+        return Found::Nothing;
+    };
+    // SAFETY: live map value of a rule map.
+    let rule_ref = unsafe { &*rule };
+    // Permanent rules skip the clock read.
+    if rule_ref.expires_at_ns == 0 || rule_ref.is_live(boot_ns()) {
+        Found::Live(rule)
+    } else {
+        stats.expired += 1;
+        Found::Expired
+    }
+}
+
+#[inline(always)]
+fn count_match(rule: *mut RuleEntry, frame_len: u64) {
+    // SAFETY: live, 8-byte aligned map value (see `LpmV4` for why the IPv4
+    // LPM values are aligned too).
+    unsafe {
+        atomic_add(&raw mut (*rule).packets, 1);
+        atomic_add(&raw mut (*rule).bytes, frame_len);
+    }
+}

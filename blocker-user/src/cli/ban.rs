@@ -1,0 +1,119 @@
+//! `blocker ban` and `blocker allow`
+
+use std::process::ExitCode;
+
+use blocker::{
+    addr::{self, IpNet},
+    enforcer::{Change, Enforcer},
+    loader,
+    store::Store,
+    tables::{List, Tables},
+    ttl,
+};
+use blocker_common::reason;
+use serde::Serialize;
+
+use super::{Context, UsageError, output, parse_net_arg, parse_ttl_arg};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Addresses or CIDR prefixes, IPv4 or IPv6.
+    #[arg(required = true, value_name = "ADDR|CIDR", value_parser = parse_net_arg)]
+    pub targets: Vec<IpNet>,
+    /// How long the rule lasts: 90s, 30m, 1h, 7d, 1h30m, or never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl_arg, default_value = "never")]
+    pub ttl: ttl::Ttl,
+    /// Why (kept in the journal and shown by `blocker list`).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Accept prefixes wider than /8 (IPv4) or /16 (IPv6).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the rules written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Written {
+    list: List,
+    address: String,
+    prefix: String,
+    replaced: bool,
+    expires_in_secs: Option<u64>,
+    record_id: i64,
+}
+
+pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
+    for net in &args.targets {
+        let too_wide = match net {
+            IpNet::V4(n) => n.prefix_len() < 8,
+            IpNet::V6(n) => n.prefix_len() < 16,
+        };
+        if too_wide && !args.force {
+            return Err(UsageError(format!(
+                "{net} covers a very large part of the address space; pass --force if you mean it"
+            ))
+            .into());
+        }
+    }
+    loader::require_caps(loader::MAP_CAPS)?;
+    let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
+    let tables = Tables::from_ebpf(&mut ebpf)?;
+    let store = Store::open_in(&ctx.state_dir)?;
+    let mut enforcer = Enforcer::new(tables, store);
+    let reason_text = args.reason.clone().unwrap_or_else(|| "manual".into());
+    let mut written = Vec::new();
+    for net in &args.targets {
+        if list == List::Block
+            && let Some(allow) = enforcer.tables().matching(List::Allow, net.addr())?
+            && allow.is_live(blocker::clock::boottime_ns())
+        {
+            tracing::warn!(
+                "{} is allowlisted; the allowlist wins, so this ban has no effect until `blocker disallow`",
+                addr::display(net)
+            );
+        }
+        let applied = enforcer.add(&Change {
+            list,
+            net: *net,
+            ttl: args.ttl,
+            reason: &reason_text,
+            reason_code: reason::MANUAL,
+            source: "cli",
+            verdict_id: None,
+        })?;
+        written.push(Written {
+            list,
+            address: addr::display(net),
+            prefix: net.to_string(),
+            replaced: applied.replaced,
+            expires_in_secs: args.ttl.map(|t| t.as_secs()),
+            record_id: applied.record_id,
+        });
+    }
+    if args.json {
+        output::json(&serde_json::json!({ "written": written }))?;
+    } else {
+        let verb = if list == List::Block {
+            "banned"
+        } else {
+            "allowed"
+        };
+        for w in &written {
+            println!(
+                "{}{verb} {} for {} (reason: {reason_text})",
+                if w.replaced { "updated: " } else { "" },
+                w.address,
+                ttl::format_ttl(args.ttl),
+            );
+        }
+        if ctx.pins.linked_interfaces().is_empty() {
+            eprintln!(
+                "note: no interface is attached under {}; rules apply once `blocker run --iface IFACE` starts",
+                ctx.pins.path().display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,51 @@
+//! `blocker run`
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use blocker::{config::XdpMode, daemon};
+
+use super::Context;
+
+/// Load blocker, attach XDP to the interfaces and run in the foreground
+/// until SIGINT or SIGTERM.
+///
+/// The maps and the XDP links are pinned under the pin directory, so killing
+/// the daemon (even with SIGKILL) leaves enforcement in place; running it
+/// again reuses the pinned maps and swaps the new program in atomically.
+///
+/// Example: blocker run --iface eth0 --xdp-mode auto
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Interface to protect (repeat for several).
+    #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// XDP attach mode: auto tries driver (native) mode and falls back to
+    /// skb (generic) mode [default: from config, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    xdp_mode: Option<XdpMode>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let opts = daemon::RunOptions {
+        interfaces: args.interfaces,
+        xdp_mode: args.xdp_mode.unwrap_or(ctx.config.xdp.mode),
+        config: ctx.config.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(daemon::run(opts, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,101 @@
+//! `blocker stats`
+
+use std::process::ExitCode;
+
+use blocker::{loader, tables::Tables};
+use serde::Serialize;
+
+use super::{Context, output};
+
+/// Show the XDP program's counters (summed over CPUs) and rule counts.
+///
+/// Example: blocker stats --json
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Machine-readable output (stable field names).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct StatsView {
+    passed: u64,
+    dropped: u64,
+    dropped_bytes: u64,
+    allowlisted: u64,
+    malformed: u64,
+    non_ip: u64,
+    expired_rule_hits: u64,
+    zero_window_syns: u64,
+    zero_window_syns_dropped: u64,
+    events: u64,
+    events_lost: u64,
+    allow_rules: usize,
+    block_rules: usize,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    loader::require_caps(loader::MAP_CAPS)?;
+    let tables = Tables::open(&ctx.pins)?;
+    let s = tables.stats()?;
+    let (allow_rules, block_rules) = tables.counts()?;
+    let view = StatsView {
+        passed: s.passed,
+        dropped: s.dropped,
+        dropped_bytes: s.dropped_bytes,
+        allowlisted: s.allowlisted,
+        malformed: s.malformed,
+        non_ip: s.non_ip,
+        expired_rule_hits: s.expired,
+        zero_window_syns: s.zw_syn,
+        zero_window_syns_dropped: s.zw_syn_dropped,
+        events: s.events,
+        events_lost: s.events_lost,
+        allow_rules,
+        block_rules,
+    };
+    if args.json {
+        output::json(&view)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = [
+        ("passed", view.passed, "frames handed to the kernel"),
+        (
+            "dropped",
+            view.dropped,
+            "frames dropped by a block rule or the zero-window policy",
+        ),
+        ("dropped bytes", view.dropped_bytes, ""),
+        (
+            "allowlisted",
+            view.allowlisted,
+            "passed because the source is allowlisted",
+        ),
+        (
+            "malformed",
+            view.malformed,
+            "truncated or invalid headers (passed)",
+        ),
+        ("non-ip", view.non_ip, "ARP, LLDP, ... (passed)"),
+        (
+            "expired rule hits",
+            view.expired_rule_hits,
+            "matched a rule past its expiry (ignored)",
+        ),
+        (
+            "zero-window SYNs",
+            view.zero_window_syns,
+            "TCP SYNs advertising window 0",
+        ),
+        ("  dropped by policy", view.zero_window_syns_dropped, ""),
+        ("events", view.events, "threshold events sent to the daemon"),
+        ("events lost", view.events_lost, "ring buffer full"),
+        ("allow rules", view.allow_rules as u64, ""),
+        ("block rules", view.block_rules as u64, ""),
+    ]
+    .into_iter()
+    .map(|(k, v, note)| vec![k.to_string(), v.to_string(), note.to_string()])
+    .collect();
+    print!("{}", output::table(&["COUNTER", "VALUE", ""], &rows));
+    Ok(ExitCode::SUCCESS)
+}

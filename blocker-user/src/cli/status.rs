@@ -1,0 +1,169 @@
+//! `blocker status`
+
+use std::process::ExitCode;
+
+use blocker::{daemon::DaemonStatus, loader, tables::Tables};
+use serde::Serialize;
+
+use super::{Context, output};
+
+/// Show what is loaded: interfaces with blocker's XDP program, the daemon,
+/// and how full the tables are.
+///
+/// Example: blocker status --json
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Machine-readable output (stable field names).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    pin_dir: String,
+    loaded: bool,
+    interfaces: Vec<InterfaceView>,
+    daemon: Option<DaemonStatus>,
+    tables: Vec<TableView>,
+}
+
+#[derive(Serialize)]
+struct InterfaceView {
+    iface: String,
+    /// False when the link outlived its interface (deleted, or detached).
+    attached: bool,
+    ifindex: u32,
+    link_id: u32,
+    prog_id: u32,
+}
+
+#[derive(Serialize)]
+struct TableView {
+    map: &'static str,
+    entries: usize,
+    capacity: u32,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    loader::require_caps(loader::MAP_CAPS)?;
+    let loaded = ctx.pins.is_loaded();
+    let interfaces: Vec<InterfaceView> = ctx
+        .pins
+        .linked_interfaces()
+        .into_iter()
+        .map(|iface| {
+            let info = loader::link_info(&ctx.pins, &iface);
+            InterfaceView {
+                attached: info.is_some_and(|i| i.ifindex != 0),
+                ifindex: info.map_or(0, |i| i.ifindex),
+                link_id: info.map_or(0, |i| i.link_id),
+                prog_id: info.map_or(0, |i| i.prog_id),
+                iface,
+            }
+        })
+        .collect();
+    let mut tables_view = Vec::new();
+    if loaded {
+        let tables = Tables::open(&ctx.pins)?;
+        let mut count = std::collections::HashMap::<String, usize>::new();
+        for list in [blocker::tables::List::Allow, blocker::tables::List::Block] {
+            for rule in tables.rules(list)? {
+                *count.entry(table_of(&rule)).or_default() += 1;
+            }
+        }
+        let zw = tables.zero_window()?;
+        use blocker_common::maps::*;
+        for name in [
+            ALLOW_V4,
+            ALLOW_V6,
+            BLOCK_V4,
+            BLOCK_V6,
+            BLOCK_NET_V4,
+            BLOCK_NET_V6,
+            ZW_SYN_V4,
+            ZW_SYN_V6,
+        ] {
+            let entries = match name {
+                ZW_SYN_V4 => zw.iter().filter(|(a, _)| a.is_ipv4()).count(),
+                ZW_SYN_V6 => zw.iter().filter(|(a, _)| a.is_ipv6()).count(),
+                _ => count.get(name).copied().unwrap_or(0),
+            };
+            tables_view.push(TableView {
+                map: name,
+                entries,
+                capacity: tables.capacity(name).unwrap_or(0),
+            });
+        }
+    }
+    let view = StatusView {
+        pin_dir: ctx.pins.path().display().to_string(),
+        loaded,
+        interfaces,
+        daemon: DaemonStatus::read(&ctx.state_dir),
+        tables: tables_view,
+    };
+    if args.json {
+        output::json(&view)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !view.loaded {
+        println!(
+            "blocker is not loaded (no pins under {}); start it with `blocker run --iface IFACE`",
+            view.pin_dir
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("pins: {}", view.pin_dir);
+    match &view.daemon {
+        Some(d) => println!("daemon: running (pid {}, since {})", d.pid, d.started_at),
+        None => println!("daemon: not running (pinned rules are still enforced)"),
+    }
+    if view.interfaces.is_empty() {
+        println!("interfaces: none attached");
+    } else {
+        let rows: Vec<Vec<String>> = view
+            .interfaces
+            .iter()
+            .map(|i| {
+                vec![
+                    i.iface.clone(),
+                    if i.attached { "attached" } else { "stale link" }.into(),
+                    i.link_id.to_string(),
+                    i.prog_id.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["IFACE", "STATE", "LINK ID", "PROG ID"], &rows)
+        );
+    }
+    let rows: Vec<Vec<String>> = view
+        .tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.map.to_string(),
+                t.entries.to_string(),
+                t.capacity.to_string(),
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["MAP", "ENTRIES", "CAPACITY"], &rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table_of(rule: &blocker::tables::Rule) -> String {
+    use blocker_common::maps::*;
+    let host = blocker::addr::is_host(&rule.net);
+    let v4 = rule.net.addr().is_ipv4();
+    match (rule.list, v4, host) {
+        (blocker::tables::List::Allow, true, _) => ALLOW_V4,
+        (blocker::tables::List::Allow, false, _) => ALLOW_V6,
+        (_, true, true) => BLOCK_V4,
+        (_, false, true) => BLOCK_V6,
+        (_, true, false) => BLOCK_NET_V4,
+        (_, false, false) => BLOCK_NET_V6,
+    }
+    .to_string()
+}

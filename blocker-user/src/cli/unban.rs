@@ -1,0 +1,76 @@
+//! `blocker unban` and `blocker disallow`
+
+use std::process::ExitCode;
+
+use blocker::{
+    addr::{self, IpNet},
+    enforcer::Enforcer,
+    loader,
+    store::Store,
+    tables::{List, Tables},
+};
+
+use super::{Context, output, parse_net_arg};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Addresses or CIDR prefixes, exactly as they were added.
+    #[arg(required = true, value_name = "ADDR|CIDR", value_parser = parse_net_arg)]
+    pub targets: Vec<IpNet>,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
+    loader::require_caps(loader::MAP_CAPS)?;
+    let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
+    let tables = Tables::from_ebpf(&mut ebpf)?;
+    let store = Store::open_in(&ctx.state_dir)?;
+    let mut enforcer = Enforcer::new(tables, store);
+    let why = if list == List::Block {
+        "unban"
+    } else {
+        "disallow"
+    };
+    let mut removed = Vec::new();
+    let mut absent = Vec::new();
+    for net in &args.targets {
+        if enforcer.remove(list, *net, why)? {
+            removed.push(addr::display(net));
+        } else {
+            absent.push(*net);
+        }
+    }
+    if args.json {
+        output::json(&serde_json::json!({
+            "removed": removed,
+            "absent": absent.iter().map(addr::display).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (done, noun) = match list {
+        List::Block => ("unbanned", "banned"),
+        List::Allow => ("removed from the allowlist:", "allowlisted"),
+    };
+    for r in &removed {
+        println!("{done} {r}");
+    }
+    for net in &absent {
+        // Point at the rule that does cover it, if any.
+        let covering = enforcer
+            .tables()
+            .rules(list)?
+            .into_iter()
+            .find(|r| r.net.contains(&net.addr()) && r.net != *net);
+        match covering {
+            Some(r) => eprintln!(
+                "{} is not {noun} itself but is covered by {}; remove that prefix instead",
+                addr::display(net),
+                r.net
+            ),
+            None => eprintln!("{} was not {noun}", addr::display(net)),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,525 @@
+//! Loading the eBPF object against the pinned maps, and attaching,
+//! replacing and detaching the XDP program.
+//!
+//! All state lives in bpffs under the pin directory (xdp-filter style): the
+//! maps by name, and one pinned XDP link per interface (`link_xdp_<iface>`).
+//! A daemon that dies leaves the link and maps pinned, so enforcement goes
+//! on; the next `blocker run` opens the same maps and swaps its freshly
+//! loaded program into the pinned link with `bpf_link_update`, atomically.
+
+use std::{
+    io,
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, Map, MapData, MapInfo},
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, links::FdLink, links::PinnedLink},
+};
+use blocker_common::{LAYOUT_VERSION, Meta, maps, programs};
+use tracing::{info, warn};
+
+use crate::{
+    config::{MapsConfig, XdpMode},
+    object,
+    sys::{self, Cap},
+};
+
+/// Capabilities every command that touches the maps needs.
+pub const MAP_CAPS: &[Cap] = &[Cap::Bpf];
+/// Capabilities `blocker run` needs (XDP attach, probes).
+pub const RUN_CAPS: &[Cap] = &[Cap::Bpf, Cap::NetAdmin, Cap::Perfmon];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this blocker binary was built without its eBPF object; build it with `cargo xtask build` (or run it with `cargo xtask run -- ...`)"
+    )]
+    NoObject,
+    #[error(
+        "blocker needs root, or {}; run it with sudo (or grant the capabilities with setcap)",
+        missing.iter().map(|c| c.name()).collect::<Vec<_>>().join(" and ")
+    )]
+    NotPrivileged { missing: Vec<Cap> },
+    #[error(
+        "{dir} is not on a bpf filesystem ({reason}); mount one with `mount -t bpf bpf /sys/fs/bpf` or choose a --pin-dir under /sys/fs/bpf"
+    )]
+    NotBpffs { dir: PathBuf, reason: String },
+    #[error("cannot create pin directory {dir}: {source}")]
+    PinDir { dir: PathBuf, source: io::Error },
+    #[error(
+        "no blocker maps are pinned under {dir}; start `blocker run --iface IFACE` (or ban an address, which creates them)"
+    )]
+    NotLoaded { dir: PathBuf },
+    #[error(
+        "the pins under {dir} were written by an incompatible blocker ({detail}); remove them with `blocker detach --all --purge` (bans in the store are restored on the next start) and run again"
+    )]
+    Incompatible { dir: PathBuf, detail: String },
+    #[error("the embedded eBPF object is invalid: {0}")]
+    Object(#[from] aya_obj::ParseError),
+    #[error("loading the eBPF object failed: {0}")]
+    Ebpf(#[from] aya::EbpfError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "interface {iface} not found in this network namespace; list interfaces with `ip link`"
+    )]
+    NoInterface { iface: String },
+    #[error("XDP driver mode unsupported on {iface} ({source}); retry with --xdp-mode skb")]
+    DriverUnsupported { iface: String, source: ProgramError },
+    #[error(
+        "another XDP program is already attached to {iface}; remove it with `ip link set dev {iface} xdp off` and retry"
+    )]
+    Busy { iface: String },
+    #[error("attaching XDP to {iface} failed: {source}")]
+    Attach { iface: String, source: ProgramError },
+    #[error("the eBPF verifier rejected the XDP program: {0}")]
+    Load(ProgramError),
+    #[error("pinning the XDP link at {path} failed: {reason}")]
+    Pin { path: PathBuf, reason: String },
+    #[error("detaching XDP from {iface} failed: {source}")]
+    Detach { iface: String, source: io::Error },
+    #[error("the object has no program {0}")]
+    MissingProgram(&'static str),
+}
+
+/// Fails with [`LoadError::NotPrivileged`] unless the process has `caps`.
+pub fn require_caps(caps: &[Cap]) -> Result<(), LoadError> {
+    match sys::missing_caps(caps) {
+        Ok(missing) if missing.is_empty() => Ok(()),
+        Ok(missing) => Err(LoadError::NotPrivileged { missing }),
+        // No /proc: let the kernel decide.
+        Err(_) => Ok(()),
+    }
+}
+
+/// The directory in bpffs holding blocker's pins.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    path: PathBuf,
+}
+
+const LINK_PREFIX: &str = "link_xdp_";
+
+impl PinDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pin path of map `name`.
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Pin path of the XDP link on `iface`.
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.path.join(format!("{LINK_PREFIX}{iface}"))
+    }
+
+    /// Interfaces with a pinned XDP link, sorted.
+    pub fn linked_interfaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(LINK_PREFIX))
+                    .map(str::to_owned)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether blocker's maps are pinned here.
+    pub fn is_loaded(&self) -> bool {
+        self.map(maps::META).exists()
+    }
+
+    /// Makes sure the directory exists on a bpf filesystem, mounting bpffs on
+    /// /sys/fs/bpf when the system has not (minimal containers, early boot).
+    pub fn ensure(&self) -> Result<(), LoadError> {
+        let not_bpffs = |reason: String| LoadError::NotBpffs {
+            dir: self.path.clone(),
+            reason,
+        };
+        let root = Path::new("/sys/fs/bpf");
+        if self.path.starts_with(root) && !sys::is_bpffs(root).unwrap_or(false) {
+            std::fs::create_dir_all(root).map_err(|e| not_bpffs(e.to_string()))?;
+            sys::mount_bpffs(root).map_err(|e| not_bpffs(format!("mount failed: {e}")))?;
+            info!("mounted a bpf filesystem on {}", root.display());
+        }
+        std::fs::create_dir_all(&self.path).map_err(|source| LoadError::PinDir {
+            dir: self.path.clone(),
+            source,
+        })?;
+        match sys::is_bpffs(&self.path) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(not_bpffs("it is a regular directory".into())),
+            Err(e) => Err(not_bpffs(e.to_string())),
+        }
+    }
+
+    /// Removes every pin (maps and links) and the directory itself.
+    pub fn purge(&self) -> io::Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Loads the object with its maps opened from (or created and pinned under)
+/// `pins`, sized by `capacities`. Programs are not loaded into the kernel
+/// until someone attaches them, so this is also how CLI commands open the
+/// maps.
+pub fn load_pinned(pins: &PinDir, capacities: &MapsConfig) -> Result<Ebpf, LoadError> {
+    let bytes = object::bytes()?;
+    pins.ensure()?;
+    check_pins(pins, bytes)?;
+    sys::raise_memlock();
+    let map_paths: Vec<(&'static str, PathBuf)> = maps::PINNED
+        .iter()
+        .map(|&name| (name, pins.map(name)))
+        .collect();
+    let build = || {
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        for (name, entries, _) in capacities.entries() {
+            loader.map_max_entries(name, entries);
+        }
+        loader.load(bytes)
+    };
+    // Two processes creating the pins at once (a CLI ban racing a daemon's
+    // first start): the loser's BPF_OBJ_PIN fails with EEXIST, and a second
+    // attempt opens the winner's maps.
+    let mut ebpf = match build() {
+        Ok(ebpf) => ebpf,
+        Err(first) if pins.is_loaded() => {
+            tracing::debug!("retrying load after concurrent pin creation: {first}");
+            build()?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    stamp_layout(&mut ebpf)?;
+    warn_on_capacity_drift(pins, capacities);
+    Ok(ebpf)
+}
+
+/// Loads the object with private, unpinned maps: for `BPF_PROG_TEST_RUN`
+/// tests and benchmarks, which must not touch a running blocker's state.
+pub fn load_unpinned(capacities: &MapsConfig) -> Result<Ebpf, LoadError> {
+    let bytes = object::bytes()?;
+    sys::raise_memlock();
+    let mut loader = EbpfLoader::new();
+    for (name, entries, _) in capacities.entries() {
+        loader.map_max_entries(name, entries);
+    }
+    Ok(loader.load(bytes)?)
+}
+
+/// Opens the pinned map `name` under `pins`.
+pub fn open_pinned(pins: &PinDir, name: &'static str) -> Result<Map, LoadError> {
+    if !pins.is_loaded() {
+        return Err(LoadError::NotLoaded {
+            dir: pins.path().to_owned(),
+        });
+    }
+    MapData::from_pin(pins.map(name))
+        .and_then(Map::from_map_data)
+        .map_err(|source| LoadError::Map { name, source })
+}
+
+/// Refuses pins that this binary would misread: another layout version, or
+/// a map whose type or key/value size differs from the object's definition.
+fn check_pins(pins: &PinDir, bytes: &[u8]) -> Result<(), LoadError> {
+    let incompatible = |detail: String| LoadError::Incompatible {
+        dir: pins.path().to_owned(),
+        detail,
+    };
+    let obj = aya_obj::Object::parse(bytes)?;
+    for name in maps::PINNED {
+        let path = pins.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let def = obj
+            .maps
+            .get(name)
+            .ok_or_else(|| incompatible(format!("the object has no map {name}")))?;
+        let info = MapInfo::from_pin(&path).map_err(|source| LoadError::Map { name, source })?;
+        let pinned_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+        if pinned_type != def.map_type()
+            || info.key_size() != def.key_size()
+            || info.value_size() != def.value_size()
+        {
+            return Err(incompatible(format!(
+                "{name} is pinned as type {pinned_type} with {}-byte keys and {}-byte values, expected type {} with {}/{}",
+                info.key_size(),
+                info.value_size(),
+                def.map_type(),
+                def.key_size(),
+                def.value_size()
+            )));
+        }
+    }
+    if pins.is_loaded() {
+        let found = read_layout(pins)?;
+        if found != LAYOUT_VERSION && found != 0 {
+            return Err(incompatible(format!(
+                "layout version {found}, this binary uses {LAYOUT_VERSION}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_layout(pins: &PinDir) -> Result<u32, LoadError> {
+    let map = open_pinned(pins, maps::META)?;
+    let meta: Array<MapData, Meta> = Array::try_from(map).map_err(|source| LoadError::Map {
+        name: maps::META,
+        source,
+    })?;
+    meta.get(&0, 0)
+        .map(|m| m.layout_version)
+        .map_err(|source| LoadError::Map {
+            name: maps::META,
+            source,
+        })
+}
+
+/// Records the layout version in freshly created pins.
+fn stamp_layout(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: maps::META,
+        source,
+    };
+    let map = ebpf.map_mut(maps::META).ok_or(LoadError::Map {
+        name: maps::META,
+        source: aya::maps::MapError::InvalidName {
+            name: maps::META.into(),
+        },
+    })?;
+    let mut meta: Array<&mut MapData, Meta> = Array::try_from(map).map_err(map_err)?;
+    if meta.get(&0, 0).map_err(map_err)?.layout_version == 0 {
+        meta.set(
+            0,
+            Meta {
+                layout_version: LAYOUT_VERSION,
+                flags: 0,
+            },
+            0,
+        )
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn warn_on_capacity_drift(pins: &PinDir, capacities: &MapsConfig) {
+    for (name, wanted, key) in capacities.entries() {
+        if let Ok(info) = MapInfo::from_pin(pins.map(name))
+            && info.max_entries() != wanted
+        {
+            warn!(
+                "map {name} is pinned with {} entries but [maps] {key} = {wanted}; the pinned size stays in effect",
+                info.max_entries()
+            );
+        }
+    }
+}
+
+/// How the XDP program ended up on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attached {
+    /// Native mode, new link.
+    Driver,
+    /// Generic mode, new link.
+    Skb,
+    /// The program in an existing pinned link was replaced atomically; the
+    /// link keeps the mode it was created with.
+    Replaced,
+}
+
+/// Loads (once) and attaches the XDP program to `iface`, or swaps it into the
+/// interface's pinned link. The link is pinned and this process keeps no
+/// reference to it, so `blocker detach` works while the daemon runs and
+/// enforcement survives the daemon.
+pub fn attach_xdp(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    iface: &str,
+    mode: XdpMode,
+) -> Result<Attached, AttachError> {
+    if sys::if_index(iface).is_none() {
+        return Err(AttachError::NoInterface {
+            iface: iface.into(),
+        });
+    }
+    let prog: &mut Xdp = ebpf
+        .program_mut(programs::XDP)
+        .ok_or(AttachError::MissingProgram(programs::XDP))?
+        .try_into()
+        .map_err(AttachError::Load)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(AttachError::Load)?;
+    }
+
+    let link_path = pins.link(iface);
+    if link_path.exists() {
+        match replace_in_pinned_link(prog, &link_path) {
+            Ok(()) => return Ok(Attached::Replaced),
+            Err(reason) => {
+                // ENOLINK: the link outlived its interface (deleted and
+                // recreated); start over with a new link.
+                warn!(
+                    "pinned XDP link {} is unusable ({reason}); attaching a new one",
+                    link_path.display()
+                );
+                let _ = std::fs::remove_file(&link_path);
+            }
+        }
+    }
+
+    let (link_id, attached) = match mode {
+        XdpMode::Driver => (
+            attach_mode(prog, iface, AyaXdpMode::Driver).map_err(|e| driver_error(iface, e))?,
+            Attached::Driver,
+        ),
+        XdpMode::Skb => (
+            attach_mode(prog, iface, AyaXdpMode::Skb).map_err(|e| attach_error(iface, e))?,
+            Attached::Skb,
+        ),
+        XdpMode::Auto => match attach_mode(prog, iface, AyaXdpMode::Driver) {
+            Ok(id) => (id, Attached::Driver),
+            Err(e) if errno(&e) == Some(libc::EBUSY) => return Err(attach_error(iface, e)),
+            Err(e) => {
+                warn!(
+                    "XDP driver mode unsupported on {iface} ({e}); falling back to skb (generic) mode"
+                );
+                (
+                    attach_mode(prog, iface, AyaXdpMode::Skb)
+                        .map_err(|e| attach_error(iface, e))?,
+                    Attached::Skb,
+                )
+            }
+        },
+    };
+    let link = prog
+        .take_link(link_id)
+        .map_err(|e| attach_error(iface, e))?;
+    match FdLink::try_from(link) {
+        Ok(fd_link) => {
+            fd_link.pin(&link_path).map_err(|e| AttachError::Pin {
+                path: link_path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Err(e) => {
+            // Kernels before 5.9 have no XDP bpf_link; aya fell back to
+            // netlink. Such an attachment cannot be pinned, and dropping it
+            // would detach, so leave it in place.
+            warn!(
+                "kernel has no XDP bpf_link ({e}); the program stays attached to {iface} via netlink but cannot be pinned or replaced atomically"
+            );
+        }
+    }
+    Ok(attached)
+}
+
+fn attach_mode(
+    prog: &mut Xdp,
+    iface: &str,
+    mode: AyaXdpMode,
+) -> Result<aya::programs::xdp::XdpLinkId, ProgramError> {
+    prog.attach(iface, mode)
+}
+
+fn replace_in_pinned_link(prog: &mut Xdp, path: &Path) -> Result<(), String> {
+    let fd = sys::obj_get(path).map_err(|e| e.to_string())?;
+    let info = sys::xdp_link_info(fd.as_fd()).map_err(|e| e.to_string())?;
+    if info.ifindex == 0 {
+        return Err("the link is detached".into());
+    }
+    let fd_link = FdLink::from(PinnedLink::from_pin(path).map_err(|e| e.to_string())?);
+    let link = aya::programs::xdp::XdpLink::try_from(fd_link).map_err(|e| e.to_string())?;
+    let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+    // Close our descriptor; the pin keeps the link (and now our program).
+    drop(prog.take_link(id).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// Detaches blocker's XDP program from `iface` and removes the link pin.
+/// `Ok(false)` if blocker had no link there.
+pub fn detach_xdp(pins: &PinDir, iface: &str) -> Result<bool, AttachError> {
+    let path = pins.link(iface);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let detach_err = |source| AttachError::Detach {
+        iface: iface.into(),
+        source,
+    };
+    let fd = sys::obj_get(&path).map_err(detach_err)?;
+    // Force the detach even if another process holds the link open.
+    match sys::link_detach(fd.as_fd()) {
+        Ok(()) => {}
+        // Already detached (interface gone).
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
+        Err(e) => return Err(detach_err(e)),
+    }
+    std::fs::remove_file(&path).map_err(detach_err)?;
+    Ok(true)
+}
+
+/// Kernel view of the pinned link on `iface`, if any.
+pub fn link_info(pins: &PinDir, iface: &str) -> Option<sys::XdpLinkInfo> {
+    let fd = sys::obj_get(&pins.link(iface)).ok()?;
+    sys::xdp_link_info(fd.as_fd()).ok()
+}
+
+fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn driver_error(iface: &str, e: ProgramError) -> AttachError {
+    if errno(&e) == Some(libc::EBUSY) {
+        return attach_error(iface, e);
+    }
+    AttachError::DriverUnsupported {
+        iface: iface.into(),
+        source: e,
+    }
+}
+
+fn attach_error(iface: &str, e: ProgramError) -> AttachError {
+    match errno(&e) {
+        Some(libc::EBUSY | libc::EEXIST) => AttachError::Busy {
+            iface: iface.into(),
+        },
+        _ => AttachError::Attach {
+            iface: iface.into(),
+            source: e,
+        },
+    }
+}

@@ -1,0 +1,251 @@
+//! The few system interfaces aya does not wrap: capabilities, bpffs, the
+//! memlock limit, interface names, and `BPF_LINK_DETACH`/link info. All the
+//! `unsafe` FFI of the crate lives here.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+use aya_obj::generated::{bpf_cmd, bpf_link_info};
+
+/// Capabilities blocker may need, by number (linux/capability.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    NetAdmin = 12,
+    SysAdmin = 21,
+    Perfmon = 38,
+    Bpf = 39,
+}
+
+impl Cap {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NetAdmin => "CAP_NET_ADMIN",
+            Self::SysAdmin => "CAP_SYS_ADMIN",
+            Self::Perfmon => "CAP_PERFMON",
+            Self::Bpf => "CAP_BPF",
+        }
+    }
+}
+
+/// The effective capability set of this process, from /proc/self/status.
+pub fn effective_caps() -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    parse_cap_eff(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in /proc/self/status"))
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+/// The capabilities of `needed` this process lacks. CAP_SYS_ADMIN stands in
+/// for CAP_BPF and CAP_PERFMON, as it does on kernels before 5.8.
+pub fn missing_caps(needed: &[Cap]) -> io::Result<Vec<Cap>> {
+    let eff = effective_caps()?;
+    let has = |c: Cap| eff & (1u64 << c as u32) != 0;
+    Ok(needed
+        .iter()
+        .copied()
+        .filter(|&c| match c {
+            Cap::Bpf | Cap::Perfmon => !has(c) && !has(Cap::SysAdmin),
+            _ => !has(c),
+        })
+        .collect())
+}
+
+/// `BPF_FS_MAGIC` from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c = cstring(path)?;
+    // SAFETY: zeroed statfs is a valid out-buffer; `c` is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type is i64 on x86_64, u32 elsewhere"
+    )]
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Mounts a bpf filesystem on `target` (mode 0700, like systemd does).
+pub fn mount_bpffs(target: &Path) -> io::Result<()> {
+    let c = cstring(target)?;
+    // SAFETY: all strings are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lifts RLIMIT_MEMLOCK. Kernels before 5.11 charge BPF maps to it and the
+/// default 64 KiB is far too small; later kernels use memcg and ignore it.
+pub fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
+        tracing::debug!(
+            "could not lift RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// The index of interface `name`, or `None` if there is no such interface in
+/// this network namespace.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// The name of interface `index`, if it exists.
+pub fn if_name(index: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: buffer of IF_NAMESIZE bytes as the API requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// What the kernel reports about an XDP link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpLinkInfo {
+    pub link_id: u32,
+    pub prog_id: u32,
+    /// 0 once the link is detached (interface gone, or `BPF_LINK_DETACH`).
+    pub ifindex: u32,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a link; aya's `LinkInfo` hides the XDP ifindex.
+pub fn xdp_link_info(link: BorrowedFd<'_>) -> io::Result<XdpLinkInfo> {
+    // SAFETY: all-zero is a valid bpf_link_info.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let attr = InfoAttr {
+        bpf_fd: link.as_raw_fd() as u32,
+        info_len: size_of::<bpf_link_info>() as u32,
+        info: (&raw mut info) as u64,
+    };
+    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &attr)?;
+    Ok(XdpLinkInfo {
+        link_id: info.id,
+        prog_id: info.prog_id,
+        // SAFETY: the union member matches the link type; for non-XDP links
+        // the caller gets a meaningless number, never UB (plain integers).
+        ifindex: unsafe { info.__bindgen_anon_1.xdp.ifindex },
+    })
+}
+
+/// `BPF_LINK_DETACH` (kernel 5.9): detaches the link now, even while other
+/// processes (a running daemon) still hold file descriptors to it.
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    #[repr(C)]
+    struct DetachAttr {
+        link_fd: u32,
+    }
+    bpf(
+        bpf_cmd::BPF_LINK_DETACH,
+        &DetachAttr {
+            link_fd: link.as_raw_fd() as u32,
+        },
+    )
+    .map(drop)
+}
+
+/// `BPF_OBJ_GET`: opens a pinned object (aya's `PinnedLink` hides its fd).
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstring(path)?;
+    #[repr(C)]
+    struct ObjAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let attr = ObjAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    let fd = bpf(bpf_cmd::BPF_OBJ_GET, &attr)?;
+    // SAFETY: the kernel returned a new file descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn bpf<T>(cmd: bpf_cmd, attr: &T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a prefix of `union bpf_attr` for `cmd`; the kernel
+    // zero-extends shorter attributes (CHECK_ATTR).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_ref(attr),
+            size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Whether process `pid` exists.
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cap_eff() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn loopback_has_an_index() {
+        let idx = if_index("lo").expect("lo exists in every netns");
+        assert_eq!(if_name(idx).as_deref(), Some("lo"));
+        assert_eq!(if_index("no-such-if0"), None);
+        assert_eq!(if_index("bad\0name"), None);
+    }
+}

@@ -1,0 +1,104 @@
+//! TTLs as operators type them (`90s`, `30m`, `1h`, `7d`, `1h30m`,
+//! `never`), and remaining time as the CLI prints it.
+
+use std::time::Duration;
+
+/// Why a TTL argument was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TtlError {
+    #[error("{0:?} is not a duration (examples: 90s, 30m, 1h, 7d, 1h30m, never)")]
+    Invalid(String),
+    #[error("TTL {0:?} is zero; use a positive duration, or `never` for a permanent rule")]
+    Zero(String),
+}
+
+/// A parsed TTL: `None` means permanent.
+pub type Ttl = Option<Duration>;
+
+/// Parses `90s`, `30m`, `1h`, `7d`, `1h30m`, `2w`, or `never`/`permanent`.
+/// A bare number is refused: seconds or minutes is a guess we won't make.
+pub fn parse_ttl(input: &str) -> Result<Ttl, TtlError> {
+    let s = input.trim();
+    if s.eq_ignore_ascii_case("never") || s.eq_ignore_ascii_case("permanent") {
+        return Ok(None);
+    }
+    if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TtlError::Invalid(input.to_string()));
+    }
+    let d = humantime::parse_duration(s).map_err(|_| TtlError::Invalid(input.to_string()))?;
+    if d.is_zero() {
+        return Err(TtlError::Zero(input.to_string()));
+    }
+    Ok(Some(d))
+}
+
+/// `1h 2m`-style rendering with at most two units, rounded down to seconds:
+/// enough to read at a glance in a table.
+pub fn format_remaining(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut out = Vec::new();
+    let mut rest = secs;
+    for (size, name) in UNITS {
+        if rest >= size {
+            out.push(format!("{}{name}", rest / size));
+            rest %= size;
+        }
+        if out.len() == 2 {
+            break;
+        }
+    }
+    out.join(" ")
+}
+
+/// Human rendering of a TTL: `never` or the duration.
+pub fn format_ttl(ttl: Ttl) -> String {
+    ttl.map_or_else(|| "never".into(), format_remaining)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_forms() {
+        assert_eq!(parse_ttl("90s").unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m").unwrap(), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("1h").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_ttl("7d").unwrap(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(parse_ttl("1h30m").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_ttl("1h 30m").unwrap(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_ttl("never").unwrap(), None);
+        assert_eq!(parse_ttl("Permanent").unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_bad_ttls() {
+        for bad in ["", "10", "1 hour ago", "-1h", "h", "1x", "forever"] {
+            assert!(
+                matches!(parse_ttl(bad), Err(TtlError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(parse_ttl("0s"), Err(TtlError::Zero(_))));
+    }
+
+    #[test]
+    fn formats_remaining() {
+        assert_eq!(format_remaining(Duration::from_secs(0)), "0s");
+        assert_eq!(format_remaining(Duration::from_millis(59_900)), "59s");
+        assert_eq!(format_remaining(Duration::from_secs(3599)), "59m 59s");
+        assert_eq!(format_remaining(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_remaining(Duration::from_secs(90_061)), "1d 1h");
+        assert_eq!(format_ttl(None), "never");
+    }
+}

@@ -1,0 +1,389 @@
+//! Network-namespace labs: a server namespace running blocker on its veth
+//! end, a client namespace with several source addresses, real ping and TCP
+//! between them. Guards remove everything on drop.
+
+use std::{
+    fs::File,
+    net::{IpAddr, SocketAddr, TcpListener},
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::{State, blocker_bin, describe, unique};
+
+pub const SERVER_V4: &str = "198.18.0.1";
+/// Client addresses: the first is usually banned, the others must keep working.
+pub const CLIENT_V4: [&str; 3] = ["198.18.0.2", "198.18.0.3", "198.18.0.4"];
+pub const SERVER_V6: &str = "2001:db8::1";
+pub const CLIENT_V6: [&str; 2] = ["2001:db8::2", "2001:db8::3"];
+
+/// A network namespace, deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new() -> Self {
+        crate::require_root();
+        let name = unique("bk");
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        sh(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `program args` inside the namespace. `nsenter --net` keeps the host's
+    /// /sys (and so bpffs), unlike `ip netns exec`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path()))
+            .arg(program)
+            .args(args);
+        c
+    }
+
+    pub fn output(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program, args)
+            .output()
+            .expect("spawn in netns")
+    }
+
+    /// Runs `f` on a thread that has joined this namespace (network
+    /// namespaces are per thread), and returns its result.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                enter(&path);
+                f()
+            })
+            .join()
+            .expect("netns thread panicked")
+        })
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn enter(path: &str) {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    // SAFETY: valid fd of a network namespace; affects only this thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// Runs a command and panics with its output unless it succeeds.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two namespaces joined by a veth pair.
+pub struct Lab {
+    pub client: NetNs,
+    pub server: NetNs,
+    pub client_if: String,
+    pub server_if: String,
+}
+
+impl Lab {
+    pub fn new() -> Self {
+        let server = NetNs::new();
+        let client = NetNs::new();
+        let server_if = unique("vs");
+        let client_if = unique("vc");
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &client_if,
+            "netns",
+            &client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &server_if,
+            "netns",
+            &server.name,
+        ]);
+        let lab = Self {
+            client,
+            server,
+            client_if,
+            server_if,
+        };
+        let s = &lab.server.name;
+        let c = &lab.client.name;
+        sh(&[
+            "ip",
+            "-n",
+            s,
+            "addr",
+            "add",
+            &format!("{SERVER_V4}/24"),
+            "dev",
+            &lab.server_if,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            s,
+            "addr",
+            "add",
+            &format!("{SERVER_V6}/64"),
+            "dev",
+            &lab.server_if,
+            "nodad",
+        ]);
+        for a in CLIENT_V4 {
+            sh(&[
+                "ip",
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                &lab.client_if,
+            ]);
+        }
+        for a in CLIENT_V6 {
+            sh(&[
+                "ip",
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                &lab.client_if,
+                "nodad",
+            ]);
+        }
+        sh(&["ip", "-n", s, "link", "set", &lab.server_if, "up"]);
+        sh(&["ip", "-n", c, "link", "set", &lab.client_if, "up"]);
+        // Prime neighbour tables so the first probe of a test measures the
+        // filter, not ARP/ND.
+        assert!(
+            lab.ping(CLIENT_V4[1], SERVER_V4),
+            "lab v4 path does not work"
+        );
+        assert!(
+            lab.ping(CLIENT_V6[1], SERVER_V6),
+            "lab v6 path does not work"
+        );
+        lab
+    }
+
+    /// One ping from `src` (a client address) to `dst`, 1 s timeout.
+    pub fn ping(&self, src: &str, dst: &str) -> bool {
+        self.client
+            .output("ping", &["-c", "1", "-W", "1", "-I", src, dst])
+            .status
+            .success()
+    }
+
+    /// A TCP connection from `src` to `dst` within `timeout`.
+    pub fn tcp_connect(&self, src: &str, dst: SocketAddr, timeout: Duration) -> bool {
+        let src: IpAddr = src.parse().expect("client address");
+        self.client.run_in(move || {
+            let domain = if dst.is_ipv4() {
+                socket2::Domain::IPV4
+            } else {
+                socket2::Domain::IPV6
+            };
+            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+            sock.bind(&SocketAddr::new(src, 0).into())
+                .expect("bind client address");
+            sock.connect_timeout(&dst.into(), timeout).is_ok()
+        })
+    }
+
+    /// A TCP server in the server namespace on `port`, IPv4 and IPv6.
+    pub fn tcp_server(&self, port: u16) -> TcpServer {
+        TcpServer::start(&self.server, port)
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TCP server accepting and closing connections until dropped.
+pub struct TcpServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpServer {
+    fn start(ns: &NetNs, port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = ns.path();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            enter(&path);
+            let v4 = TcpListener::bind(("0.0.0.0", port)).expect("bind v4");
+            let v6 = {
+                let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+                    .unwrap();
+                s.set_only_v6(true).unwrap();
+                s.bind(&SocketAddr::from(([0u16; 8], port)).into())
+                    .expect("bind v6");
+                s.listen(64).unwrap();
+                TcpListener::from(s)
+            };
+            v4.set_nonblocking(true).unwrap();
+            v6.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            while !stop2.load(Ordering::Relaxed) {
+                let mut idle = true;
+                for l in [&v4, &v6] {
+                    if let Ok((conn, _)) = l.accept() {
+                        drop(conn);
+                        idle = false;
+                    }
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("server listening");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `blocker run` inside a namespace, killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `blocker run --iface IFACE extra...` in `ns` and waits until it
+    /// reports itself running.
+    pub fn start(state: &State, ns: &NetNs, iface: &str, extra: &[&str]) -> Self {
+        let log = state.state_dir.join(format!("{}.log", unique("daemon-")));
+        let file = File::create(&log).expect("daemon log");
+        let mut args = vec!["run", "--iface", iface];
+        args.extend_from_slice(extra);
+        let mut cmd = ns.command(blocker_bin(), &args);
+        cmd.env("BLOCKER_PIN_DIR", &state.pin_dir)
+            .env("BLOCKER_STATE_DIR", &state.state_dir)
+            .env_remove("BLOCKER_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let child = cmd.spawn().expect("spawn blocker run");
+        let mut d = Self {
+            child: Some(child),
+            log,
+        };
+        d.wait_ready(state);
+        d
+    }
+
+    fn wait_ready(&mut self, state: &State) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = state.state_dir.join(blocker::daemon::STATUS_FILE);
+        loop {
+            if let Some(code) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("blocker run exited early ({code}):\n{}", self.log());
+            }
+            if status.exists() && self.log().contains("blocker running") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "blocker run not ready in 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no cleanup code of the daemon runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("blocker run ignored SIGTERM for 10 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

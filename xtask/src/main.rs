@@ -1,0 +1,77 @@
+//! `cargo xtask`: build, bootstrap, run, test, demo and bench blocker.
+//!
+//! Every command first makes sure its prerequisites are installed (see
+//! `bootstrap`), so a fresh machine needs nothing but rustup and this repo.
+
+mod bench;
+mod bootstrap;
+mod compile;
+mod test;
+mod util;
+
+use std::{os::unix::process::CommandExt as _, process::Command};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and run blocker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the build and test prerequisites (idempotent).
+    Bootstrap,
+    /// Build the eBPF object and the `blocker` binary.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run `blocker` with the given arguments (as root, via
+    /// `sudo -E` when needed).
+    ///
+    /// Example: cargo xtask run -- run --iface eth0
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for `blocker`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
+    /// privileged integration tests. Needs root.
+    Test(test::Args),
+    /// Benchmarks: XDP per-packet cost against a pass-only program, side by
+    /// side. Needs root.
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Bootstrap => {
+            bootstrap::packages(bootstrap::TEST_PACKAGES)?;
+            let linker = bootstrap::toolchain()?;
+            util::note(&format!("ready (bpf-linker in {})", linker.display()));
+            Ok(())
+        }
+        Cmd::Build { release } => compile::all(release).map(drop),
+        Cmd::Run { release, args } => {
+            let bin = compile::all(release)?;
+            let mut cmd = if util::is_root() {
+                Command::new(&bin)
+            } else {
+                util::note("blocker needs root for BPF; running it with sudo -E");
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(&bin);
+                c
+            };
+            cmd.args(&args);
+            Err(anyhow::anyhow!("exec {}: {}", bin.display(), cmd.exec()))
+        }
+        Cmd::Test(args) => test::run_all(&args),
+        Cmd::Bench(args) => bench::run_all(&args),
+    }
+}
