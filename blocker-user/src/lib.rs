@@ -9,12 +9,14 @@
 //! [`enforcer`] applies rule changes, and [`daemon`] runs it all.
 
 pub mod addr;
+pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod enforcer;
 pub mod loader;
 pub mod object;
+pub mod sources;
 pub mod store;
 pub mod sys;
 pub mod tables;

@@ -1,0 +1,223 @@
+//! Alerts: one piece of evidence about one source address, from any alert
+//! source (kernel probes, XDP, Suricata, the kernel log). Incidents group
+//! them; the council reads them. Everything in here is data: no field of an
+//! alert is ever interpreted as an instruction.
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Where an alert came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertSource {
+    /// blocker's kernel probes (kprobes or tracepoints).
+    Probe,
+    /// The XDP program's zero-window SYN threshold.
+    Xdp,
+    /// A Suricata `eve.json` alert.
+    Suricata,
+    /// A line in the kernel log (`/dev/kmsg`).
+    Kmsg,
+}
+
+/// What the evidence says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// A retransmission timer fired while the peer advertised a zero window
+    /// with data in flight: the kernel's own "treason uncloaked" condition
+    /// (`tcp_retransmit_timer`).
+    TreasonRetransmit,
+    /// The persist timer sent a zero-window probe: the peer keeps our socket
+    /// pinned with a closed window (sockstress, slow read).
+    TreasonProbe,
+    /// A segment arrived while the peer's window was closed and we had data
+    /// waiting (`tcp:tcp_probe` fallback).
+    ZeroWindowSeen,
+    /// The source crossed the zero-window SYN threshold in XDP.
+    ZeroWindowSyn,
+    /// The kernel logged the treason / zero-window message for the peer.
+    KernelLog,
+    /// An IDS rule matched traffic from the source.
+    Ids,
+}
+
+impl AlertKind {
+    /// Evidence the kernel itself produced about a live connection or
+    /// packets (as opposed to a third-party report such as an IDS).
+    pub const fn is_kernel_evidence(self) -> bool {
+        !matches!(self, Self::Ids)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TreasonRetransmit => "treason-retransmit",
+            Self::TreasonProbe => "treason-probe",
+            Self::ZeroWindowSeen => "zero-window-seen",
+            Self::ZeroWindowSyn => "zero-window-syn",
+            Self::KernelLog => "kernel-log",
+            Self::Ids => "ids",
+        }
+    }
+}
+
+/// TCP facts a kernel probe saw on the socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFacts {
+    /// The peer's advertised window (`tcp_sock.snd_wnd`).
+    pub snd_wnd: u32,
+    /// TCP state number (1 = ESTABLISHED, ...).
+    pub state: u16,
+    /// Bytes sent and not yet acknowledged, or queued.
+    pub pending_bytes: u64,
+}
+
+/// Fields of an IDS alert, kept as quoted data. Text fields are truncated
+/// (see [`MAX_TEXT`]) and never interpreted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdsFacts {
+    pub signature_id: u64,
+    pub signature: String,
+    pub category: String,
+    /// Suricata severity: 1 (high) to 3 (low), 4 for informational.
+    pub severity: u8,
+    pub proto: String,
+    /// Attacker-controlled payload text, if the alert carried it.
+    pub payload_printable: Option<String>,
+}
+
+/// Longest text field kept from an alert; the rest is cut.
+pub const MAX_TEXT: usize = 512;
+
+/// Truncates attacker-controlled text to [`MAX_TEXT`] bytes at a char
+/// boundary, replacing control characters so it prints on one line.
+pub fn sanitize_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// One piece of evidence about one source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub source: AlertSource,
+    pub kind: AlertKind,
+    /// The suspect: the remote end for probe events, the packet source for
+    /// XDP events, `src_ip` for IDS alerts.
+    pub peer: IpAddr,
+    pub peer_port: Option<u16>,
+    /// Our end, when known.
+    pub local: Option<IpAddr>,
+    pub local_port: Option<u16>,
+    /// CLOCK_BOOTTIME when the evidence was produced (the kernel's timestamp
+    /// for probe and XDP events, the read time for log and IDS lines).
+    pub observed_ns: u64,
+    /// Deduplication key within a source and kind: the IDS rule id, the
+    /// kernel message spelling, or the probe name.
+    pub signature: String,
+    /// Kind-specific count: zero-window SYNs, events merged, ...
+    pub count: u64,
+    pub tcp: Option<TcpFacts>,
+    pub ids: Option<IdsFacts>,
+}
+
+/// Counts what the alert pipeline received, dropped and rejected; shared by
+/// all sources and read by `blocker status`.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Alerts handed to the incident tracker.
+    pub delivered: AtomicU64,
+    /// Alerts dropped because the channel was full (consumer behind).
+    pub dropped_full: AtomicU64,
+    /// Input lines or events rejected as malformed.
+    pub malformed: AtomicU64,
+    /// Input lines ignored on purpose (non-alert eve events, unrelated
+    /// kernel messages).
+    pub ignored: AtomicU64,
+}
+
+impl PipelineCounters {
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        PipelineSnapshot {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped_full: self.dropped_full.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSnapshot {
+    pub delivered: u64,
+    pub dropped_full: u64,
+    pub malformed: u64,
+    pub ignored: u64,
+}
+
+/// Sends `alert` without waiting: when the consumer is behind, the alert is
+/// dropped and counted, so a flood can never grow memory.
+pub fn deliver(tx: &mpsc::Sender<Alert>, alert: Alert, counters: &PipelineCounters) {
+    match tx.try_send(alert) {
+        Ok(()) => {
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        Alert {
+            source: AlertSource::Probe,
+            kind: AlertKind::TreasonProbe,
+            peer: "198.18.0.2".parse().unwrap(),
+            peer_port: Some(40000),
+            local: None,
+            local_port: Some(8080),
+            observed_ns: 1,
+            signature: "tcp_send_probe0".into(),
+            count: 1,
+            tcp: None,
+            ids: None,
+        }
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let c = PipelineCounters::default();
+        for _ in 0..5 {
+            deliver(&tx, alert(), &c);
+        }
+        let s = c.snapshot();
+        assert_eq!((s.delivered, s.dropped_full), (2, 3));
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn sanitizes_attacker_text() {
+        let long = "x".repeat(2000);
+        assert_eq!(sanitize_text(&long).len(), MAX_TEXT);
+        assert_eq!(sanitize_text("a\nb\u{1b}[31m"), "a b [31m");
+        let multi = "é".repeat(600);
+        let s = sanitize_text(&multi);
+        assert!(s.len() <= MAX_TEXT && s.chars().all(|c| c == 'é'));
+    }
+}

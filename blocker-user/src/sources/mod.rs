@@ -1,0 +1,6 @@
+//! Alert sources: each turns one kind of input into [`Alert`](crate::alert::Alert)s
+//! on a bounded channel (see [`crate::alert::deliver`]).
+//!
+//! - `probe`: the kernel probes' and XDP's ring-buffer events;
+//! - [`eve`]: Suricata `eve.json`, followed across rotation and truncation;
+//! - [`kmsg`]: `/dev/kmsg` lines in every spelling of the treason message.
