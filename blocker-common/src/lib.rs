@@ -290,6 +290,69 @@ pub struct Event {
     pub sock_id: u64,
 }
 
+/// Byte offsets of the socket fields the treason probes read, relative to a
+/// `struct sock *` (which is also the `struct tcp_sock *`: `tcp_sock` starts
+/// with `inet_connection_sock`, which starts with `sock`).
+///
+/// Userspace reads them from the running kernel's BTF
+/// (`/sys/kernel/btf/vmlinux`) and passes them in as the global
+/// `SOCK_OFFSETS` before load, so nothing is hard-coded for one kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `sock_common.skc_family` (u16).
+    pub family: u32,
+    /// `sock_common.skc_state` (u8).
+    pub state: u32,
+    /// `sock_common.skc_dport`: peer port, network byte order (u16).
+    pub dport: u32,
+    /// `sock_common.skc_num`: local port, host byte order (u16).
+    pub num: u32,
+    /// `sock_common.skc_daddr`: peer IPv4 address (4 bytes).
+    pub daddr: u32,
+    /// `sock_common.skc_rcv_saddr`: local IPv4 address (4 bytes).
+    pub rcv_saddr: u32,
+    /// `sock_common.skc_v6_daddr`: peer IPv6 address (16 bytes).
+    pub v6_daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr`: local IPv6 address (16 bytes).
+    pub v6_rcv_saddr: u32,
+    /// `sock.sk_flags` (unsigned long; bit `SOCK_DEAD` = 0).
+    pub flags: u32,
+    /// `sock.sk_wmem_queued` (int): bytes queued for sending, sent or not.
+    pub wmem_queued: u32,
+    /// `tcp_sock.snd_wnd` (u32): the window the peer advertised.
+    pub snd_wnd: u32,
+    /// `tcp_sock.snd_una` (u32).
+    pub snd_una: u32,
+    /// `tcp_sock.snd_nxt` (u32).
+    pub snd_nxt: u32,
+    /// `tcp_sock.packets_out` (u32): segments in flight.
+    pub packets_out: u32,
+    /// Non-zero once filled in; the probes do nothing while it is zero.
+    pub valid: u32,
+    /// Reserved, zero.
+    pub flags_reserved: u32,
+}
+
+/// Offsets of the fields the tracepoint fallback reads from its context,
+/// taken from the tracepoints' `format` files in tracefs at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    /// `tcp:tcp_probe` fields.
+    pub probe_snd_wnd: u32,
+    pub probe_snd_nxt: u32,
+    pub probe_snd_una: u32,
+    pub probe_skaddr: u32,
+    /// `tcp:tcp_retransmit_skb` fields.
+    pub retransmit_skaddr: u32,
+    pub retransmit_state: u32,
+    /// Non-zero once filled in.
+    pub valid: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and
@@ -301,6 +364,8 @@ mod pod {
     unsafe impl aya::Pod for super::ZeroWindowEntry {}
     unsafe impl aya::Pod for super::Meta {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::SockOffsets {}
+    unsafe impl aya::Pod for super::TracepointOffsets {}
 }
 
 // Layouts are part of the pinned-map contract: fail the build (both sides)
@@ -312,4 +377,6 @@ const _: () = {
     assert!(core::mem::size_of::<ZeroWindowEntry>() == 32);
     assert!(core::mem::size_of::<Meta>() == 8);
     assert!(core::mem::size_of::<Event>() == 72);
+    assert!(core::mem::size_of::<SockOffsets>() == 64);
+    assert!(core::mem::size_of::<TracepointOffsets>() == 32);
 };
