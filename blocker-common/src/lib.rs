@@ -43,6 +43,9 @@ pub mod maps {
     pub const META: &str = "META";
     /// Ring buffer of [`Event`](super::Event)s to the daemon (not pinned).
     pub const EVENTS: &str = "EVENTS";
+    /// Last event time per socket (LRU), the probes' per-socket rate limit
+    /// (not pinned).
+    pub const SOCK_LAST_EVENT: &str = "SOCK_LAST_EVENT";
 
     /// Every map that is pinned under the pin directory.
     pub const PINNED: [&str; 11] = [
@@ -67,6 +70,20 @@ pub mod programs {
     /// An XDP program that only returns `XDP_PASS`: the baseline that
     /// `cargo xtask bench` measures the filter against, side by side.
     pub const XDP_BASELINE: &str = "blocker_xdp_baseline";
+    /// kprobe on `tcp_retransmit_timer()`: the kernel's treason check.
+    pub const KPROBE_RETRANSMIT: &str = "treason_rtx_timer";
+    /// kprobe on `tcp_send_probe0()`: the persist timer's zero-window probe.
+    pub const KPROBE_PROBE0: &str = "treason_probe0";
+    /// Tracepoint `tcp:tcp_retransmit_skb` (fallback for the retransmit path).
+    pub const TP_RETRANSMIT: &str = "treason_tp_rtx";
+    /// Tracepoint `tcp:tcp_probe` (fallback for the persist path).
+    pub const TP_PROBE: &str = "treason_tp_probe";
+    /// Kernel functions and tracepoints they attach to.
+    pub const KPROBE_RETRANSMIT_FN: &str = "tcp_retransmit_timer";
+    pub const KPROBE_PROBE0_FN: &str = "tcp_send_probe0";
+    pub const TP_CATEGORY: &str = "tcp";
+    pub const TP_RETRANSMIT_EVENT: &str = "tcp_retransmit_skb";
+    pub const TP_PROBE_EVENT: &str = "tcp_probe";
 }
 
 /// An IPv4 address in network byte order, the key of [`maps::BLOCK_V4`].
@@ -185,7 +202,7 @@ pub struct XdpStats {
     pub zw_syn: u64,
     /// Zero-window SYNs dropped by the global policy switch.
     pub zw_syn_dropped: u64,
-    /// Threshold events sent to userspace.
+    /// Events sent to userspace (XDP thresholds and treason probes).
     pub events: u64,
     /// Events lost because the ring buffer was full.
     pub events_lost: u64,
@@ -334,6 +351,28 @@ pub struct SockOffsets {
     pub flags_reserved: u32,
 }
 
+impl SockOffsets {
+    /// All zero: the value compiled into the object, meaning "not set".
+    pub const UNSET: Self = Self {
+        family: 0,
+        state: 0,
+        dport: 0,
+        num: 0,
+        daddr: 0,
+        rcv_saddr: 0,
+        v6_daddr: 0,
+        v6_rcv_saddr: 0,
+        flags: 0,
+        wmem_queued: 0,
+        snd_wnd: 0,
+        snd_una: 0,
+        snd_nxt: 0,
+        packets_out: 0,
+        valid: 0,
+        flags_reserved: 0,
+    };
+}
+
 /// Offsets of the fields the tracepoint fallback reads from its context,
 /// taken from the tracepoints' `format` files in tracefs at load time.
 #[repr(C)]
@@ -352,6 +391,34 @@ pub struct TracepointOffsets {
     /// Reserved, zero.
     pub flags: u32,
 }
+
+impl TracepointOffsets {
+    /// All zero: "not set".
+    pub const UNSET: Self = Self {
+        probe_snd_wnd: 0,
+        probe_snd_nxt: 0,
+        probe_snd_una: 0,
+        probe_skaddr: 0,
+        retransmit_skaddr: 0,
+        retransmit_state: 0,
+        valid: 0,
+        flags: 0,
+    };
+}
+
+/// Names of the load-time globals (`EbpfLoader::override_global`).
+pub mod globals {
+    /// [`SockOffsets`](super::SockOffsets) from the kernel's BTF.
+    pub const SOCK_OFFSETS: &str = "SOCK_OFFSETS";
+    /// [`TracepointOffsets`](super::TracepointOffsets) from tracefs.
+    pub const TP_OFFSETS: &str = "TP_OFFSETS";
+    /// Minimum CLOCK_BOOTTIME nanoseconds between two probe events for the
+    /// same socket (u64).
+    pub const EVENT_INTERVAL_NS: &str = "EVENT_INTERVAL_NS";
+}
+
+/// Default for [`globals::EVENT_INTERVAL_NS`]: one event per socket per second.
+pub const DEFAULT_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
 
 #[cfg(feature = "user")]
 mod pod {

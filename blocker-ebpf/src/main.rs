@@ -13,9 +13,14 @@
 
 mod maps;
 mod parse;
+mod treason;
 mod xdp;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{kprobe, tracepoint, xdp},
+    programs::{ProbeContext, TracePointContext, XdpContext},
+};
 
 /// Drops frames from blocklisted sources, passes allowlisted ones first, and
 /// counts zero-window SYNs per source.
@@ -29,6 +34,34 @@ pub fn blocker_xdp(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn blocker_xdp_baseline(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// kprobe on `tcp_retransmit_timer()`.
+#[kprobe]
+pub fn treason_rtx_timer(ctx: ProbeContext) -> u32 {
+    let _ = treason::try_kprobe_retransmit(&ctx);
+    0
+}
+
+/// kprobe on `tcp_send_probe0()`.
+#[kprobe]
+pub fn treason_probe0(ctx: ProbeContext) -> u32 {
+    let _ = treason::try_kprobe_probe0(&ctx);
+    0
+}
+
+/// Tracepoint `tcp:tcp_retransmit_skb` (fallback without kprobes).
+#[tracepoint]
+pub fn treason_tp_rtx(ctx: TracePointContext) -> u32 {
+    let _ = treason::try_tp_retransmit(&ctx);
+    0
+}
+
+/// Tracepoint `tcp:tcp_probe` (fallback without kprobes).
+#[tracepoint]
+pub fn treason_tp_probe(ctx: TracePointContext) -> u32 {
+    let _ = treason::try_tp_probe(&ctx);
+    0
 }
 
 // The probes read kernel memory with GPL-only helpers; MIT code may be

@@ -41,6 +41,9 @@ pub static CONFIG: Array<u64, { config::LEN as usize }> = Array::new();
 pub static META: Array<Meta, 1> = Array::new();
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { 256 * 1024 }> = RingBuf::new();
+/// Socket pointer → CLOCK_BOOTTIME of its last probe event (rate limit).
+#[btf_map]
+pub static SOCK_LAST_EVENT: LruHashMap<u64, u64, 16384> = LruHashMap::new();
 
 /// The value of config slot `slot` (see `blocker_common::config`), 0 if unset.
 #[inline(always)]
@@ -76,6 +79,21 @@ pub fn insert_new<K, V>(map: MapRef, key: &K, value: &V) -> bool {
         )
     };
     ret == 0
+}
+
+/// Inserts or replaces `value` under `key` (`BPF_ANY`).
+#[inline(always)]
+pub fn insert_any<K, V>(map: MapRef, key: &K, value: &V) {
+    // SAFETY: as for `lookup_mut`; `value` has the map's value type. A
+    // failure (map full of non-LRU entries) only loses a rate-limit stamp.
+    let _ = unsafe {
+        bpf_map_update_elem(
+            map.0,
+            core::ptr::from_ref(key).cast(),
+            core::ptr::from_ref(value).cast(),
+            0,
+        )
+    };
 }
 
 /// A type-erased reference to one of the map statics, so one code path can

@@ -41,6 +41,9 @@ pub enum AlertKind {
     ZeroWindowSeen,
     /// The source crossed the zero-window SYN threshold in XDP.
     ZeroWindowSyn,
+    /// Zero-window SYNs from everywhere exceed the flood rate: a spoofed
+    /// flood no per-source ban can stop (peer is the unspecified address).
+    ZeroWindowFlood,
     /// The kernel logged the treason / zero-window message for the peer.
     KernelLog,
     /// An IDS rule matched traffic from the source.
@@ -60,6 +63,7 @@ impl AlertKind {
             Self::TreasonProbe => "treason-probe",
             Self::ZeroWindowSeen => "zero-window-seen",
             Self::ZeroWindowSyn => "zero-window-syn",
+            Self::ZeroWindowFlood => "zero-window-flood",
             Self::KernelLog => "kernel-log",
             Self::Ids => "ids",
         }

@@ -1,0 +1,304 @@
+//! The guard: what must never happen, checked on every verdict before any
+//! map is touched, whoever proposed it (rules, an LLM, or a future agent).
+//! Every refusal carries its reason and is logged by the caller.
+
+use std::{
+    collections::VecDeque,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{addr, council::Action};
+
+/// `[guard]` in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Widest IPv4 prefix a verdict may block (a /24 and narrower).
+    pub min_prefix_v4: u8,
+    /// Widest IPv6 prefix a verdict may block.
+    pub min_prefix_v6: u8,
+    /// Shortest and longest TTL of a council ban.
+    #[serde(with = "crate::config::duration")]
+    pub min_ttl: Duration,
+    #[serde(with = "crate::config::duration")]
+    pub max_ttl: Duration,
+    /// Longest the zero-window SYN policy may be switched on for.
+    #[serde(with = "crate::config::duration")]
+    pub max_policy_ttl: Duration,
+    /// New council bans per minute, at most; more are refused.
+    pub max_bans_per_minute: u32,
+    /// Addresses and prefixes never to block, besides the allowlist (your
+    /// gateways, monitoring, peers).
+    pub trusted: Vec<String>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            min_prefix_v4: 24,
+            min_prefix_v6: 48,
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(30 * 86_400),
+            max_policy_ttl: Duration::from_secs(3600),
+            max_bans_per_minute: 60,
+            trusted: Vec::new(),
+        }
+    }
+}
+
+impl GuardConfig {
+    /// The trusted list, parsed (the config loader validates it).
+    pub fn trusted_nets(&self) -> Result<Vec<IpNet>, addr::AddrError> {
+        self.trusted.iter().map(|s| addr::parse_net(s)).collect()
+    }
+}
+
+/// Why the guard refused a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0} is an unspecified address")]
+    Unspecified(IpNet),
+    #[error("{0} covers loopback addresses")]
+    Loopback(IpNet),
+    #[error("{0} covers link-local addresses")]
+    LinkLocal(IpNet),
+    #[error("{0} covers multicast or broadcast addresses")]
+    Multicast(IpNet),
+    #[error("{net} covers {addr}, an address of this host")]
+    Local { net: IpNet, addr: IpAddr },
+    #[error("{net} overlaps the allowlisted {allowed}")]
+    Allowlisted { net: IpNet, allowed: IpNet },
+    #[error("{net} overlaps the trusted {trusted}")]
+    Trusted { net: IpNet, trusted: IpNet },
+    #[error("{net} is wider than /{min} (the configured limit)")]
+    TooWide { net: IpNet, min: u8 },
+    #[error("{0} does not appear in the incident's evidence")]
+    NotInEvidence(IpNet),
+    #[error("TTL of {ttl}s is outside {min}s..={max}s")]
+    Ttl { ttl: u64, min: u64, max: u64 },
+    #[error("more than {0} new bans in the last minute")]
+    RateLimited(u32),
+}
+
+pub struct Guard {
+    cfg: GuardConfig,
+    trusted: Vec<IpNet>,
+    recent_bans: VecDeque<Instant>,
+}
+
+/// What the guard compares a verdict with.
+pub struct Context<'a> {
+    /// Addresses named as suspects in the incident.
+    pub evidence: &'a [IpAddr],
+    /// This host's interface addresses.
+    pub local: &'a [IpAddr],
+    /// Live allowlist prefixes.
+    pub allowlist: &'a [IpNet],
+}
+
+impl Guard {
+    pub fn new(cfg: GuardConfig) -> Result<Self, addr::AddrError> {
+        Ok(Self {
+            trusted: cfg.trusted_nets()?,
+            cfg,
+            recent_bans: VecDeque::new(),
+        })
+    }
+
+    /// Checks `action`; `Ok(())` means it may be applied. A `Block` that is
+    /// then applied must be reported with [`Guard::record_ban`].
+    pub fn check(&mut self, action: &Action, ctx: &Context<'_>) -> Result<(), Refusal> {
+        match action {
+            Action::Block { target, ttl_secs } => {
+                self.check_target(*target, ctx)?;
+                let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_ttl.as_secs());
+                if *ttl_secs < min || *ttl_secs > max {
+                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                }
+                self.prune();
+                if self.recent_bans.len() >= self.cfg.max_bans_per_minute as usize {
+                    return Err(Refusal::RateLimited(self.cfg.max_bans_per_minute));
+                }
+                Ok(())
+            }
+            Action::Watch { target, ttl_secs } => {
+                self.check_target(addr::host(*target), ctx)?;
+                let max = self.cfg.max_ttl.as_secs();
+                if *ttl_secs == 0 || *ttl_secs > max {
+                    return Err(Refusal::Ttl { ttl: *ttl_secs, min: 1, max });
+                }
+                Ok(())
+            }
+            // Lifting a ban can never block a friend, but it must still be
+            // about this incident's suspect.
+            Action::Unblock { target } => in_evidence(*target, ctx.evidence),
+            Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
+                let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_policy_ttl.as_secs());
+                if *enable && (*ttl_secs < min || *ttl_secs > max) {
+                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts an applied ban against the per-minute cap.
+    pub fn record_ban(&mut self) {
+        self.recent_bans.push_back(Instant::now());
+    }
+
+    fn prune(&mut self) {
+        while self
+            .recent_bans
+            .front()
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            self.recent_bans.pop_front();
+        }
+    }
+
+    fn check_target(&self, net: IpNet, ctx: &Context<'_>) -> Result<(), Refusal> {
+        special(net)?;
+        let min = match net {
+            IpNet::V4(_) => self.cfg.min_prefix_v4,
+            IpNet::V6(_) => self.cfg.min_prefix_v6,
+        };
+        if net.prefix_len() < min {
+            return Err(Refusal::TooWide { net, min });
+        }
+        if let Some(a) = ctx.local.iter().find(|a| net.contains(&addr::canonical(**a))) {
+            return Err(Refusal::Local { net, addr: *a });
+        }
+        if let Some(a) = ctx.allowlist.iter().find(|a| overlaps(net, **a)) {
+            return Err(Refusal::Allowlisted { net, allowed: *a });
+        }
+        if let Some(t) = self.trusted.iter().find(|t| overlaps(net, **t)) {
+            return Err(Refusal::Trusted { net, trusted: *t });
+        }
+        in_evidence(net, ctx.evidence)
+    }
+}
+
+fn overlaps(a: IpNet, b: IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn in_evidence(net: IpNet, evidence: &[IpAddr]) -> Result<(), Refusal> {
+    if evidence.iter().any(|a| net.contains(&addr::canonical(*a))) {
+        Ok(())
+    } else {
+        Err(Refusal::NotInEvidence(net))
+    }
+}
+
+/// Refuses prefixes touching address space that is never a remote attacker.
+fn special(net: IpNet) -> Result<(), Refusal> {
+    let ranges: &[(&str, fn(IpNet) -> Refusal)] = &[
+        ("0.0.0.0/8", Refusal::Unspecified),
+        ("::/128", Refusal::Unspecified),
+        ("127.0.0.0/8", Refusal::Loopback),
+        ("::1/128", Refusal::Loopback),
+        ("169.254.0.0/16", Refusal::LinkLocal),
+        ("fe80::/10", Refusal::LinkLocal),
+        ("224.0.0.0/4", Refusal::Multicast),
+        ("255.255.255.255/32", Refusal::Multicast),
+        ("ff00::/8", Refusal::Multicast),
+    ];
+    for (range, refusal) in ranges {
+        let range: IpNet = range.parse().expect("static range");
+        if overlaps(net, range) {
+            return Err(refusal(net));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(net: &str, ttl: u64) -> Action {
+        Action::Block {
+            target: addr::parse_net(net).unwrap(),
+            ttl_secs: ttl,
+        }
+    }
+
+    fn ctx<'a>(evidence: &'a [IpAddr], local: &'a [IpAddr], allow: &'a [IpNet]) -> Context<'a> {
+        Context {
+            evidence,
+            local,
+            allowlist: allow,
+        }
+    }
+
+    #[test]
+    fn refuses_what_must_never_be_blocked() {
+        let mut g = Guard::new(GuardConfig {
+            trusted: vec!["198.18.9.0/24".into()],
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let ev: Vec<IpAddr> = ["198.18.0.2", "0.0.0.0", "127.0.0.1", "169.254.1.1", "fe80::1", "224.0.0.1", "198.18.9.9", "198.18.5.5", "::"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let local: Vec<IpAddr> = vec!["198.18.0.1".parse().unwrap()];
+        let allow: Vec<IpNet> = vec!["198.18.5.0/24".parse().unwrap()];
+        let c = ctx(&ev, &local, &allow);
+        let refused = |g: &mut Guard, a: Action| g.check(&a, &c).unwrap_err();
+        assert!(matches!(refused(&mut g, block("0.0.0.0", 600)), Refusal::Unspecified(_)));
+        assert!(matches!(refused(&mut g, block("::", 600)), Refusal::Unspecified(_)));
+        assert!(matches!(refused(&mut g, block("127.0.0.1", 600)), Refusal::Loopback(_)));
+        assert!(matches!(refused(&mut g, block("169.254.1.1", 600)), Refusal::LinkLocal(_)));
+        assert!(matches!(refused(&mut g, block("fe80::1", 600)), Refusal::LinkLocal(_)));
+        assert!(matches!(refused(&mut g, block("224.0.0.1", 600)), Refusal::Multicast(_)));
+        assert!(matches!(refused(&mut g, block("198.18.0.1", 600)), Refusal::Local { .. }));
+        assert!(matches!(refused(&mut g, block("198.18.0.0/24", 600)), Refusal::Local { .. }));
+        assert!(matches!(refused(&mut g, block("198.18.5.5", 600)), Refusal::Allowlisted { .. }));
+        assert!(matches!(refused(&mut g, block("198.18.9.9", 600)), Refusal::Trusted { .. }));
+        assert!(matches!(refused(&mut g, block("198.18.0.0/16", 600)), Refusal::TooWide { .. }));
+        assert!(matches!(refused(&mut g, block("0.0.0.0/0", 600)), Refusal::Unspecified(_)));
+        assert!(matches!(refused(&mut g, block("203.0.113.7", 600)), Refusal::NotInEvidence(_)));
+        assert!(matches!(refused(&mut g, block("198.18.0.2", 10)), Refusal::Ttl { .. }));
+        assert!(matches!(refused(&mut g, block("198.18.0.2", 365 * 86_400)), Refusal::Ttl { .. }));
+        assert!(g.check(&block("198.18.0.2", 600), &c).is_ok());
+        // The refusal says why.
+        assert_eq!(
+            refused(&mut g, block("198.18.5.5", 600)).to_string(),
+            "198.18.5.5/32 overlaps the allowlisted 198.18.5.0/24"
+        );
+    }
+
+    #[test]
+    fn caps_bans_per_minute() {
+        let mut g = Guard::new(GuardConfig {
+            max_bans_per_minute: 3,
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let ev: Vec<IpAddr> = vec!["198.18.0.2".parse().unwrap()];
+        let c = ctx(&ev, &[], &[]);
+        for _ in 0..3 {
+            g.check(&block("198.18.0.2", 600), &c).unwrap();
+            g.record_ban();
+        }
+        assert_eq!(g.check(&block("198.18.0.2", 600), &c), Err(Refusal::RateLimited(3)));
+    }
+
+    #[test]
+    fn policy_and_unblock_bounds() {
+        let mut g = Guard::new(GuardConfig::default()).unwrap();
+        let c = ctx(&[], &[], &[]);
+        let on = |s| Action::ZeroWindowSynPolicy { enable: true, ttl_secs: s };
+        assert!(g.check(&on(600), &c).is_ok());
+        assert!(g.check(&on(86_400), &c).is_err());
+        assert!(g.check(&Action::ZeroWindowSynPolicy { enable: false, ttl_secs: 0 }, &c).is_ok());
+        let unblock = Action::Unblock { target: addr::parse_net("198.18.0.2").unwrap() };
+        assert!(matches!(g.check(&unblock, &c), Err(Refusal::NotInEvidence(_))));
+    }
+}
