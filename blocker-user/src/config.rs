@@ -9,6 +9,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::{
+    council::rules::RulesConfig, guard::GuardConfig, incident::IncidentConfig, probes::ProbeMode,
+};
+
 /// The documented default configuration file.
 pub const DEFAULT_TOML: &str = include_str!("../blocker.toml");
 
@@ -33,6 +37,11 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub xdp: XdpConfig,
+    pub treason: TreasonConfig,
+    pub sources: SourcesConfig,
+    pub incidents: IncidentConfig,
+    pub council: CouncilConfig,
+    pub guard: GuardConfig,
     pub maps: MapsConfig,
     pub daemon: DaemonConfig,
 }
@@ -43,6 +52,11 @@ impl Default for Config {
             pin_dir: PathBuf::from(blocker_common::DEFAULT_PIN_DIR),
             state_dir: PathBuf::from("/var/lib/blocker"),
             xdp: XdpConfig::default(),
+            treason: TreasonConfig::default(),
+            sources: SourcesConfig::default(),
+            incidents: IncidentConfig::default(),
+            council: CouncilConfig::default(),
+            guard: GuardConfig::default(),
             maps: MapsConfig::default(),
             daemon: DaemonConfig::default(),
         }
@@ -63,10 +77,98 @@ pub enum XdpMode {
     Skb,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct XdpConfig {
     pub mode: XdpMode,
+    pub zero_window_threshold: u64,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            mode: XdpMode::Auto,
+            zero_window_threshold: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TreasonConfig {
+    pub probe: ProbeMode,
+    #[serde(with = "duration")]
+    pub event_interval: Duration,
+}
+
+impl Default for TreasonConfig {
+    fn default() -> Self {
+        Self {
+            probe: ProbeMode::Auto,
+            event_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub kmsg: bool,
+    pub eve_json: String,
+    pub queue: usize,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            kmsg: true,
+            eve_json: String::new(),
+            queue: 4096,
+        }
+    }
+}
+
+/// How the council decides (`[council]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CouncilConfig {
+    pub roles: Vec<String>,
+    pub consensus: ConsensusName,
+    pub quorum: usize,
+    pub max_rounds: u32,
+    pub max_concurrent: usize,
+    pub rules: RulesConfig,
+}
+
+impl Default for CouncilConfig {
+    fn default() -> Self {
+        Self {
+            roles: crate::council::rules::ROLES.iter().map(|r| r.to_string()).collect(),
+            consensus: ConsensusName::Unanimous,
+            quorum: 2,
+            max_rounds: 4,
+            max_concurrent: 4,
+            rules: RulesConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusName {
+    Unanimous,
+    Quorum,
+}
+
+impl CouncilConfig {
+    pub fn consensus(&self) -> crate::council::Consensus {
+        match self.consensus {
+            ConsensusName::Unanimous => crate::council::Consensus::Unanimous,
+            ConsensusName::Quorum => crate::council::Consensus::Quorum {
+                min_approvals: self.quorum,
+            },
+        }
+    }
 }
 
 /// Capacities of the kernel tables, in entries.
@@ -128,12 +230,14 @@ impl MapsConfig {
 pub struct DaemonConfig {
     #[serde(with = "duration")]
     pub gc_interval: Duration,
+    pub dry_run: bool,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             gc_interval: Duration::from_secs(30),
+            dry_run: false,
         }
     }
 }
@@ -176,6 +280,42 @@ impl Config {
         }
         if self.daemon.gc_interval < Duration::from_secs(1) {
             return Err("[daemon] gc_interval must be at least 1s".into());
+        }
+        if self.council.roles.is_empty() {
+            return Err("[council] roles is empty: the council needs at least one agent".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.council.roles {
+            if !seen.insert(r) {
+                return Err(format!("[council] roles lists {r:?} twice"));
+            }
+        }
+        if self.council.max_rounds < 2 || self.council.max_rounds > 10 {
+            return Err("[council] max_rounds must be between 2 and 10".into());
+        }
+        if self.council.max_concurrent == 0 || self.sources.queue == 0 {
+            return Err("[council] max_concurrent and [sources] queue must be at least 1".into());
+        }
+        if self.council.consensus == ConsensusName::Quorum
+            && (self.council.quorum == 0 || self.council.quorum >= self.council.roles.len())
+        {
+            return Err(format!(
+                "[council] quorum = {} must be between 1 and the number of roles minus one ({})",
+                self.council.quorum,
+                self.council.roles.len().saturating_sub(1)
+            ));
+        }
+        if self.guard.min_prefix_v4 > 32 || self.guard.min_prefix_v6 > 128 {
+            return Err("[guard] min_prefix_v4/v6 must be at most 32/128".into());
+        }
+        if self.guard.min_ttl > self.guard.max_ttl {
+            return Err("[guard] min_ttl is larger than max_ttl".into());
+        }
+        self.guard
+            .trusted_nets()
+            .map_err(|e| format!("[guard] trusted: {e}"))?;
+        if self.treason.event_interval < Duration::from_millis(1) {
+            return Err("[treason] event_interval must be at least 1ms".into());
         }
         Ok(())
     }
@@ -229,6 +369,12 @@ mod tests {
         );
         assert!(Config::parse("[daemon]\ngc_interval = \"soon\"\n").is_err());
         assert!(Config::parse("[xdp]\nmode = \"turbo\"\n").is_err());
+        assert!(Config::parse("[council]\nroles = []\n").unwrap_err().contains("roles"));
+        assert!(Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 4\n").is_err());
+        assert!(Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n").unwrap_err().contains("trusted"));
+        assert!(Config::parse("[treason]\nprobe = \"ebpf\"\n").is_err());
+        let q = Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 2\n").unwrap();
+        assert_eq!(q.council.consensus(), crate::council::Consensus::Quorum { min_approvals: 2 });
     }
 
     #[test]

@@ -1,27 +1,51 @@
-//! `blocker run`: load, attach, and keep the tables tidy until told to stop.
+//! `blocker run`: load, attach, and turn evidence into bans until told to
+//! stop.
 //!
-//! Enforcement does not depend on this process: the maps and the XDP links
-//! are pinned, and the kernel ignores expired rules by itself. The daemon
-//! adds what needs userspace: garbage collection, the journal, and (with the
-//! treason work) evidence, the council and verdicts.
+//! ```text
+//! ring buffer (probes, XDP) ─┐
+//! /dev/kmsg ─────────────────┼─► bounded queue ─► incidents ─► council (concurrent, bounded)
+//! eve.json ──────────────────┘                                     │ typed verdicts
+//!                                          maps ◄── enforcer ◄── guard
+//! ```
+//!
+//! One task owns the incidents, the guard and the enforcer, so no locks are
+//! needed; debates run as their own tasks and report back. Enforcement does
+//! not depend on this process: maps and XDP links are pinned, and the kernel
+//! ignores expired rules by itself.
 
 use std::{
+    collections::{HashMap, HashSet, VecDeque},
     future::Future,
+    net::IpAddr,
     path::{Path, PathBuf},
-    time::SystemTime,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
 };
 
+use aya::maps::RingBuf;
+use blocker_common::{config as slot, maps as map_names, reason};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
+    addr,
+    alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
     clock,
     config::{Config, XdpMode},
-    enforcer::{EnforceError, Enforcer},
-    loader::{self, AttachError, Attached, LoadError, PinDir},
-    store::{Store, StoreError},
+    council::{
+        self, Action, Brief, Council, Debate, Draft, Stance,
+        facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
+    },
+    enforcer::{Change, EnforceError, Enforcer},
+    guard::{self, Guard},
+    incident::{Incident, Tracker, TrackerCounters, Trigger},
+    loader::{self, AttachError, Attached, Globals, LoadError, PinDir},
+    probes::{self, ProbeError, ProbeMode, ProbeStatus},
+    sources,
+    store::{IncidentRecord, Store, StoreError, VerdictRecord},
     sys,
-    tables::{Tables, TablesError},
+    tables::{List, Tables, TablesError},
 };
 
 /// File in the state directory where a running daemon describes itself.
@@ -34,11 +58,15 @@ pub enum DaemonError {
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
     Tables(#[from] TablesError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Enforce(#[from] EnforceError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -46,7 +74,7 @@ pub enum DaemonError {
     },
 }
 
-/// What `blocker run` was asked to do.
+/// What `blocker run` was asked to do (flags already merged into `config`).
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub interfaces: Vec<String>,
@@ -55,18 +83,57 @@ pub struct RunOptions {
 }
 
 /// What a running daemon publishes about itself (`blocker status`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DaemonStatus {
     pub pid: u32,
     pub started_at: String,
+    pub updated_at: String,
     pub pin_dir: PathBuf,
+    pub dry_run: bool,
     pub interfaces: Vec<InterfaceStatus>,
+    pub probes: ProbeStatus,
+    pub alerts: PipelineSnapshot,
+    pub incidents: IncidentStatus,
+    pub council: CouncilStatus,
+    /// Kernel event to map entry, over the last bans.
+    pub latency: LatencyStatus,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct InterfaceStatus {
     pub iface: String,
     pub attached: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct IncidentStatus {
+    pub open: usize,
+    #[serde(flatten)]
+    pub counters: TrackerCounters,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CouncilStatus {
+    pub agents: Vec<String>,
+    pub debates: u64,
+    pub running: usize,
+    pub queued: usize,
+    /// Triggers dropped because the debate queue was full.
+    pub queue_dropped: u64,
+    pub applied: u64,
+    pub refused: u64,
+    pub failed: u64,
+    pub dry_run: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStatus {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The most recent samples, milliseconds, oldest first (at most 1000).
+    pub recent_ms: Vec<f64>,
 }
 
 impl DaemonStatus {
@@ -78,12 +145,46 @@ impl DaemonStatus {
     }
 }
 
+/// Builds the council from `[council]`.
+pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
+    let mut agents: Vec<Arc<dyn council::Agent>> = Vec::new();
+    for role in &cfg.council.roles {
+        let agent = council::rules::RuleAgent::new(role, cfg.council.rules.clone()).ok_or_else(|| {
+            DaemonError::Config(format!(
+                "[council] roles: {role:?} has no offline rules (known: {})",
+                council::rules::ROLES.join(", ")
+            ))
+        })?;
+        agents.push(Arc::new(agent));
+    }
+    Ok(Council::new(agents, cfg.council.consensus(), cfg.council.max_rounds))
+}
+
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let config = &opts.config;
+    let cfg = &opts.config;
     loader::require_caps(loader::RUN_CAPS)?;
-    let pins = PinDir::new(&config.pin_dir);
-    let mut ebpf = loader::load_pinned(&pins, &config.maps)?;
+    let council = Arc::new(build_council(cfg)?);
+    let guard = Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let pins = PinDir::new(&cfg.pin_dir);
+
+    // Probe offsets come from the running kernel and must be set before load.
+    let mut probe_mode = cfg.treason.probe;
+    let offsets = match probes::prepare(probe_mode) {
+        Ok(o) => o,
+        Err(e) if probe_mode == ProbeMode::Auto => {
+            warn!("treason probes disabled: {e}");
+            probe_mode = ProbeMode::Off;
+            probes::Offsets::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let globals = Globals {
+        sock_offsets: offsets.sock,
+        tracepoint_offsets: offsets.tracepoints,
+        event_interval_ns: cfg.treason.event_interval.as_nanos() as u64,
+    };
+    let mut ebpf = loader::load_pinned_with(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
         let attached = loader::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
@@ -94,11 +195,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             ),
             Attached::Driver | Attached::Skb => info!(
                 "attached XDP to {iface} in {} mode (pinned link {})",
-                if attached == Attached::Driver {
-                    "driver"
-                } else {
-                    "skb"
-                },
+                if attached == Attached::Driver { "driver" } else { "skb" },
                 pins.link(iface).display()
             ),
         }
@@ -107,39 +204,100 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             attached: format!("{attached:?}").to_lowercase(),
         });
     }
+    let probe_status = match probes::attach(&mut ebpf, probe_mode, &offsets) {
+        Ok(s) => s,
+        Err(e) if probe_mode == ProbeMode::Auto => {
+            warn!("treason probes disabled: {e}");
+            ProbeStatus {
+                requested: ProbeMode::Auto,
+                active: "off".into(),
+                fallback_reason: Some(e.to_string()),
+                ..ProbeStatus::default()
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let ring = ebpf
+        .take_map(map_names::EVENTS)
+        .ok_or_else(|| DaemonError::Config("the object has no EVENTS map".into()))
+        .and_then(|m| {
+            RingBuf::try_from(m).map_err(|e| DaemonError::Config(format!("EVENTS: {e}")))
+        })?;
     let mut tables = Tables::from_ebpf(&mut ebpf)?;
     tables.sync_active()?;
-    let store = Store::open_in(&config.state_dir)?;
-    let mut enforcer = Enforcer::new(tables, store);
+    tables.set_config(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
+    let store = Store::open_in(&cfg.state_dir)?;
+    let first_incident = store.max_incident_id()? + 1;
+    let enforcer = Enforcer::new(tables, store);
 
-    let status = DaemonStatus {
+    // Sources → one bounded queue.
+    let counters = Arc::new(PipelineCounters::default());
+    let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
+    tokio::spawn(sources::probe::run(ring, alert_tx.clone(), counters.clone()));
+    drop(alert_tx);
+
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
+    let mut p = Pipeline {
+        tracker: Tracker::new(cfg.incidents.clone(), first_incident),
+        cfg: cfg.clone(),
+        enforcer,
+        guard,
+        council,
+        probe_status,
+        counters,
+        council_status: CouncilStatus::default(),
+        latencies: VecDeque::new(),
+        inflight: HashSet::new(),
+        queue: VecDeque::new(),
+        flood: FloodMeter::default(),
+        local_addrs: sys::local_addresses(),
+        block_fill: HashMap::new(),
+        done_tx,
+    };
+    p.council_status.agents = p.council.agent_names();
+    p.refresh_fill();
+
+    let mut status = DaemonStatus {
         pid: std::process::id(),
         started_at: clock::rfc3339(SystemTime::now()),
-        pin_dir: config.pin_dir.clone(),
+        pin_dir: cfg.pin_dir.clone(),
+        dry_run: cfg.daemon.dry_run,
         interfaces,
+        ..DaemonStatus::default()
     };
-    let status_path = config.state_dir.join(STATUS_FILE);
+    let status_path = cfg.state_dir.join(STATUS_FILE);
+    p.fill_status(&mut status);
     write_status(&status_path, &status)?;
     info!(
-        "blocker running (pid {}); maps pinned under {}",
+        "blocker running (pid {}); maps pinned under {}; council: {} ({}){}",
         status.pid,
-        pins.path().display()
+        pins.path().display(),
+        status.council.agents.join(", "),
+        match cfg.council.consensus() {
+            council::Consensus::Unanimous => "unanimous".to_string(),
+            council::Consensus::Quorum { min_approvals } => format!("quorum {min_approvals}"),
+        },
+        if cfg.daemon.dry_run { "; DRY RUN: verdicts are logged, not applied" } else { "" }
     );
 
-    let mut gc = tokio::time::interval(config.daemon.gc_interval);
+    let mut gc = tokio::time::interval(cfg.daemon.gc_interval);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = gc.tick() => match enforcer.collect_expired() {
-                Ok(expired) => {
-                    for rule in expired {
-                        info!("{} rule for {} expired and was removed", rule.list.as_str(), crate::addr::display(&rule.net));
-                    }
+            Some(alert) = alert_rx.recv() => p.on_alert(alert),
+            Some(done) = done_rx.recv() => p.on_debate(done),
+            _ = tick.tick() => {
+                p.on_tick();
+                p.fill_status(&mut status);
+                if let Err(e) = write_status(&status_path, &status) {
+                    warn!("{e}");
                 }
-                Err(e) => warn!("garbage collection failed: {e}"),
-            },
+            }
+            _ = gc.tick() => p.on_gc(),
         }
     }
 
@@ -149,7 +307,525 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             "exiting; XDP stays attached on {iface} and keeps enforcing (remove it with `blocker detach --iface {iface}`)"
         );
     }
+    drop(ebpf);
     Ok(())
+}
+
+/// A finished debate on its way back to the pipeline.
+struct Finished {
+    trigger: Trigger,
+    debate: Debate,
+}
+
+/// Zero-window SYN flood sensing: the global rate and the sources that
+/// crossed the per-source threshold recently.
+#[derive(Default)]
+struct FloodMeter {
+    last_total: Option<(u64, Instant)>,
+    rate: u64,
+    recent: HashMap<IpAddr, u64>,
+}
+
+/// Bound on remembered flood sources (a spoofed flood has millions).
+const MAX_FLOOD_SOURCES: usize = 100_000;
+/// Queued debate triggers at most; older ones are dropped when full.
+const MAX_QUEUED_DEBATES: usize = 1024;
+/// Latency samples kept for the status percentiles.
+const MAX_LATENCIES: usize = 10_000;
+
+struct Pipeline {
+    cfg: Config,
+    enforcer: Enforcer,
+    guard: Guard,
+    tracker: Tracker,
+    council: Arc<Council>,
+    probe_status: ProbeStatus,
+    counters: Arc<PipelineCounters>,
+    council_status: CouncilStatus,
+    /// Kernel event → map entry, nanoseconds.
+    latencies: VecDeque<u64>,
+    inflight: HashSet<IpAddr>,
+    queue: VecDeque<Trigger>,
+    flood: FloodMeter,
+    local_addrs: Vec<IpAddr>,
+    /// Entries per exact blocklist map (refreshed by GC), for the filter agent.
+    block_fill: HashMap<&'static str, u64>,
+    done_tx: mpsc::Sender<Finished>,
+}
+
+impl Pipeline {
+    fn on_alert(&mut self, alert: Alert) {
+        let now = clock::boottime_ns();
+        if alert.kind == AlertKind::ZeroWindowSyn && self.flood.recent.len() < MAX_FLOOD_SOURCES {
+            self.flood.recent.insert(addr::canonical(alert.peer), now);
+        }
+        let mut closed = Vec::new();
+        let trigger = self.tracker.ingest(alert, now, &mut closed);
+        for i in closed {
+            self.record_closed(&i);
+        }
+        if let Some(t) = trigger {
+            self.schedule(t);
+        }
+    }
+
+    fn schedule(&mut self, t: Trigger) {
+        let peer = t.view.peer;
+        if self.inflight.contains(&peer) || self.inflight.len() >= self.cfg.council.max_concurrent {
+            // One debate per peer at a time; a newer trigger replaces a
+            // queued one for the same peer (it carries all the evidence).
+            if let Some(q) = self.queue.iter_mut().find(|q| q.view.peer == peer) {
+                *q = t;
+            } else {
+                if self.queue.len() >= MAX_QUEUED_DEBATES {
+                    self.queue.pop_front();
+                    self.council_status.queue_dropped += 1;
+                }
+                self.queue.push_back(t);
+            }
+            return;
+        }
+        self.launch(t);
+    }
+
+    fn launch(&mut self, trigger: Trigger) {
+        let brief = Brief {
+            facts: self.facts(&trigger.view),
+            incident: trigger.view.clone(),
+        };
+        self.inflight.insert(trigger.view.peer);
+        let council = self.council.clone();
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let debate = council.deliberate(&brief).await;
+            let _ = tx.send(Finished { trigger, debate }).await;
+        });
+    }
+
+    fn launch_queued(&mut self) {
+        while self.inflight.len() < self.cfg.council.max_concurrent {
+            let Some(pos) = self.queue.iter().position(|t| !self.inflight.contains(&t.view.peer)) else {
+                break;
+            };
+            let t = self.queue.remove(pos).expect("index from position");
+            // The incident may have grown since; debate its current state.
+            let t = match self.tracker.get(&t.view.peer) {
+                Some(i) if i.resolved => continue,
+                Some(i) => Trigger {
+                    view: i.view(clock::boottime_ns()),
+                    observed_ns: t.observed_ns,
+                },
+                None => t,
+            };
+            self.launch(t);
+        }
+    }
+
+    fn facts(&self, view: &IncidentView) -> council::Facts {
+        let tables = self.enforcer.tables();
+        let now_ns = clock::boottime_ns();
+        let policy_until = tables.config(slot::ZW_DROP_UNTIL_NS).unwrap_or(0);
+        let kernel = KernelFacts {
+            probes: self.probe_status.active.clone(),
+            zero_window_syn_rate: self.flood.rate,
+            zero_window_sources_recent: self.flood.recent.len() as u64,
+            zero_window_policy_secs_left: (policy_until > now_ns)
+                .then(|| (policy_until - now_ns) / 1_000_000_000),
+        };
+        let allowlist: Vec<ipnet::IpNet> = tables
+            .rules(List::Allow)
+            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+            .unwrap_or_default();
+        let mut trusted = self.cfg.guard.trusted_nets().unwrap_or_default();
+        trusted.extend(allowlist);
+        let host = HostFacts {
+            local_addrs: self.local_addrs.clone(),
+            trusted,
+            listening_ports: sys::listening_ports(),
+        };
+        if view.is_global() {
+            return council::Facts {
+                host,
+                kernel,
+                ..council::Facts::default()
+            };
+        }
+        let hostnet = addr::host(view.peer);
+        let history = self.enforcer.store().history(hostnet).unwrap_or_default();
+        let bans: Vec<_> = history
+            .iter()
+            .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
+            .collect();
+        let jail = JailFacts {
+            previous_bans: bans.len() as u32,
+            last_ban_at: bans.last().map(|r| r.added_at),
+        };
+        let live = |list| {
+            tables
+                .matching(list, view.peer)
+                .ok()
+                .flatten()
+                .filter(|e| e.is_live(now_ns))
+        };
+        let map = if view.peer.is_ipv4() { map_names::BLOCK_V4 } else { map_names::BLOCK_V6 };
+        let filter = FilterFacts {
+            allowlisted: live(List::Allow).is_some(),
+            blocked: live(List::Block)
+                .map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
+            block_entries: self.block_fill.get(map).copied().unwrap_or(0),
+            block_capacity: u64::from(tables.capacity(map).unwrap_or(0)),
+        };
+        council::Facts {
+            host,
+            kernel,
+            jail,
+            filter,
+        }
+    }
+
+    fn on_debate(&mut self, done: Finished) {
+        let Finished { trigger, debate } = done;
+        self.inflight.remove(&trigger.view.peer);
+        self.council_status.debates += 1;
+        narrate(&trigger.view, &debate);
+        let debate_id = match self.enforcer.store_mut().record_debate(trigger.view.id, &debate) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!("could not journal the debate: {e}");
+                None
+            }
+        };
+        for draft in &debate.passed {
+            self.apply(&trigger, debate_id, draft);
+        }
+        self.launch_queued();
+    }
+
+    fn apply(&mut self, trigger: &Trigger, debate_id: Option<i64>, draft: &Draft) {
+        let view = &trigger.view;
+        let action = &draft.action;
+        let justification = crate::alert::sanitize_text(&draft.justification);
+        let now_ns = clock::boottime_ns();
+        let allowlist: Vec<ipnet::IpNet> = self
+            .enforcer
+            .tables()
+            .rules(List::Allow)
+            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+            .unwrap_or_default();
+        let evidence = view.addresses();
+        let checked = self.guard.check(
+            action,
+            &guard::Context {
+                evidence: &evidence,
+                local: &self.local_addrs,
+                allowlist: &allowlist,
+            },
+        );
+        let mut record = |store: &mut Store, outcome: &str, detail: Option<&str>| {
+            store
+                .record_verdict(&VerdictRecord {
+                    debate_id,
+                    incident_id: Some(view.id),
+                    peer: view.peer,
+                    action,
+                    justification: &justification,
+                    outcome,
+                    detail,
+                })
+                .map_err(|e| warn!("could not journal the verdict: {e}"))
+                .ok()
+        };
+        if let Err(refusal) = checked {
+            warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
+            self.council_status.refused += 1;
+            record(self.enforcer.store_mut(), "refused", Some(&refusal.to_string()));
+            return;
+        }
+        if self.cfg.daemon.dry_run {
+            info!("dry run: would {action} (incident #{})", view.id);
+            self.council_status.dry_run += 1;
+            record(self.enforcer.store_mut(), "dry-run", None);
+            return;
+        }
+        let verdict_id = record(self.enforcer.store_mut(), "applying", None);
+        let result: Result<(), String> = match action {
+            Action::Block { target, ttl_secs } => self
+                .enforcer
+                .add(&Change {
+                    list: List::Block,
+                    net: *target,
+                    ttl: Some(Duration::from_secs(*ttl_secs)),
+                    reason: &justification,
+                    reason_code: reason_code(view),
+                    source: "council",
+                    verdict_id,
+                })
+                .map(|_| {
+                    self.guard.record_ban();
+                    self.tracker.resolve(view.peer);
+                    let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
+                    let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
+                    if self.latencies.len() >= MAX_LATENCIES {
+                        self.latencies.pop_front();
+                    }
+                    self.latencies.push_back(latency);
+                    info!(
+                        "verdict applied: banned {} for {} (incident #{}; {:.1} ms after the evidence)",
+                        addr::display(target),
+                        crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
+                        view.id,
+                        latency as f64 / 1e6
+                    );
+                })
+                .map_err(|e| e.to_string()),
+            Action::Unblock { target } => self
+                .enforcer
+                .remove(List::Block, *target, "council")
+                .map(|_| info!("verdict applied: unblocked {} (incident #{})", addr::display(target), view.id))
+                .map_err(|e| e.to_string()),
+            Action::Watch { target, ttl_secs } => {
+                info!(
+                    "verdict: watching {target} for {} (incident #{}; no map change)",
+                    crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
+                    view.id
+                );
+                Ok(())
+            }
+            Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
+                let until = if *enable {
+                    clock::expiry_from_now(Some(Duration::from_secs(*ttl_secs)))
+                } else {
+                    0
+                };
+                self.enforcer
+                    .tables_mut()
+                    .set_config(slot::ZW_DROP_UNTIL_NS, until)
+                    .map(|()| info!("verdict applied: {action} (incident #{})", view.id))
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let store = self.enforcer.store_mut();
+        match (result, verdict_id) {
+            (Ok(()), Some(id)) => {
+                self.council_status.applied += 1;
+                let _ = store.set_verdict_outcome(id, "applied", None);
+            }
+            (Ok(()), None) => self.council_status.applied += 1,
+            (Err(e), id) => {
+                warn!("verdict failed: {action} (incident #{}): {e}", view.id);
+                self.council_status.failed += 1;
+                if let Some(id) = id {
+                    let _ = store.set_verdict_outcome(id, "failed", Some(&e));
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = clock::boottime_ns();
+        // Global zero-window SYN rate from the per-CPU counters.
+        if let Ok(stats) = self.enforcer.tables().stats() {
+            let t = Instant::now();
+            if let Some((last, at)) = self.flood.last_total {
+                let secs = t.duration_since(at).as_secs_f64().max(0.001);
+                self.flood.rate = ((stats.zw_syn.saturating_sub(last)) as f64 / secs) as u64;
+            }
+            self.flood.last_total = Some((stats.zw_syn, t));
+        }
+        let window = self.cfg.incidents.window.as_nanos() as u64;
+        self.flood.recent.retain(|_, seen| now.saturating_sub(*seen) < window);
+        let rules = &self.cfg.council.rules;
+        if self.flood.rate >= rules.flood_rate || self.flood.recent.len() as u64 >= rules.flood_sources {
+            let alert = Alert {
+                source: AlertSource::Xdp,
+                kind: AlertKind::ZeroWindowFlood,
+                peer: IpAddr::from([0, 0, 0, 0]),
+                peer_port: None,
+                local: None,
+                local_port: None,
+                observed_ns: now,
+                signature: "global-zero-window-syn-rate".into(),
+                count: self.flood.rate,
+                tcp: None,
+                ids: None,
+            };
+            self.on_alert(alert);
+        }
+        for i in self.tracker.expire(now) {
+            self.record_closed(&i);
+        }
+        self.local_addrs = sys::local_addresses();
+        self.launch_queued();
+    }
+
+    fn on_gc(&mut self) {
+        match self.enforcer.collect_expired() {
+            Ok(expired) => {
+                for rule in expired {
+                    info!(
+                        "{} rule for {} expired and was removed",
+                        rule.list.as_str(),
+                        addr::display(&rule.net)
+                    );
+                }
+            }
+            Err(e) => warn!("garbage collection failed: {e}"),
+        }
+        self.refresh_fill();
+    }
+
+    fn refresh_fill(&mut self) {
+        if let Ok(rules) = self.enforcer.tables().rules(List::Block) {
+            let v4 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4()).count();
+            let v6 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6()).count();
+            self.block_fill.insert(map_names::BLOCK_V4, v4 as u64);
+            self.block_fill.insert(map_names::BLOCK_V6, v6 as u64);
+        }
+    }
+
+    fn record_closed(&mut self, i: &Incident) {
+        if i.deliberations == 0 {
+            return;
+        }
+        let now = SystemTime::now();
+        let opened = now - Duration::from_nanos(clock::boottime_ns().saturating_sub(i.opened_ns));
+        let summary = serde_json::json!({
+            "by_kind": i.by_kind,
+            "evidence": i.evidence,
+            "resolved": i.resolved,
+            "deliberations": i.deliberations,
+        })
+        .to_string();
+        if let Err(e) = self.enforcer.store_mut().record_incident(&IncidentRecord {
+            id: i.id,
+            peer: i.peer,
+            opened_at: clock::unix_secs(opened),
+            closed_at: Some(clock::unix_secs(now)),
+            alert_count: i.alert_count,
+            summary: &summary,
+        }) {
+            warn!("could not journal incident #{}: {e}", i.id);
+        }
+    }
+
+    fn fill_status(&self, s: &mut DaemonStatus) {
+        s.updated_at = clock::rfc3339(SystemTime::now());
+        s.probes = self.probe_status.clone();
+        s.alerts = self.counters.snapshot();
+        s.incidents = IncidentStatus {
+            open: self.tracker.open_count(),
+            counters: self.tracker.counters,
+        };
+        s.council = CouncilStatus {
+            running: self.inflight.len(),
+            queued: self.queue.len(),
+            ..self.council_status.clone()
+        };
+        let mut ms: Vec<f64> = self.latencies.iter().map(|&n| n as f64 / 1e6).collect();
+        let recent: Vec<f64> = ms.iter().rev().take(1000).rev().copied().collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| {
+            if ms.is_empty() {
+                0.0
+            } else {
+                ms[((ms.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        s.latency = LatencyStatus {
+            count: ms.len(),
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+            max_ms: ms.last().copied().unwrap_or(0.0),
+            recent_ms: recent,
+        };
+    }
+}
+
+/// The reason code stored with a council ban, from the incident's evidence.
+fn reason_code(view: &IncidentView) -> u32 {
+    let kernel = [
+        AlertKind::TreasonRetransmit,
+        AlertKind::TreasonProbe,
+        AlertKind::ZeroWindowSeen,
+        AlertKind::KernelLog,
+    ]
+    .iter()
+    .any(|k| view.count(*k) > 0);
+    let syn = view.count(AlertKind::ZeroWindowSyn) > 0;
+    let ids = view.count(AlertKind::Ids) > 0;
+    match (kernel, syn, ids) {
+        (true, false, false) => reason::TREASON,
+        (false, true, false) => reason::ZERO_WINDOW_SYN,
+        (false, false, true) => reason::IDS,
+        _ => reason::COUNCIL,
+    }
+}
+
+/// Logs a debate the way an operator reads it: evidence, proposals, votes,
+/// what passed.
+fn narrate(view: &IncidentView, d: &Debate) {
+    let kinds: Vec<String> = view.by_kind.iter().map(|(k, n)| format!("{} ×{n}", k.as_str())).collect();
+    let subject = if view.is_global() {
+        "all sources".to_string()
+    } else {
+        view.peer.to_string()
+    };
+    info!(
+        "council on incident #{} ({subject}): {} alert(s): {}",
+        view.id,
+        view.alert_count,
+        kinds.join(", ")
+    );
+    for p in &d.proposals {
+        info!(
+            "  proposal #{} by {}: {} — {}",
+            p.id,
+            p.author,
+            p.action,
+            p.justification
+        );
+        let votes: Vec<String> = d
+            .votes
+            .iter()
+            .filter(|v| v.proposal == p.id)
+            .fold(Vec::<&council::Vote>::new(), |mut acc, v| {
+                // Latest vote per agent.
+                acc.retain(|x| x.voter != v.voter);
+                acc.push(v);
+                acc
+            })
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {} ({})",
+                    v.voter,
+                    match v.stance {
+                        Stance::Approve => "approves",
+                        Stance::Object => "objects",
+                        Stance::Abstain => "abstains",
+                    },
+                    v.reason
+                )
+            })
+            .collect();
+        if !votes.is_empty() {
+            info!("    {}", votes.join("; "));
+        }
+    }
+    if d.passed.is_empty() {
+        info!(
+            "  outcome: nothing passed ({} round(s), {:?}, {} ms)",
+            d.rounds, d.stop, d.wall_ms
+        );
+    } else {
+        let passed: Vec<String> = d.passed.iter().map(|p| p.action.to_string()).collect();
+        info!(
+            "  outcome: {} ({} round(s), {} ms)",
+            passed.join("; "),
+            d.rounds,
+            d.wall_ms
+        );
+    }
 }
 
 fn write_status(path: &Path, status: &DaemonStatus) -> Result<(), DaemonError> {

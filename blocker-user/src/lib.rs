@@ -19,6 +19,7 @@ pub mod guard;
 pub mod incident;
 pub mod loader;
 pub mod object;
+pub mod probes;
 pub mod sources;
 pub mod store;
 pub mod sys;

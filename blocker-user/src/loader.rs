@@ -18,7 +18,9 @@ use aya::{
     maps::{Array, Map, MapData, MapInfo},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, links::FdLink, links::PinnedLink},
 };
-use blocker_common::{LAYOUT_VERSION, Meta, maps, programs};
+use blocker_common::{
+    LAYOUT_VERSION, Meta, SockOffsets, TracepointOffsets, globals, maps, programs,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -184,11 +186,47 @@ impl PinDir {
     }
 }
 
+/// Load-time globals of the object (see `blocker_common::globals`).
+#[derive(Clone, Copy, Debug)]
+pub struct Globals {
+    pub sock_offsets: SockOffsets,
+    pub tracepoint_offsets: TracepointOffsets,
+    pub event_interval_ns: u64,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Self {
+            sock_offsets: SockOffsets::UNSET,
+            tracepoint_offsets: TracepointOffsets::UNSET,
+            event_interval_ns: blocker_common::DEFAULT_EVENT_INTERVAL_NS,
+        }
+    }
+}
+
+impl Globals {
+    fn apply<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader
+            .override_global(globals::SOCK_OFFSETS, &self.sock_offsets, true)
+            .override_global(globals::TP_OFFSETS, &self.tracepoint_offsets, true)
+            .override_global(globals::EVENT_INTERVAL_NS, &self.event_interval_ns, true);
+    }
+}
+
 /// Loads the object with its maps opened from (or created and pinned under)
 /// `pins`, sized by `capacities`. Programs are not loaded into the kernel
 /// until someone attaches them, so this is also how CLI commands open the
-/// maps.
+/// maps (with default globals).
 pub fn load_pinned(pins: &PinDir, capacities: &MapsConfig) -> Result<Ebpf, LoadError> {
+    load_pinned_with(pins, capacities, &Globals::default())
+}
+
+/// [`load_pinned`] with explicit globals (the daemon's probe offsets).
+pub fn load_pinned_with(
+    pins: &PinDir,
+    capacities: &MapsConfig,
+    globals: &Globals,
+) -> Result<Ebpf, LoadError> {
     let bytes = object::bytes()?;
     pins.ensure()?;
     check_pins(pins, bytes)?;
@@ -205,6 +243,7 @@ pub fn load_pinned(pins: &PinDir, capacities: &MapsConfig) -> Result<Ebpf, LoadE
         for (name, entries, _) in capacities.entries() {
             loader.map_max_entries(name, entries);
         }
+        globals.apply(&mut loader);
         loader.load(bytes)
     };
     // Two processes creating the pins at once (a CLI ban racing a daemon's

@@ -61,6 +61,42 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rules_active ON rules (list, prefix) WHERE removed_at IS NULL;
     CREATE INDEX rules_prefix ON rules (prefix);",
+    // 2: the council's work: incidents, debates (whole transcripts), verdicts.
+    "CREATE TABLE incidents (
+        id          INTEGER PRIMARY KEY,    -- the tracker's id
+        peer        TEXT NOT NULL,
+        opened_at   INTEGER NOT NULL,       -- unix seconds
+        closed_at   INTEGER,
+        alert_count INTEGER NOT NULL,
+        summary     TEXT NOT NULL           -- JSON: counts by kind, evidence sample
+    );
+    CREATE TABLE debates (
+        id                INTEGER PRIMARY KEY,
+        incident_id       INTEGER,
+        peer              TEXT NOT NULL,
+        started_at        INTEGER NOT NULL,
+        wall_ms           INTEGER NOT NULL,
+        rounds            INTEGER NOT NULL,
+        calls             INTEGER NOT NULL,
+        prompt_tokens     INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        stop              TEXT NOT NULL,
+        passed            INTEGER NOT NULL,
+        transcript        TEXT NOT NULL     -- JSON: the whole debate
+    );
+    CREATE INDEX debates_incident ON debates (incident_id);
+    CREATE TABLE verdicts (
+        id            INTEGER PRIMARY KEY,
+        debate_id     INTEGER,
+        incident_id   INTEGER,
+        peer          TEXT NOT NULL,
+        action        TEXT NOT NULL,        -- JSON: the typed action
+        justification TEXT NOT NULL,
+        decided_at    INTEGER NOT NULL,
+        outcome       TEXT NOT NULL,        -- applied, refused, dry-run, failed
+        detail        TEXT                  -- the guard's reason, or the error
+    );
+    CREATE INDEX verdicts_debate ON verdicts (debate_id);",
 ];
 
 /// A rule as recorded in the store.
@@ -77,6 +113,56 @@ pub struct StoredRule {
     pub verdict_id: Option<i64>,
     pub removed_at: Option<i64>,
     pub removed_by: Option<String>,
+}
+
+/// An incident to record.
+#[derive(Clone, Debug)]
+pub struct IncidentRecord<'a> {
+    pub id: u64,
+    pub peer: std::net::IpAddr,
+    pub opened_at: i64,
+    pub closed_at: Option<i64>,
+    pub alert_count: u64,
+    pub summary: &'a str,
+}
+
+/// A verdict to record.
+#[derive(Clone, Debug)]
+pub struct VerdictRecord<'a> {
+    pub debate_id: Option<i64>,
+    pub incident_id: Option<u64>,
+    pub peer: std::net::IpAddr,
+    pub action: &'a crate::council::Action,
+    pub justification: &'a str,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+/// A debate in `blocker debates list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DebateRow {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub peer: String,
+    pub started_at: i64,
+    pub wall_ms: i64,
+    pub rounds: i64,
+    pub calls: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub stop: String,
+    pub passed: i64,
+}
+
+/// A verdict of a debate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerdictRow {
+    pub id: i64,
+    /// JSON of the typed action.
+    pub action: String,
+    pub justification: String,
+    pub outcome: String,
+    pub detail: Option<String>,
 }
 
 /// What to record for a new rule.
@@ -260,6 +346,153 @@ impl Store {
             &format!("{SELECT} WHERE prefix = ?1 ORDER BY id"),
             params![net.to_string()],
         )
+    }
+
+    /// The highest incident id recorded (the tracker continues after it).
+    pub fn max_incident_id(&self) -> Result<u64, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM incidents", [], |r| r.get(0))
+            .map_err(self.err())?;
+        let debated: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(incident_id) FROM debates", [], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(id.max(debated).unwrap_or(0).max(0) as u64)
+    }
+
+    /// Records (or updates) an incident.
+    pub fn record_incident(&mut self, i: &IncidentRecord<'_>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO incidents (id, peer, opened_at, closed_at, alert_count, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at,
+                     alert_count = excluded.alert_count, summary = excluded.summary",
+                params![i.id as i64, i.peer.to_string(), i.opened_at, i.closed_at, i.alert_count as i64, i.summary],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records a debate and returns its id.
+    pub fn record_debate(&mut self, incident_id: u64, debate: &crate::council::Debate) -> Result<i64, StoreError> {
+        let transcript = serde_json::to_string(debate).unwrap_or_else(|_| "{}".into());
+        let stop = serde_json::to_string(&debate.stop).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO debates (incident_id, peer, started_at, wall_ms, rounds, calls, prompt_tokens,
+                     completion_tokens, stop, passed, transcript)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    incident_id as i64,
+                    debate.peer.to_string(),
+                    clock::unix_secs(SystemTime::now()),
+                    debate.wall_ms as i64,
+                    debate.rounds,
+                    debate.usage.calls,
+                    debate.usage.prompt_tokens as i64,
+                    debate.usage.completion_tokens as i64,
+                    stop.trim_matches('"'),
+                    debate.passed.len() as i64,
+                    transcript
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records a verdict and what became of it; returns its id.
+    pub fn record_verdict(&mut self, v: &VerdictRecord<'_>) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO verdicts (debate_id, incident_id, peer, action, justification, decided_at, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    v.debate_id,
+                    v.incident_id.map(|i| i as i64),
+                    v.peer.to_string(),
+                    serde_json::to_string(v.action).unwrap_or_default(),
+                    v.justification,
+                    clock::unix_secs(SystemTime::now()),
+                    v.outcome,
+                    v.detail
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets the outcome of a recorded verdict.
+    pub fn set_verdict_outcome(&mut self, id: i64, outcome: &str, detail: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE verdicts SET outcome = ?1, detail = ?2 WHERE id = ?3",
+                params![outcome, detail, id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Debates, newest first: `(id, incident_id, peer, started_at, wall_ms,
+    /// rounds, calls, prompt+completion tokens, stop, passed)`.
+    pub fn debates(&self, limit: usize) -> Result<Vec<DebateRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, incident_id, peer, started_at, wall_ms, rounds, calls, prompt_tokens,
+                        completion_tokens, stop, passed FROM debates ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(DebateRow {
+                    id: r.get(0)?,
+                    incident_id: r.get(1)?,
+                    peer: r.get(2)?,
+                    started_at: r.get(3)?,
+                    wall_ms: r.get(4)?,
+                    rounds: r.get(5)?,
+                    calls: r.get(6)?,
+                    prompt_tokens: r.get(7)?,
+                    completion_tokens: r.get(8)?,
+                    stop: r.get(9)?,
+                    passed: r.get(10)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// A debate's full transcript and the verdicts it led to.
+    pub fn debate(&self, id: i64) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT transcript FROM debates WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        let Some(text) = text else { return Ok(None) };
+        let Ok(debate) = serde_json::from_str(&text) else { return Ok(None) };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, action, justification, outcome, detail FROM verdicts WHERE debate_id = ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let verdicts = stmt
+            .query_map(params![id], |r| {
+                Ok(VerdictRow {
+                    id: r.get(0)?,
+                    action: r.get(1)?,
+                    justification: r.get(2)?,
+                    outcome: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(Some((debate, verdicts)))
     }
 
     fn query(

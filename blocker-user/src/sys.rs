@@ -225,6 +225,72 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
+/// The addresses of this network namespace's interfaces (getifaddrs).
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it says.
+            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    // SAFETY: family checked.
+                    let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                    out.push(std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: family checked.
+                    let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                    out.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// TCP ports this network namespace listens on, from /proc/net/tcp{,6}.
+pub fn listening_ports() -> Vec<u16> {
+    let mut ports: Vec<u16> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| parse_listening(&t))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+fn parse_listening(table: &str) -> Vec<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let local = f.nth(1)?;
+            let state = f.nth(1)?;
+            // 0A is TCP_LISTEN (include/net/tcp_states.h).
+            (state == "0A")
+                .then(|| local.rsplit_once(':'))
+                .flatten()
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+        })
+        .collect()
+}
+
 /// Whether process `pid` exists.
 pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -239,6 +305,15 @@ mod tests {
         let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
         assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
         assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn parses_proc_net_tcp() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n\
+   1: 0100007F:A3B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
+        assert_eq!(parse_listening(t), vec![8080]);
+        assert!(local_addresses().iter().any(|a| a.is_loopback()));
     }
 
     #[test]

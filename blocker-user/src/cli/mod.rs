@@ -7,6 +7,7 @@ mod config;
 mod detach;
 mod list;
 mod output;
+mod policy;
 mod run;
 mod stats;
 mod status;
@@ -86,6 +87,7 @@ enum Commands {
     List(list::Args),
     Stats(stats::Args),
     ZeroWindow(zero_window::Args),
+    Policy(policy::Args),
     Status(status::Args),
     Config(config::Args),
     /// Print shell completions.
@@ -194,6 +196,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::List(args) => list::run(&ctx, args),
         Commands::Stats(args) => stats::run(&ctx, args),
         Commands::ZeroWindow(args) => zero_window::run(&ctx, args),
+        Commands::Policy(args) => policy::run(&ctx, args),
         Commands::Status(args) => status::run(&ctx, args),
         Commands::Config(args) => config::run(&ctx, args),
         Commands::Completions { .. } | Commands::Man => unreachable!("handled above"),

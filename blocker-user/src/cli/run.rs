@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use blocker::{config::XdpMode, daemon};
+use blocker::{config::XdpMode, daemon, probes::ProbeMode};
 
 use super::Context;
 
@@ -24,13 +24,37 @@ pub struct Args {
     /// skb (generic) mode [default: from config, else auto].
     #[arg(long, value_enum, value_name = "MODE")]
     xdp_mode: Option<XdpMode>,
+    /// How the treason probes attach: auto tries kprobes and falls back to
+    /// tracepoints [default: from config, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    treason_probe: Option<ProbeMode>,
+    /// Follow this Suricata eve.json for IDS alerts.
+    #[arg(long, value_name = "FILE")]
+    eve_json: Option<std::path::PathBuf>,
+    /// Do not read /dev/kmsg.
+    #[arg(long)]
+    no_kmsg: bool,
+    /// Log what the council's verdicts would do; touch no map.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = ctx.config.clone();
+    if let Some(mode) = args.treason_probe {
+        config.treason.probe = mode;
+    }
+    if let Some(path) = args.eve_json {
+        config.sources.eve_json = path.display().to_string();
+    }
+    if args.no_kmsg {
+        config.sources.kmsg = false;
+    }
+    config.daemon.dry_run |= args.dry_run;
     let opts = daemon::RunOptions {
         interfaces: args.interfaces,
         xdp_mode: args.xdp_mode.unwrap_or(ctx.config.xdp.mode),
-        config: ctx.config.clone(),
+        config,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -25,6 +25,8 @@ struct StatusView {
     interfaces: Vec<InterfaceView>,
     daemon: Option<DaemonStatus>,
     tables: Vec<TableView>,
+    /// Seconds the drop-all-zero-window-SYNs policy stays on; null when off.
+    zero_window_policy_secs: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -63,6 +65,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut tables_view = Vec::new();
+    let mut zero_window_policy_secs = None;
     if loaded {
         let tables = Tables::open(&ctx.pins)?;
         let mut count = std::collections::HashMap::<String, usize>::new();
@@ -72,6 +75,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let zw = tables.zero_window()?;
+        let until = tables.config(blocker_common::config::ZW_DROP_UNTIL_NS)?;
+        let now = blocker::clock::boottime_ns();
+        zero_window_policy_secs = (until > now).then(|| (until - now) / 1_000_000_000);
         use blocker_common::maps::*;
         for name in [
             ALLOW_V4,
@@ -101,6 +107,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         interfaces,
         daemon: DaemonStatus::read(&ctx.state_dir),
         tables: tables_view,
+        zero_window_policy_secs,
     };
     if args.json {
         output::json(&view)?;
@@ -115,8 +122,63 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("pins: {}", view.pin_dir);
     match &view.daemon {
-        Some(d) => println!("daemon: running (pid {}, since {})", d.pid, d.started_at),
+        Some(d) => {
+            println!(
+                "daemon: running (pid {}, since {}){}",
+                d.pid,
+                d.started_at,
+                if d.dry_run { " — DRY RUN" } else { "" }
+            );
+            println!(
+                "probes: {}{}",
+                if d.probes.attached.is_empty() {
+                    d.probes.active.clone()
+                } else {
+                    format!("{} ({})", d.probes.active, d.probes.attached.join(", "))
+                },
+                d.probes
+                    .fallback_reason
+                    .as_ref()
+                    .map(|r| format!("; fallback because: {r}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "alerts: {} delivered, {} dropped (queue full), {} malformed, {} ignored",
+                d.alerts.delivered, d.alerts.dropped_full, d.alerts.malformed, d.alerts.ignored
+            );
+            println!(
+                "incidents: {} open, {} opened, {} closed, {} evicted, {} duplicate alerts",
+                d.incidents.open,
+                d.incidents.counters.opened,
+                d.incidents.counters.closed,
+                d.incidents.counters.evicted,
+                d.incidents.counters.duplicates
+            );
+            println!(
+                "council: {} — {} debates ({} running, {} queued); verdicts: {} applied, {} refused by the guard, {} failed, {} dry-run",
+                d.council.agents.join(", "),
+                d.council.debates,
+                d.council.running,
+                d.council.queued,
+                d.council.applied,
+                d.council.refused,
+                d.council.failed,
+                d.council.dry_run
+            );
+            if d.latency.count > 0 {
+                println!(
+                    "evidence → ban: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} bans",
+                    d.latency.p50_ms, d.latency.p99_ms, d.latency.max_ms, d.latency.count
+                );
+            }
+        }
         None => println!("daemon: not running (pinned rules are still enforced)"),
+    }
+    if let Some(left) = view.zero_window_policy_secs {
+        println!(
+            "zero-window SYN policy: dropping all zero-window SYNs for {}",
+            blocker::ttl::format_remaining(std::time::Duration::from_secs(left))
+        );
     }
     if view.interfaces.is_empty() {
         println!("interfaces: none attached");

@@ -4,3 +4,5 @@
 //! - `probe`: the kernel probes' and XDP's ring-buffer events;
 //! - [`eve`]: Suricata `eve.json`, followed across rotation and truncation;
 //! - [`kmsg`]: `/dev/kmsg` lines in every spelling of the treason message.
+
+pub mod probe;

@@ -1,0 +1,206 @@
+//! Attaching the treason probes: kprobes where the kernel has them, the
+//! tracepoint fallback where it does not.
+//!
+//! Our own machines run without `CONFIG_KPROBES` (attaching fails with
+//! `/sys/bus/event_source/devices/kprobe/type: No such file or directory`);
+//! distribution kernels have them. `auto` tries kprobes first and, when that
+//! fails, logs one line with the reason and the fallback chosen.
+
+use aya::{
+    Ebpf,
+    programs::{KProbe, TracePoint},
+};
+use blocker_common::{SockOffsets, TracepointOffsets, programs as p};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::{btf, tracefs};
+
+/// `--treason-probe`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    /// kprobes, falling back to tracepoints.
+    #[default]
+    Auto,
+    /// kprobes on tcp_retransmit_timer and tcp_send_probe0 only.
+    Kprobe,
+    /// The tcp:tcp_retransmit_skb and tcp:tcp_probe tracepoints only.
+    Tracepoint,
+    /// No probes (XDP, kmsg and IDS evidence only).
+    Off,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "the treason probes need the kernel's BTF ({0}); use a kernel with CONFIG_DEBUG_INFO_BTF, or run with --treason-probe off"
+    )]
+    Btf(String),
+    #[error(
+        "the tracepoint fallback cannot read the tcp tracepoint formats ({0}); run with --treason-probe kprobe or off"
+    )]
+    Tracefs(String),
+    #[error("attaching the kprobes failed ({0}); retry with --treason-probe tracepoint (or auto)")]
+    Kprobe(String),
+    #[error("attaching the tracepoints failed ({0}); retry with --treason-probe off")]
+    Tracepoint(String),
+}
+
+/// Offsets resolved from the running kernel before the object is loaded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    pub sock: SockOffsets,
+    pub tracepoints: TracepointOffsets,
+}
+
+/// What is attached, for logs and `blocker status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub requested: ProbeMode,
+    /// "kprobe", "tracepoint" or "off".
+    pub active: String,
+    /// e.g. `kprobe:tcp_retransmit_timer`.
+    pub attached: Vec<String>,
+    /// Why the fallback was taken, if it was.
+    pub fallback_reason: Option<String>,
+}
+
+/// Resolves the offsets `mode` needs. With `auto`, a tracefs problem is not
+/// fatal yet (kprobes may work); it surfaces if the fallback is needed.
+pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
+    if mode == ProbeMode::Off {
+        return Ok(Offsets::default());
+    }
+    let kernel_btf = btf::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+    let sock = btf::sock_offsets(&kernel_btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+    let tracepoints = match (mode, tracepoint_offsets()) {
+        (_, Ok(t)) => t,
+        (ProbeMode::Tracepoint, Err(e)) => return Err(ProbeError::Tracefs(e)),
+        (_, Err(e)) => {
+            tracing::debug!("tracepoint offsets unavailable: {e}");
+            TracepointOffsets::default()
+        }
+    };
+    Ok(Offsets { sock, tracepoints })
+}
+
+fn tracepoint_offsets() -> Result<TracepointOffsets, String> {
+    tracefs::read_tracepoint_offsets().map_err(|e| e.to_string())
+}
+
+/// Attaches the probes `mode` asks for. The object must have been loaded
+/// with `offsets` as its globals.
+pub fn attach(ebpf: &mut Ebpf, mode: ProbeMode, offsets: &Offsets) -> Result<ProbeStatus, ProbeError> {
+    let mut status = ProbeStatus {
+        requested: mode,
+        active: "off".into(),
+        ..ProbeStatus::default()
+    };
+    match mode {
+        ProbeMode::Off => {
+            info!("treason probes off (--treason-probe off)");
+            return Ok(status);
+        }
+        ProbeMode::Kprobe => {
+            status.attached = attach_kprobes(ebpf).map_err(ProbeError::Kprobe)?;
+            status.active = "kprobe".into();
+        }
+        ProbeMode::Tracepoint => {
+            status.attached = attach_tracepoints(ebpf, offsets).map_err(ProbeError::Tracepoint)?;
+            status.active = "tracepoint".into();
+        }
+        ProbeMode::Auto => match attach_kprobes(ebpf) {
+            Ok(a) => {
+                status.attached = a;
+                status.active = "kprobe".into();
+            }
+            Err(reason) => {
+                warn!(
+                    "kprobes unavailable ({reason}); falling back to tracepoints {}:{} and {}:{}",
+                    p::TP_CATEGORY,
+                    p::TP_RETRANSMIT_EVENT,
+                    p::TP_CATEGORY,
+                    p::TP_PROBE_EVENT
+                );
+                status.fallback_reason = Some(reason);
+                status.attached = attach_tracepoints(ebpf, offsets).map_err(ProbeError::Tracepoint)?;
+                status.active = "tracepoint".into();
+            }
+        },
+    }
+    info!("treason probes attached: {}", status.attached.join(", "));
+    Ok(status)
+}
+
+fn attach_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
+    let mut attached = Vec::new();
+    for (prog, func) in [
+        (p::KPROBE_RETRANSMIT, p::KPROBE_RETRANSMIT_FN),
+        (p::KPROBE_PROBE0, p::KPROBE_PROBE0_FN),
+    ] {
+        let result = (|| -> Result<(), String> {
+            let k: &mut KProbe = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| format!("program {prog} missing from the object"))?
+                .try_into()
+                .map_err(|e| format!("{prog}: {e}"))?;
+            k.load().map_err(|e| format!("loading {prog}: {e}"))?;
+            k.attach(func, 0).map_err(|e| format!("kprobe {func}: {}", error_chain(&e)))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // All or nothing: a half-attached kprobe set would hide which
+            // evidence path is live. Unloading detaches what did attach.
+            for done in [p::KPROBE_RETRANSMIT, p::KPROBE_PROBE0] {
+                if let Some(prog) = ebpf.program_mut(done)
+                    && let Ok(k) = <&mut KProbe>::try_from(prog)
+                {
+                    let _ = k.unload();
+                }
+            }
+            return Err(e);
+        }
+        attached.push(format!("kprobe:{func}"));
+    }
+    Ok(attached)
+}
+
+fn attach_tracepoints(ebpf: &mut Ebpf, offsets: &Offsets) -> Result<Vec<String>, String> {
+    if offsets.tracepoints.valid == 0 {
+        return Err(tracepoint_offsets()
+            .err()
+            .unwrap_or_else(|| "field offsets were not resolved before load".into()));
+    }
+    let mut attached = Vec::new();
+    for (prog, event) in [
+        (p::TP_RETRANSMIT, p::TP_RETRANSMIT_EVENT),
+        (p::TP_PROBE, p::TP_PROBE_EVENT),
+    ] {
+        let t: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| format!("program {prog} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        t.load().map_err(|e| format!("loading {prog}: {}", error_chain(&e)))?;
+        t.attach(p::TP_CATEGORY, event)
+            .map_err(|e| format!("tracepoint {}:{event}: {}", p::TP_CATEGORY, error_chain(&e)))?;
+        attached.push(format!("tracepoint:{}:{event}", p::TP_CATEGORY));
+    }
+    Ok(attached)
+}
+
+/// An error and its sources on one line (aya nests the useful part).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}
