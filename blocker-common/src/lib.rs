@@ -333,7 +333,8 @@ pub struct SockOffsets {
     pub v6_daddr: u32,
     /// `sock_common.skc_v6_rcv_saddr`: local IPv6 address (16 bytes).
     pub v6_rcv_saddr: u32,
-    /// `sock.sk_flags` (unsigned long; bit `SOCK_DEAD` = 0).
+    /// `sock_common.skc_flags` (unsigned long; bit `SOCK_DEAD` = 0; `sk_flags`
+    /// is a macro for it since Linux 4.4, commit 8e5eb54d303b).
     pub flags: u32,
     /// `sock.sk_wmem_queued` (int): bytes queued for sending, sent or not.
     pub wmem_queued: u32,

@@ -521,7 +521,7 @@ impl Pipeline {
                 allowlist: &allowlist,
             },
         );
-        let mut record = |store: &mut Store, outcome: &str, detail: Option<&str>| {
+        let record = |store: &mut Store, outcome: &str, detail: Option<&str>| {
             store
                 .record_verdict(&VerdictRecord {
                     debate_id,

@@ -10,6 +10,7 @@
 
 pub mod addr;
 pub mod alert;
+pub mod btf;
 pub mod clock;
 pub mod config;
 pub mod council;
@@ -24,4 +25,5 @@ pub mod sources;
 pub mod store;
 pub mod sys;
 pub mod tables;
+pub mod tracefs;
 pub mod ttl;

@@ -3,7 +3,7 @@
 //! `unsafe` FFI of the crate lives here.
 
 use std::{
-    ffi::CString,
+    ffi::{CStr, CString},
     io,
     os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd},
     path::Path,
@@ -60,9 +60,13 @@ pub fn missing_caps(needed: &[Cap]) -> io::Result<Vec<Cap>> {
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// `TRACEFS_MAGIC` from linux/magic.h.
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
 
-/// Whether `path` is on a bpf filesystem.
-pub fn is_bpffs(path: &Path) -> io::Result<bool> {
+/// The filesystem type (`f_type`, a `*_MAGIC` of linux/magic.h) of `path`.
+/// Like every path lookup, this triggers an automount at `path`, which is
+/// how /sys/kernel/debug/tracing gets its tracefs.
+fn fs_magic(path: &Path) -> io::Result<i64> {
     let c = cstring(path)?;
     // SAFETY: zeroed statfs is a valid out-buffer; `c` is NUL-terminated.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -74,26 +78,60 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
         clippy::unnecessary_cast,
         reason = "f_type is i64 on x86_64, u32 elsewhere"
     )]
-    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+    Ok(st.f_type as i64)
 }
 
-/// Mounts a bpf filesystem on `target` (mode 0700, like systemd does).
-pub fn mount_bpffs(target: &Path) -> io::Result<()> {
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
+    Ok(fs_magic(path)? == BPF_FS_MAGIC)
+}
+
+/// Whether `path` is on a tracefs.
+pub fn is_tracefs(path: &Path) -> io::Result<bool> {
+    Ok(fs_magic(path)? == TRACEFS_MAGIC)
+}
+
+/// Mounts a pseudo filesystem of type `fstype` (no backing device) on
+/// `target`.
+fn mount_pseudo_fs(
+    fstype: &CStr,
+    target: &Path,
+    flags: libc::c_ulong,
+    options: Option<&CStr>,
+) -> io::Result<()> {
     let c = cstring(target)?;
-    // SAFETY: all strings are NUL-terminated and outlive the call.
+    let data = options.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: all strings are NUL-terminated and outlive the call; `data`
+    // may be null (no options).
     let rc = unsafe {
         libc::mount(
-            c"bpf".as_ptr(),
+            fstype.as_ptr(),
             c.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            c"mode=0700".as_ptr().cast(),
+            fstype.as_ptr(),
+            flags,
+            data.cast(),
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Mounts a bpf filesystem on `target` (mode 0700, like systemd does).
+pub fn mount_bpffs(target: &Path) -> io::Result<()> {
+    mount_pseudo_fs(c"bpf", target, 0, Some(c"mode=0700"))
+}
+
+/// Mounts tracefs on `target` with the flags systemd uses for
+/// /sys/kernel/tracing (sys-kernel-tracing.mount: nosuid, nodev, noexec).
+pub fn mount_tracefs(target: &Path) -> io::Result<()> {
+    mount_pseudo_fs(
+        c"tracefs",
+        target,
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
 }
 
 /// Lifts RLIMIT_MEMLOCK. Kernels before 5.11 charge BPF maps to it and the
@@ -314,6 +352,31 @@ mod tests {
    1: 0100007F:A3B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
         assert_eq!(parse_listening(t), vec![8080]);
         assert!(local_addresses().iter().any(|a| a.is_loopback()));
+    }
+
+    #[test]
+    fn mounts_tracefs() {
+        // SAFETY: no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            euid, 0,
+            "this test mounts tracefs, which needs root; run it with `sudo -E cargo xtask test`"
+        );
+        let dir = std::env::temp_dir().join(format!("blocker-tracefs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!is_tracefs(&dir).unwrap());
+        assert!(!is_bpffs(&dir).unwrap());
+        let mounted = mount_tracefs(&dir);
+        let is_tracefs = is_tracefs(&dir);
+        let has_tcp_probe = dir.join("events/tcp/tcp_probe/format").is_file();
+        let c = cstring(&dir).unwrap();
+        // SAFETY: NUL-terminated path. MNT_DETACH: nothing may keep it busy.
+        let unmounted = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        std::fs::remove_dir(&dir).unwrap();
+        mounted.unwrap();
+        assert!(is_tracefs.unwrap());
+        assert!(has_tcp_probe);
+        assert_eq!(unmounted, 0, "{}", io::Error::last_os_error());
     }
 
     #[test]
