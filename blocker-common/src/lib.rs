@@ -43,9 +43,9 @@ pub mod maps {
     pub const META: &str = "META";
     /// Ring buffer of [`Event`](super::Event)s to the daemon (not pinned).
     pub const EVENTS: &str = "EVENTS";
-    /// Last event time per socket (LRU), the probes' per-socket rate limit
-    /// (not pinned).
-    pub const SOCK_LAST_EVENT: &str = "SOCK_LAST_EVENT";
+    /// Per-socket probe state (LRU): rate limit and zero-window stall
+    /// tracking, [`SockState`](super::SockState) (not pinned).
+    pub const SOCK_STATE: &str = "SOCK_STATE";
 
     /// Every map that is pinned under the pin directory.
     pub const PINNED: [&str; 11] = [
@@ -303,8 +303,26 @@ pub struct Event {
     /// Kind-specific count: zero-window SYNs for XDP events, bytes in flight
     /// (`snd_nxt - snd_una`) for probe events.
     pub count: u64,
-    /// Kind-specific: socket cookie-ish identity for probe events.
+    /// Identity of the socket (its kernel address) for probe events, so
+    /// userspace can tell one stalled connection from many.
     pub sock_id: u64,
+    /// For stall events: how long the window has been closed with no
+    /// progress, in nanoseconds.
+    pub stalled_ns: u64,
+}
+
+/// Per-socket state the probes keep in [`maps::SOCK_STATE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockState {
+    /// CLOCK_BOOTTIME of the last event sent for this socket.
+    pub last_event_ns: u64,
+    /// When the closed window was first seen (0: not stalled).
+    pub stall_since_ns: u64,
+    /// `snd_una` at that moment: if it moves, the peer is reading.
+    pub stall_una: u32,
+    /// Reserved, zero.
+    pub flags: u32,
 }
 
 /// Byte offsets of the socket fields the treason probes read, relative to a
@@ -416,7 +434,13 @@ pub mod globals {
     /// Minimum CLOCK_BOOTTIME nanoseconds between two probe events for the
     /// same socket (u64).
     pub const EVENT_INTERVAL_NS: &str = "EVENT_INTERVAL_NS";
+    /// A closed window must last this long (CLOCK_BOOTTIME ns, u64) with no
+    /// acknowledged progress before a stall event is sent.
+    pub const STALL_NS: &str = "STALL_NS";
 }
+
+/// Default for [`globals::STALL_NS`]: ten seconds.
+pub const DEFAULT_STALL_NS: u64 = 10_000_000_000;
 
 /// Default for [`globals::EVENT_INTERVAL_NS`]: one event per socket per second.
 pub const DEFAULT_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
@@ -432,6 +456,7 @@ mod pod {
     unsafe impl aya::Pod for super::ZeroWindowEntry {}
     unsafe impl aya::Pod for super::Meta {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::SockState {}
     unsafe impl aya::Pod for super::SockOffsets {}
     unsafe impl aya::Pod for super::TracepointOffsets {}
 }
@@ -444,7 +469,8 @@ const _: () = {
     assert!(core::mem::size_of::<XdpStats>() == 88);
     assert!(core::mem::size_of::<ZeroWindowEntry>() == 32);
     assert!(core::mem::size_of::<Meta>() == 8);
-    assert!(core::mem::size_of::<Event>() == 72);
+    assert!(core::mem::size_of::<Event>() == 80);
+    assert!(core::mem::size_of::<SockState>() == 24);
     assert!(core::mem::size_of::<SockOffsets>() == 64);
     assert!(core::mem::size_of::<TracepointOffsets>() == 32);
 };

@@ -12,7 +12,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use blocker_common::{
-    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleEntry, XdpStats, ZeroWindowEntry, config,
+    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleEntry, SockState, XdpStats, ZeroWindowEntry,
+    config,
 };
 
 #[btf_map]
@@ -41,9 +42,10 @@ pub static CONFIG: Array<u64, { config::LEN as usize }> = Array::new();
 pub static META: Array<Meta, 1> = Array::new();
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { 256 * 1024 }> = RingBuf::new();
-/// Socket pointer → CLOCK_BOOTTIME of its last probe event (rate limit).
+/// Socket pointer → probe state (rate limit, stall tracking). LRU: sockets
+/// that go away are forgotten on their own.
 #[btf_map]
-pub static SOCK_LAST_EVENT: LruHashMap<u64, u64, 16384> = LruHashMap::new();
+pub static SOCK_STATE: LruHashMap<u64, SockState, 16384> = LruHashMap::new();
 
 /// The value of config slot `slot` (see `blocker_common::config`), 0 if unset.
 #[inline(always)]

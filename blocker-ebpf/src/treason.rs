@@ -12,6 +12,13 @@
 //!   `tcp:tcp_probe` (every segment into an established socket, carrying
 //!   `snd_wnd` before the segment's own window is applied).
 //!
+//! A closed window alone is normal (a busy reader's buffer fills for a
+//! moment); what pins a socket is a window that *stays* closed while we have
+//! data and nothing gets acknowledged. The persist-path probes therefore
+//! report a socket only once its stall (closed window, `snd_una` frozen)
+//! has lasted `STALL_NS`. The retransmit path needs no threshold: a peer that
+//! retracts window it already offered is misbehaving by itself.
+//!
 //! Field offsets come from the running kernel's BTF and tracefs (globals set
 //! by the loader); until they are set the probes do nothing. Events are rate
 //! limited per socket in the kernel so one stalled connection cannot flood
@@ -23,11 +30,11 @@ use aya_ebpf::{
     programs::{ProbeContext, TracePointContext},
 };
 use blocker_common::{
-    AF_INET, AF_INET6, DEFAULT_EVENT_INTERVAL_NS, Event, SockOffsets, TracepointOffsets,
-    event_kind,
+    AF_INET, AF_INET6, DEFAULT_EVENT_INTERVAL_NS, DEFAULT_STALL_NS, Event, SockOffsets,
+    SockState, TracepointOffsets, event_kind,
 };
 
-use crate::maps::{EVENTS, MapRef, SOCK_LAST_EVENT, STATS, insert_any, lookup_mut};
+use crate::maps::{EVENTS, MapRef, SOCK_STATE, STATS, insert_any, lookup_mut};
 
 #[unsafe(no_mangle)]
 static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNSET);
@@ -35,6 +42,8 @@ static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNSET);
 static TP_OFFSETS: Global<TracepointOffsets> = Global::new(TracepointOffsets::UNSET);
 #[unsafe(no_mangle)]
 static EVENT_INTERVAL_NS: Global<u64> = Global::new(DEFAULT_EVENT_INTERVAL_NS);
+#[unsafe(no_mangle)]
+static STALL_NS: Global<u64> = Global::new(DEFAULT_STALL_NS);
 
 /// include/net/tcp_states.h
 const TCP_SYN_SENT: u8 = 2;
@@ -71,7 +80,7 @@ pub fn try_kprobe_retransmit(ctx: &ProbeContext) -> Result<(), ReadFailed> {
     if read::<u64>(sk, off.flags)? & SOCK_DEAD_BIT != 0 || excluded_state(read::<u8>(sk, off.state)?) {
         return Ok(());
     }
-    emit(sk, &off, event_kind::TREASON_RETRANSMIT)
+    emit(sk, &off, event_kind::TREASON_RETRANSMIT, 0)
 }
 
 /// kprobe `tcp_send_probe0(struct sock *sk)`: the persist timer probes a peer
@@ -85,7 +94,11 @@ pub fn try_kprobe_probe0(ctx: &ProbeContext) -> Result<(), ReadFailed> {
     if read::<u32>(sk, off.snd_wnd)? != 0 {
         return Ok(());
     }
-    emit(sk, &off, event_kind::TREASON_PROBE)
+    let una: u32 = read(sk, off.snd_una)?;
+    match stalled_for(sk, una) {
+        Some(stalled) => emit(sk, &off, event_kind::TREASON_PROBE, stalled),
+        None => Ok(()),
+    }
 }
 
 /// tracepoint `tcp:tcp_retransmit_skb`: a retransmission on a socket whose
@@ -106,7 +119,7 @@ pub fn try_tp_retransmit(ctx: &TracePointContext) -> Result<(), ReadFailed> {
     if read::<u32>(sk, off.snd_wnd)? != 0 || read::<u64>(sk, off.flags)? & SOCK_DEAD_BIT != 0 {
         return Ok(());
     }
-    emit(sk, &off, event_kind::TREASON_RETRANSMIT)
+    emit(sk, &off, event_kind::TREASON_RETRANSMIT, 0)
 }
 
 /// tracepoint `tcp:tcp_probe`: fires for every segment into an established
@@ -139,24 +152,65 @@ pub fn try_tp_probe(ctx: &TracePointContext) -> Result<(), ReadFailed> {
     if nxt == una && read::<i32>(sk, off.wmem_queued)? <= 0 {
         return Ok(());
     }
-    emit(sk, &off, event_kind::ZERO_WINDOW_SEEN)
+    match stalled_for(sk, una) {
+        Some(stalled) => emit(sk, &off, event_kind::ZERO_WINDOW_SEEN, stalled),
+        None => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// Tracks how long `sk`'s window has been closed with `snd_una` frozen at
+/// `una`; `Some(duration)` once that reaches the stall threshold. Any
+/// acknowledged progress restarts the clock.
+#[inline(always)]
+fn stalled_for(sk: u64, una: u32) -> Option<u64> {
+    let now = now_ns();
+    let map = MapRef::of(&SOCK_STATE);
+    let Some(state) = lookup_mut::<u64, SockState>(map, &sk) else {
+        let fresh = SockState {
+            last_event_ns: 0,
+            stall_since_ns: now,
+            stall_una: una,
+            flags: 0,
+        };
+        insert_any(map, &sk, &fresh);
+        return None;
+    };
+    // SAFETY: live map value; a racing update from another CPU can only
+    // restart the clock, which errs on the side of not reporting.
+    let state = unsafe { &mut *state };
+    if state.stall_since_ns == 0 || state.stall_una != una {
+        state.stall_since_ns = now;
+        state.stall_una = una;
+        return None;
+    }
+    let stalled = now.wrapping_sub(state.stall_since_ns);
+    (stalled >= STALL_NS.load()).then_some(stalled)
 }
 
 /// Sends one event for socket `sk`, at most one per socket per interval.
 #[inline(always)]
-fn emit(sk: u64, off: &SockOffsets, kind: u32) -> Result<(), ReadFailed> {
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let last_map = MapRef::of(&SOCK_LAST_EVENT);
-    if let Some(last) = lookup_mut::<u64, u64>(last_map, &sk) {
+fn emit(sk: u64, off: &SockOffsets, kind: u32, stalled_ns: u64) -> Result<(), ReadFailed> {
+    let now = now_ns();
+    let map = MapRef::of(&SOCK_STATE);
+    if let Some(state) = lookup_mut::<u64, SockState>(map, &sk) {
         // SAFETY: live map value.
-        let last = unsafe { &mut *last };
-        if now.wrapping_sub(*last) < EVENT_INTERVAL_NS.load() {
+        let state = unsafe { &mut *state };
+        if state.last_event_ns != 0 && now.wrapping_sub(state.last_event_ns) < EVENT_INTERVAL_NS.load() {
             return Ok(());
         }
-        *last = now;
+        state.last_event_ns = now;
     } else {
-        insert_any(last_map, &sk, &now);
+        let fresh = SockState {
+            last_event_ns: now,
+            ..SockState::default()
+        };
+        insert_any(map, &sk, &fresh);
     }
 
     let family: u16 = read(sk, off.family)?;
@@ -170,6 +224,7 @@ fn emit(sk: u64, off: &SockOffsets, kind: u32) -> Result<(), ReadFailed> {
         snd_wnd: read(sk, off.snd_wnd)?,
         count: u64::from(read::<u32>(sk, off.snd_nxt)?.wrapping_sub(read::<u32>(sk, off.snd_una)?)),
         sock_id: sk,
+        stalled_ns,
         ..Event::default()
     };
     if family == AF_INET {

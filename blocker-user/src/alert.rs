@@ -33,11 +33,11 @@ pub enum AlertKind {
     /// with data in flight: the kernel's own "treason uncloaked" condition
     /// (`tcp_retransmit_timer`).
     TreasonRetransmit,
-    /// The persist timer sent a zero-window probe: the peer keeps our socket
-    /// pinned with a closed window (sockstress, slow read).
+    /// The persist timer keeps probing a peer whose window stayed closed with
+    /// nothing acknowledged past the stall threshold: it pins our socket
+    /// (sockstress, slow read). Seen by the `tcp_send_probe0` kprobe.
     TreasonProbe,
-    /// A segment arrived while the peer's window was closed and we had data
-    /// waiting (`tcp:tcp_probe` fallback).
+    /// The same stall seen by the `tcp:tcp_probe` tracepoint fallback.
     ZeroWindowSeen,
     /// The source crossed the zero-window SYN threshold in XDP.
     ZeroWindowSyn,
@@ -77,8 +77,13 @@ pub struct TcpFacts {
     pub snd_wnd: u32,
     /// TCP state number (1 = ESTABLISHED, ...).
     pub state: u16,
-    /// Bytes sent and not yet acknowledged, or queued.
+    /// Bytes sent and not yet acknowledged.
     pub pending_bytes: u64,
+    /// How long the window had been closed with nothing acknowledged, for
+    /// stall events (milliseconds).
+    pub stalled_ms: u64,
+    /// Kernel identity of the socket, to tell one connection from many.
+    pub socket: u64,
 }
 
 /// Fields of an IDS alert, kept as quoted data. Text fields are truncated

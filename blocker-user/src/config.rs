@@ -99,6 +99,8 @@ pub struct TreasonConfig {
     pub probe: ProbeMode,
     #[serde(with = "duration")]
     pub event_interval: Duration,
+    #[serde(with = "duration")]
+    pub stall: Duration,
 }
 
 impl Default for TreasonConfig {
@@ -106,6 +108,7 @@ impl Default for TreasonConfig {
         Self {
             probe: ProbeMode::Auto,
             event_interval: Duration::from_secs(1),
+            stall: Duration::from_nanos(blocker_common::DEFAULT_STALL_NS),
         }
     }
 }
@@ -316,6 +319,9 @@ impl Config {
             .map_err(|e| format!("[guard] trusted: {e}"))?;
         if self.treason.event_interval < Duration::from_millis(1) {
             return Err("[treason] event_interval must be at least 1ms".into());
+        }
+        if self.treason.stall < Duration::from_millis(100) {
+            return Err("[treason] stall must be at least 100ms".into());
         }
         Ok(())
     }

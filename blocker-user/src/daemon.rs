@@ -183,6 +183,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         sock_offsets: offsets.sock,
         tracepoint_offsets: offsets.tracepoints,
         event_interval_ns: cfg.treason.event_interval.as_nanos() as u64,
+        stall_ns: cfg.treason.stall.as_nanos() as u64,
     };
     let mut ebpf = loader::load_pinned_with(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
@@ -309,6 +310,23 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(ebpf);
     Ok(())
+}
+
+/// What became of a verdict, for the journal.
+struct Outcome {
+    outcome: &'static str,
+    detail: Option<String>,
+    rule_id: Option<i64>,
+}
+
+impl Outcome {
+    fn new(outcome: &'static str, detail: Option<String>) -> Self {
+        Self {
+            outcome,
+            detail,
+            rule_id: None,
+        }
+    }
 }
 
 /// A finished debate on its way back to the pipeline.
@@ -488,20 +506,33 @@ impl Pipeline {
         self.inflight.remove(&trigger.view.peer);
         self.council_status.debates += 1;
         narrate(&trigger.view, &debate);
-        let debate_id = match self.enforcer.store_mut().record_debate(trigger.view.id, &debate) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                warn!("could not journal the debate: {e}");
-                None
-            }
-        };
-        for draft in &debate.passed {
-            self.apply(&trigger, debate_id, draft);
+        // Apply first: on the critical path only the rule's own journal
+        // commit precedes the map write. The debate and its verdicts are
+        // journaled right after.
+        let outcomes: Vec<Outcome> = debate.passed.iter().map(|d| self.apply(&trigger, d)).collect();
+        let store = self.enforcer.store_mut();
+        let debate_id = store
+            .record_debate(trigger.view.id, &debate)
+            .map_err(|e| warn!("could not journal the debate: {e}"))
+            .ok();
+        for (draft, o) in debate.passed.iter().zip(&outcomes) {
+            let _ = store
+                .record_verdict(&VerdictRecord {
+                    debate_id,
+                    incident_id: Some(trigger.view.id),
+                    peer: trigger.view.peer,
+                    action: &draft.action,
+                    justification: &crate::alert::sanitize_text(&draft.justification),
+                    outcome: o.outcome,
+                    detail: o.detail.as_deref(),
+                    rule_id: o.rule_id,
+                })
+                .map_err(|e| warn!("could not journal the verdict: {e}"));
         }
         self.launch_queued();
     }
 
-    fn apply(&mut self, trigger: &Trigger, debate_id: Option<i64>, draft: &Draft) {
+    fn apply(&mut self, trigger: &Trigger, draft: &Draft) -> Outcome {
         let view = &trigger.view;
         let action = &draft.action;
         let justification = crate::alert::sanitize_text(&draft.justification);
@@ -521,33 +552,17 @@ impl Pipeline {
                 allowlist: &allowlist,
             },
         );
-        let record = |store: &mut Store, outcome: &str, detail: Option<&str>| {
-            store
-                .record_verdict(&VerdictRecord {
-                    debate_id,
-                    incident_id: Some(view.id),
-                    peer: view.peer,
-                    action,
-                    justification: &justification,
-                    outcome,
-                    detail,
-                })
-                .map_err(|e| warn!("could not journal the verdict: {e}"))
-                .ok()
-        };
         if let Err(refusal) = checked {
             warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
             self.council_status.refused += 1;
-            record(self.enforcer.store_mut(), "refused", Some(&refusal.to_string()));
-            return;
+            return Outcome::new("refused", Some(refusal.to_string()));
         }
         if self.cfg.daemon.dry_run {
             info!("dry run: would {action} (incident #{})", view.id);
             self.council_status.dry_run += 1;
-            record(self.enforcer.store_mut(), "dry-run", None);
-            return;
+            return Outcome::new("dry-run", None);
         }
-        let verdict_id = record(self.enforcer.store_mut(), "applying", None);
+        let mut rule_id = None;
         let result: Result<(), String> = match action {
             Action::Block { target, ttl_secs } => self
                 .enforcer
@@ -558,19 +573,19 @@ impl Pipeline {
                     reason: &justification,
                     reason_code: reason_code(view),
                     source: "council",
-                    verdict_id,
                 })
-                .map(|_| {
+                .map(|applied| {
+                    let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
+                    rule_id = Some(applied.record_id);
                     self.guard.record_ban();
                     self.tracker.resolve(view.peer);
                     let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
-                    let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
                     if self.latencies.len() >= MAX_LATENCIES {
                         self.latencies.pop_front();
                     }
                     self.latencies.push_back(latency);
                     info!(
-                        "verdict applied: banned {} for {} (incident #{}; {:.1} ms after the evidence)",
+                        "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
                         addr::display(target),
                         crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
                         view.id,
@@ -604,19 +619,19 @@ impl Pipeline {
                     .map_err(|e| e.to_string())
             }
         };
-        let store = self.enforcer.store_mut();
-        match (result, verdict_id) {
-            (Ok(()), Some(id)) => {
+        match result {
+            Ok(()) => {
                 self.council_status.applied += 1;
-                let _ = store.set_verdict_outcome(id, "applied", None);
+                Outcome {
+                    outcome: "applied",
+                    detail: None,
+                    rule_id,
+                }
             }
-            (Ok(()), None) => self.council_status.applied += 1,
-            (Err(e), id) => {
+            Err(e) => {
                 warn!("verdict failed: {action} (incident #{}): {e}", view.id);
                 self.council_status.failed += 1;
-                if let Some(id) = id {
-                    let _ = store.set_verdict_outcome(id, "failed", Some(&e));
-                }
+                Outcome::new("failed", Some(e))
             }
         }
     }

@@ -46,7 +46,6 @@ pub struct Change<'a> {
     pub reason: &'a str,
     pub reason_code: u32,
     pub source: &'a str,
-    pub verdict_id: Option<i64>,
 }
 
 pub struct Enforcer {
@@ -84,7 +83,6 @@ impl Enforcer {
             reason: change.reason,
             reason_code: change.reason_code,
             source: change.source,
-            verdict_id: change.verdict_id,
         })?;
         match self
             .tables

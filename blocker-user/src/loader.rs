@@ -192,6 +192,7 @@ pub struct Globals {
     pub sock_offsets: SockOffsets,
     pub tracepoint_offsets: TracepointOffsets,
     pub event_interval_ns: u64,
+    pub stall_ns: u64,
 }
 
 impl Default for Globals {
@@ -200,6 +201,7 @@ impl Default for Globals {
             sock_offsets: SockOffsets::UNSET,
             tracepoint_offsets: TracepointOffsets::UNSET,
             event_interval_ns: blocker_common::DEFAULT_EVENT_INTERVAL_NS,
+            stall_ns: blocker_common::DEFAULT_STALL_NS,
         }
     }
 }
@@ -209,7 +211,8 @@ impl Globals {
         loader
             .override_global(globals::SOCK_OFFSETS, &self.sock_offsets, true)
             .override_global(globals::TP_OFFSETS, &self.tracepoint_offsets, true)
-            .override_global(globals::EVENT_INTERVAL_NS, &self.event_interval_ns, true);
+            .override_global(globals::EVENT_INTERVAL_NS, &self.event_interval_ns, true)
+            .override_global(globals::STALL_NS, &self.stall_ns, true);
     }
 }
 

@@ -55,7 +55,6 @@ const MIGRATIONS: &[&str] = &[
         reason      TEXT NOT NULL,
         reason_code INTEGER NOT NULL,       -- blocker_common::reason
         source      TEXT NOT NULL,          -- cli, council, import, ...
-        verdict_id  INTEGER,
         removed_at  INTEGER,                -- unix seconds; NULL = active
         removed_by  TEXT                    -- unban, expired, replaced, failed
     );
@@ -94,7 +93,8 @@ const MIGRATIONS: &[&str] = &[
         justification TEXT NOT NULL,
         decided_at    INTEGER NOT NULL,
         outcome       TEXT NOT NULL,        -- applied, refused, dry-run, failed
-        detail        TEXT                  -- the guard's reason, or the error
+        detail        TEXT,                 -- the guard's reason, or the error
+        rule_id       INTEGER               -- the rules row an applied block wrote
     );
     CREATE INDEX verdicts_debate ON verdicts (debate_id);",
 ];
@@ -110,7 +110,6 @@ pub struct StoredRule {
     pub reason: String,
     pub reason_code: u32,
     pub source: String,
-    pub verdict_id: Option<i64>,
     pub removed_at: Option<i64>,
     pub removed_by: Option<String>,
 }
@@ -136,6 +135,7 @@ pub struct VerdictRecord<'a> {
     pub justification: &'a str,
     pub outcome: &'a str,
     pub detail: Option<&'a str>,
+    pub rule_id: Option<i64>,
 }
 
 /// A debate in `blocker debates list`.
@@ -174,7 +174,6 @@ pub struct NewRule<'a> {
     pub reason: &'a str,
     pub reason_code: u32,
     pub source: &'a str,
-    pub verdict_id: Option<i64>,
 }
 
 pub struct Store {
@@ -274,8 +273,8 @@ impl Store {
         )
         .map_err(&err)?;
         tx.execute(
-            "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source, verdict_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 rule.list.as_str(),
                 rule.net.to_string(),
@@ -283,8 +282,7 @@ impl Store {
                 expires,
                 rule.reason,
                 rule.reason_code,
-                rule.source,
-                rule.verdict_id
+                rule.source
             ],
         )
         .map_err(&err)?;
@@ -406,8 +404,8 @@ impl Store {
     pub fn record_verdict(&mut self, v: &VerdictRecord<'_>) -> Result<i64, StoreError> {
         self.conn
             .execute(
-                "INSERT INTO verdicts (debate_id, incident_id, peer, action, justification, decided_at, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO verdicts (debate_id, incident_id, peer, action, justification, decided_at, outcome, detail, rule_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     v.debate_id,
                     v.incident_id.map(|i| i as i64),
@@ -416,22 +414,12 @@ impl Store {
                     v.justification,
                     clock::unix_secs(SystemTime::now()),
                     v.outcome,
-                    v.detail
+                    v.detail,
+                    v.rule_id
                 ],
             )
             .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Sets the outcome of a recorded verdict.
-    pub fn set_verdict_outcome(&mut self, id: i64, outcome: &str, detail: Option<&str>) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE verdicts SET outcome = ?1, detail = ?2 WHERE id = ?3",
-                params![outcome, detail, id],
-            )
-            .map_err(self.err())?;
-        Ok(())
     }
 
     /// Debates, newest first: `(id, incident_id, peer, started_at, wall_ms,
@@ -511,7 +499,7 @@ impl Store {
 }
 
 const SELECT: &str = "SELECT id, list, prefix, added_at, expires_at, reason, reason_code, source,
-    verdict_id, removed_at, removed_by FROM rules";
+    removed_at, removed_by FROM rules";
 
 /// A row, or `None` for a row whose prefix or list no longer parses (never
 /// written by blocker; skipped rather than failing every read).
@@ -533,9 +521,8 @@ fn row_to_rule(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredRule>> {
         reason: r.get(5)?,
         reason_code: r.get(6)?,
         source: r.get(7)?,
-        verdict_id: r.get(8)?,
-        removed_at: r.get(9)?,
-        removed_by: r.get(10)?,
+        removed_at: r.get(8)?,
+        removed_by: r.get(9)?,
     }))
 }
 
@@ -561,7 +548,6 @@ mod tests {
             reason: "test",
             reason_code: blocker_common::reason::MANUAL,
             source: "cli",
-            verdict_id: None,
         }
     }
 

@@ -81,7 +81,6 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
             reason: &reason_text,
             reason_code: reason::MANUAL,
             source: "cli",
-            verdict_id: None,
         })?;
         written.push(Written {
             list,

@@ -31,10 +31,6 @@ pub struct RulesConfig {
     pub max_ttl: Duration,
     /// Each earlier ban multiplies the TTL by this.
     pub ttl_factor: u32,
-    /// `tcp:tcp_probe` zero-window sightings of one peer before the kernel
-    /// agent calls it a slow-read attack (the probes' own events are
-    /// already conclusive).
-    pub zero_window_seen_min: u64,
     /// IDS alerts at this Suricata severity or more severe (1 = highest)
     /// are blocked; less severe ones are watched.
     pub ids_block_severity: u8,
@@ -56,7 +52,6 @@ impl Default for RulesConfig {
             base_ttl: Duration::from_secs(3600),
             max_ttl: Duration::from_secs(7 * 86_400),
             ttl_factor: 2,
-            zero_window_seen_min: 3,
             ids_block_severity: 2,
             flood_rate: 1000,
             flood_sources: 50,
@@ -132,19 +127,43 @@ impl RuleAgent {
             }
             return Vec::new();
         }
-        let confirmed = i.count(AlertKind::TreasonRetransmit)
-            + i.count(AlertKind::TreasonProbe)
-            + i.count(AlertKind::KernelLog);
-        let seen = i.count(AlertKind::ZeroWindowSeen);
+        // The kernel already filtered out transient closed windows: a stall
+        // event means the window stayed shut with nothing acknowledged past
+        // the threshold, and a retransmission into a zero window means the
+        // peer retracted window it had offered. Each is conclusive.
+        let shrunk = i.count(AlertKind::TreasonRetransmit);
+        let stalls = i.count(AlertKind::TreasonProbe) + i.count(AlertKind::ZeroWindowSeen);
+        let logged = i.count(AlertKind::KernelLog);
         let syn = i.count(AlertKind::ZeroWindowSyn);
         let mut why = Vec::new();
-        if confirmed > 0 {
+        if shrunk > 0 {
             why.push(format!(
-                "the kernel caught it holding our sockets with a zero window ({confirmed} probe/log events)"
+                "it shrank its window to zero under data in flight ({shrunk} retransmission events, the kernel's treason condition)"
             ));
         }
-        if seen >= self.cfg.zero_window_seen_min {
-            why.push(format!("{seen} zero-window sightings while we had data to send (slow read)"));
+        if stalls > 0 {
+            let longest = i
+                .evidence
+                .iter()
+                .filter_map(|a| a.tcp.as_ref())
+                .map(|t| t.stalled_ms)
+                .max()
+                .unwrap_or(0);
+            let sockets: std::collections::BTreeSet<u64> = i
+                .evidence
+                .iter()
+                .filter_map(|a| a.tcp.as_ref())
+                .filter(|t| t.stalled_ms > 0)
+                .map(|t| t.socket)
+                .collect();
+            why.push(format!(
+                "it kept {} socket(s) pinned with a closed window and nothing acknowledged for up to {:.1} s (slow read / sockstress)",
+                sockets.len().max(1),
+                longest as f64 / 1000.0
+            ));
+        }
+        if logged > 0 {
+            why.push(format!("the kernel logged the treason message for it ({logged}×)"));
         }
         if syn > 0 {
             why.push("it crossed the zero-window SYN threshold in XDP".to_string());

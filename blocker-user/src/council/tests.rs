@@ -124,16 +124,30 @@ async fn already_blocked_for_longer_is_not_re_banned() {
 }
 
 #[tokio::test]
-async fn weak_evidence_is_not_enough() {
-    // One zero-window sighting could be a busy client.
-    let d = offline()
-        .deliberate(&brief(vec![alert(AlertKind::ZeroWindowSeen, PEER)]))
-        .await;
-    assert_eq!(d.stop, Stop::NoProposals);
-    let d = offline()
-        .deliberate(&brief(vec![alert(AlertKind::ZeroWindowSeen, PEER); 3]))
-        .await;
+async fn stalls_are_conclusive_and_the_justification_says_why() {
+    // The kernel only reports windows that stayed closed past the stall
+    // threshold, so one stall event is enough.
+    let mut a = alert(AlertKind::ZeroWindowSeen, PEER);
+    a.tcp = Some(crate::alert::TcpFacts {
+        stalled_ms: 12_400,
+        socket: 7,
+        ..Default::default()
+    });
+    let d = offline().deliberate(&brief(vec![a])).await;
     assert_eq!(d.passed.len(), 1);
+    assert!(d.passed[0].justification.contains("12.4 s"), "{}", d.passed[0].justification);
+}
+
+#[tokio::test]
+async fn no_kernel_evidence_no_kernel_proposal() {
+    // An IDS alert alone: the kernel agent proposes nothing (host does).
+    let mut a = alert(AlertKind::Ids, PEER);
+    a.ids = Some(IdsFacts {
+        severity: 3,
+        ..IdsFacts::default()
+    });
+    let d = offline().deliberate(&brief(vec![a])).await;
+    assert!(d.proposals.iter().all(|p| p.author != "kernel"), "{d:#?}");
 }
 
 #[tokio::test]

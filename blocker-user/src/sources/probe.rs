@@ -42,6 +42,8 @@ pub fn alert_from_event(ev: &Event) -> Option<Alert> {
             snd_wnd: ev.snd_wnd,
             state: ev.state,
             pending_bytes: ev.count,
+            stalled_ms: ev.stalled_ns / 1_000_000,
+            socket: ev.sock_id,
         }),
         ids: None,
     })
