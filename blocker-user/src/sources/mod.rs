@@ -4,3 +4,10 @@
 //! - `probe`: the kernel probes' and XDP's ring-buffer events;
 //! - [`eve`]: Suricata `eve.json`, followed across rotation and truncation;
 //! - [`kmsg`]: `/dev/kmsg` lines in every spelling of the treason message.
+//!
+//! Text sources share a bounded line splitter and a log throttle (`text`), so
+//! no input can grow memory or flood the log.
+
+pub mod eve;
+pub mod kmsg;
+mod text;
