@@ -47,7 +47,9 @@ const MAX_QUOTE: usize = 80;
 /// is sanitized and short.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EveError {
-    #[error("line is {len} bytes, over the {MAX_LINE}-byte limit")]
+    /// `len` is exact for [`parse_line`]; the follower stops buffering at
+    /// the limit and reports `MAX_LINE + 1`.
+    #[error("line of {len} bytes or more is over the {MAX_LINE}-byte limit")]
     TooLong { len: usize },
     #[error("not JSON: syntax error at line {line} column {column}")]
     Syntax { line: usize, column: usize },
@@ -231,6 +233,8 @@ pub async fn follow(
     let mut current: Option<Current> = None;
     let mut at_startup = true;
     let mut said_waiting = false;
+    // A zero interval would spin.
+    let poll = opts.poll_interval.max(Duration::from_millis(1));
 
     loop {
         if tx.is_closed() {
@@ -277,7 +281,7 @@ pub async fn follow(
             }
             // A file created after startup is new: read it all.
             at_startup = false;
-            tokio::time::sleep(opts.poll_interval).await;
+            tokio::time::sleep(poll).await;
             continue;
         };
 
@@ -350,7 +354,7 @@ pub async fn follow(
         }
 
         if read == 0 {
-            tokio::time::sleep(opts.poll_interval).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
