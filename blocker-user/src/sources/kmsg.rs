@@ -10,8 +10,8 @@
 //! `tp->snd_una` and `tp->snd_nxt`. The spellings, verified against the
 //! kernel sources:
 //!
-//! 1. [`Spelling::TreasonUncloaked`], up to at least v2.6.27 (checked in the
-//!    2.6.16, 2.6.24 and 2.6.27 trees), IPv4 only, printed with
+//! 1. [`Spelling::TreasonUncloaked`], up to at least v2.6.27 (checked in
+//!    2.6.1x, 2.6.24 and 2.6.27.y trees), IPv4 only, printed with
 //!    `printk(KERN_DEBUG ...)` under `net_ratelimit()`, later
 //!    `LIMIT_NETDEBUG(KERN_DEBUG ...)`:
 //!    `"TCP: Treason uncloaked! Peer %u.%u.%u.%u:%u/%u shrinks window %u:%u. Repaired.\n"`
@@ -20,11 +20,12 @@
 //!    rewording came with an IPv6 branch and `%pI4`/`%pI6`; trees of that
 //!    era still use `inet->daddr`), via `LIMIT_NETDEBUG(KERN_DEBUG ...)`:
 //!    `"TCP: Peer %pI4:%u/%u unexpectedly shrunk window %u:%u (repaired)\n"`
-//!    and the same with `%pI6`. When `LIMIT_NETDEBUG` was replaced by
-//!    `net_dbg_ratelimited()` (v3.18 era) the `"TCP: "` went away, because
-//!    `tcp_timer.c` defines no `pr_fmt`: `"Peer %pI4:%u/%u unexpectedly
-//!    shrunk window %u:%u (repaired)\n"` (still so in torvalds/linux up to
-//!    v6.5).
+//!    and the same with `%pI6` (the exact commit was not pinned down; the
+//!    wording is in 2.6.32-era trees). When `LIMIT_NETDEBUG` was replaced by
+//!    `net_dbg_ratelimited()` (3.x; commit not pinned down either) the
+//!    `"TCP: "` went away, because `tcp_timer.c` defines no `pr_fmt`:
+//!    `"Peer %pI4:%u/%u unexpectedly shrunk window %u:%u (repaired)\n"`
+//!    (torvalds/linux `net/ipv4/tcp_timer.c` up to v6.5).
 //! 3. [`Spelling::ProbingZeroWindow`], since v6.6: commit "net: tcp: refactor
 //!    the dbg message in tcp_retransmit_timer()" (Menglong Dong, Aug 2023):
 //!    `"Probing zero-window on %pI4:%u/%u, seq=%u:%u, recv %ums ago, lasting %ums\n"`
