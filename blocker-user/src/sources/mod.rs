@@ -1,8 +1,14 @@
 //! Alert sources: each turns one kind of input into [`Alert`](crate::alert::Alert)s
 //! on a bounded channel (see [`crate::alert::deliver`]).
 //!
-//! - `probe`: the kernel probes' and XDP's ring-buffer events;
+//! - [`probe`]: the kernel probes' and XDP's ring-buffer events;
 //! - [`eve`]: Suricata `eve.json`, followed across rotation and truncation;
 //! - [`kmsg`]: `/dev/kmsg` lines in every spelling of the treason message.
+//!
+//! Text sources share a bounded line splitter and a log throttle (`text`), so
+//! no input can grow memory or flood the log.
 
+pub mod eve;
+pub mod kmsg;
 pub mod probe;
+mod text;
