@@ -235,6 +235,26 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let counters = Arc::new(PipelineCounters::default());
     let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
     tokio::spawn(sources::probe::run(ring, alert_tx.clone(), counters.clone()));
+    if cfg.sources.kmsg {
+        let (tx, c) = (alert_tx.clone(), counters.clone());
+        tokio::spawn(async move {
+            let opts = sources::kmsg::KmsgOptions::default();
+            if let Err(e) = sources::kmsg::run(PathBuf::from("/dev/kmsg"), tx, c, opts).await {
+                warn!("kernel log source stopped: {e} (disable it with --no-kmsg)");
+            }
+        });
+        info!("reading the kernel log (/dev/kmsg) for treason messages");
+    }
+    if !cfg.sources.eve_json.is_empty() {
+        let path = PathBuf::from(&cfg.sources.eve_json);
+        info!("following Suricata alerts in {}", path.display());
+        tokio::spawn(sources::eve::follow(
+            path,
+            alert_tx.clone(),
+            counters.clone(),
+            sources::eve::EveOptions::default(),
+        ));
+    }
     drop(alert_tx);
 
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
