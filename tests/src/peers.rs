@@ -1,7 +1,8 @@
 //! Misbehaving TCP peers against a real kernel TCP server, and the kernel's
 //! own view of the victim's sockets (`ss -tino`) to prove what each peer did.
 //!
-//! The victim is a [`TcpServer`] in [`OnAccept::Write`] mode
+//! The victim is a [`TcpServer`](crate::lab::TcpServer) in
+//! [`OnAccept::Write`](crate::lab::OnAccept::Write) mode
 //! ([`Lab::victim_server`]): it writes a large response to every connection
 //! and never reads. Against it:
 //!
@@ -15,11 +16,10 @@
 //!   window, moving the right edge left: RFC 9293 §3.8.6 says a receiver
 //!   SHOULD NOT shrink the window (SHLD-14) and a sender MUST be robust
 //!   against it (MUST-34; RFC 7323 §2.4). The victim's retransmission timer
-//!   then fires with
-//!   `snd_wnd == 0` and data in flight, which `tcp_retransmit_timer()`
-//!   (net/ipv4/tcp_timer.c) handles in its `!tp->snd_wnd && !SOCK_DEAD`
-//!   branch: retransmits become zero-window probes that back off but never
-//!   time the connection out.
+//!   then fires with `snd_wnd == 0` and data in flight, which
+//!   `tcp_retransmit_timer()` (net/ipv4/tcp_timer.c) handles in its
+//!   `!tp->snd_wnd && !SOCK_DEAD` branch: retransmits become zero-window
+//!   probes that back off but never time the connection out.
 //! - [`RawPeer`] with [`Misbehaviour::ZeroWindowHandshake`]: sockstress. The
 //!   final ACK of the handshake advertises window 0, and every probe is
 //!   answered with window 0: the victim's socket is pinned in the persist
@@ -53,8 +53,6 @@ use std::{
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
 use crate::lab::{Lab, NetNs, enter, sh};
-#[cfg(doc)]
-use crate::lab::{OnAccept, TcpServer};
 
 /// An IPv4 address in the lab's client subnet that no kernel owns: raw peers
 /// use it.
@@ -298,9 +296,10 @@ impl RawPeerOptions {
 }
 
 /// How far a [`RawPeer`] has got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// Sending the SYN, waiting for the SYN-ACK.
+    #[default]
     Handshake,
     /// Established, window open, taking data ([`Misbehaviour::ShrinkWindow`]).
     Receiving,
@@ -312,7 +311,7 @@ pub enum Phase {
 }
 
 /// What a [`RawPeer`] saw and did; a snapshot.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RawStats {
     pub phase: Phase,
     /// Segments sent / received on this connection (frames of other hosts
@@ -413,18 +412,7 @@ impl RawPeer {
         let server_mac = lab.server.mac(&lab.server_if);
         let local = SocketAddr::new(src, next_port());
         let shared = Arc::new(Shared {
-            stats: Mutex::new(RawStats {
-                phase: Phase::Handshake,
-                sent: 0,
-                received: 0,
-                data_bytes: 0,
-                acked_bytes: 0,
-                in_flight: 0,
-                retransmissions: 0,
-                zero_window_probes: 0,
-                reset_by_victim: false,
-                error: None,
-            }),
+            stats: Mutex::new(RawStats::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
         });
