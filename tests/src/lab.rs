@@ -141,6 +141,30 @@ pub(crate) fn enter(path: &str) {
     assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
+/// A TCP connection from `src` to `dst` in the calling thread's namespace.
+/// `rcvbuf` sets `SO_RCVBUF` before `connect`, so that it also sizes the
+/// window offered in the SYN and the window scale
+/// (`tcp_select_initial_window()`) and turns off receive-buffer autotuning.
+pub(crate) fn connect(
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+    rcvbuf: Option<usize>,
+) -> std::io::Result<socket2::Socket> {
+    let domain = if dst.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if let Some(size) = rcvbuf {
+        sock.set_recv_buffer_size(size)?;
+    }
+    sock.bind(&SocketAddr::new(src, 0).into())?;
+    sock.connect_timeout(&dst.into(), timeout)?;
+    Ok(sock)
+}
+
 /// Runs a command and panics with its output unless it succeeds.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -262,17 +286,8 @@ impl Lab {
     /// A TCP connection from `src` to `dst` within `timeout`.
     pub fn tcp_connect(&self, src: &str, dst: SocketAddr, timeout: Duration) -> bool {
         let src: IpAddr = src.parse().expect("client address");
-        self.client.run_in(move || {
-            let domain = if dst.is_ipv4() {
-                socket2::Domain::IPV4
-            } else {
-                socket2::Domain::IPV6
-            };
-            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
-            sock.bind(&SocketAddr::new(src, 0).into())
-                .expect("bind client address");
-            sock.connect_timeout(&dst.into(), timeout).is_ok()
-        })
+        self.client
+            .run_in(move || connect(src, dst, timeout, None).is_ok())
     }
 
     /// A TCP server in the server namespace on `port`, IPv4 and IPv6,

@@ -52,7 +52,7 @@ use std::{
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
-use crate::lab::{Lab, NetNs, enter, sh};
+use crate::lab::{Lab, NetNs, connect, enter, sh};
 
 /// An IPv4 address in the lab's client subnet that no kernel owns: raw peers
 /// use it.
@@ -139,7 +139,7 @@ impl KernelPeer {
         let thread = std::thread::spawn(move || {
             enter(&path);
             let deadline = Instant::now() + opts.hold;
-            let sock = match connect(src, server, opts.rcvbuf) {
+            let sock = match connect(src, server, Duration::from_secs(2), opts.rcvbuf) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = local_tx.send(Err(e));
@@ -218,21 +218,6 @@ impl Drop for KernelPeer {
             let _ = t.join();
         }
     }
-}
-
-fn connect(src: IpAddr, dst: SocketAddr, rcvbuf: Option<usize>) -> io::Result<socket2::Socket> {
-    let domain = if dst.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
-    if let Some(size) = rcvbuf {
-        sock.set_recv_buffer_size(size)?;
-    }
-    sock.bind(&SocketAddr::new(src, 0).into())?;
-    sock.connect_timeout(&dst.into(), Duration::from_secs(2))?;
-    Ok(sock)
 }
 
 // ---------------------------------------------------------------------------
