@@ -4,12 +4,13 @@
 
 use std::{
     fs::File,
-    net::{IpAddr, SocketAddr, TcpListener},
+    io::Write as _,
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
@@ -53,6 +54,50 @@ impl NetNs {
         c
     }
 
+    /// The hardware address of `iface` in this namespace.
+    pub fn mac(&self, iface: &str) -> [u8; 6] {
+        let out = sh(&["ip", "-n", &self.name, "-j", "link", "show", "dev", iface]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j link");
+        let text = v[0]["address"].as_str().expect("link address");
+        let mut mac = [0u8; 6];
+        for (b, part) in mac.iter_mut().zip(text.split(':')) {
+            *b = u8::from_str_radix(part, 16).expect("hex MAC");
+        }
+        mac
+    }
+
+    /// Waits until addrconf has configured IPv6 on `iface` after link-up.
+    /// Until then the interface has no `ff00::/8` route and drops incoming
+    /// multicast, so neighbour solicitations for its addresses go unanswered
+    /// and the first connection a peer opens to one of them stalls for a
+    /// second (the SYN-ACK waits for ND's retry). addrconf acts on the
+    /// carrier-up event, which linkwatch delivers up to a second late.
+    pub fn wait_ipv6_ready(&self, iface: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let args = [
+            "ip",
+            "-n",
+            &self.name,
+            "-6",
+            "route",
+            "show",
+            "table",
+            "local",
+            "type",
+            "multicast",
+            "dev",
+            iface,
+        ];
+        while sh(&args).trim().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "IPv6 not configured on {iface} in {} after 5 s",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn output(&self, program: &str, args: &[&str]) -> Output {
         self.command(program, args)
             .output()
@@ -88,11 +133,36 @@ impl Drop for NetNs {
     }
 }
 
-fn enter(path: &str) {
+/// Moves the calling thread into the network namespace at `path`.
+pub(crate) fn enter(path: &str) {
     let f = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
     // SAFETY: valid fd of a network namespace; affects only this thread.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// A TCP connection from `src` to `dst` in the calling thread's namespace.
+/// `rcvbuf` sets `SO_RCVBUF` before `connect`, so that it also sizes the
+/// window offered in the SYN and the window scale
+/// (`tcp_select_initial_window()`) and turns off receive-buffer autotuning.
+pub(crate) fn connect(
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+    rcvbuf: Option<usize>,
+) -> std::io::Result<socket2::Socket> {
+    let domain = if dst.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if let Some(size) = rcvbuf {
+        sock.set_recv_buffer_size(size)?;
+    }
+    sock.bind(&SocketAddr::new(src, 0).into())?;
+    sock.connect_timeout(&dst.into(), timeout)?;
+    Ok(sock)
 }
 
 /// Runs a command and panics with its output unless it succeeds.
@@ -190,6 +260,8 @@ impl Lab {
         }
         sh(&["ip", "-n", s, "link", "set", &lab.server_if, "up"]);
         sh(&["ip", "-n", c, "link", "set", &lab.client_if, "up"]);
+        lab.server.wait_ipv6_ready(&lab.server_if);
+        lab.client.wait_ipv6_ready(&lab.client_if);
         // Prime neighbour tables so the first probe of a test measures the
         // filter, not ARP/ND.
         assert!(
@@ -214,22 +286,20 @@ impl Lab {
     /// A TCP connection from `src` to `dst` within `timeout`.
     pub fn tcp_connect(&self, src: &str, dst: SocketAddr, timeout: Duration) -> bool {
         let src: IpAddr = src.parse().expect("client address");
-        self.client.run_in(move || {
-            let domain = if dst.is_ipv4() {
-                socket2::Domain::IPV4
-            } else {
-                socket2::Domain::IPV6
-            };
-            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
-            sock.bind(&SocketAddr::new(src, 0).into())
-                .expect("bind client address");
-            sock.connect_timeout(&dst.into(), timeout).is_ok()
-        })
+        self.client
+            .run_in(move || connect(src, dst, timeout, None).is_ok())
     }
 
-    /// A TCP server in the server namespace on `port`, IPv4 and IPv6.
+    /// A TCP server in the server namespace on `port`, IPv4 and IPv6,
+    /// closing what it accepts.
     pub fn tcp_server(&self, port: u16) -> TcpServer {
-        TcpServer::start(&self.server, port)
+        TcpServer::start(&self.server, port, OnAccept::Close)
+    }
+
+    /// A TCP server in the server namespace on `port` that writes `bytes` to
+    /// every connection and keeps it open: the victim for `peers`.
+    pub fn victim_server(&self, port: u16, bytes: usize) -> TcpServer {
+        TcpServer::start(&self.server, port, OnAccept::Write { bytes })
     }
 }
 
@@ -239,18 +309,46 @@ impl Default for Lab {
     }
 }
 
-/// A TCP server accepting and closing connections until dropped.
+/// What a [`TcpServer`] does with each connection it accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnAccept {
+    /// Close it at once: reachability checks.
+    Close,
+    /// Keep it open until the server drops and write `bytes` to it as fast
+    /// as the peer's window allows, never reading: the victim of a peer that
+    /// closes or shrinks its receive window. A peer that stops reading pins
+    /// the rest in the server's send queue (the Send-Q `ss` reports).
+    Write { bytes: usize },
+}
+
+/// One connection a [`TcpServer`] accepted.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub peer: SocketAddr,
+    /// Bytes the kernel took into the send queue so far.
+    pub written: u64,
+    /// The write error that ended writing (e.g. the peer reset), if any.
+    pub error: Option<String>,
+}
+
+/// A TCP server (IPv4 and IPv6) in a namespace until dropped; see
+/// [`OnAccept`] for what it does with connections.
 pub struct TcpServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    accepted: Arc<Mutex<Vec<Accepted>>>,
 }
 
+/// Size of one non-blocking write; the kernel takes what fits.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 impl TcpServer {
-    fn start(ns: &NetNs, port: u16) -> Self {
+    pub fn start(ns: &NetNs, port: u16, on_accept: OnAccept) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
         let path = ns.path();
         let (tx, rx) = std::sync::mpsc::channel();
-        let stop2 = stop.clone();
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
         let thread = std::thread::spawn(move || {
             enter(&path);
             let v4 = TcpListener::bind(("0.0.0.0", port)).expect("bind v4");
@@ -266,12 +364,43 @@ impl TcpServer {
             v4.set_nonblocking(true).unwrap();
             v6.set_nonblocking(true).unwrap();
             tx.send(()).unwrap();
+            // Held until the server drops, so that tests can inspect the
+            // kernel's view of each connection with `ss`.
+            let mut open: Vec<(TcpStream, usize)> = Vec::new();
+            let chunk = vec![0x5a_u8; WRITE_CHUNK];
             while !stop2.load(Ordering::Relaxed) {
                 let mut idle = true;
                 for l in [&v4, &v6] {
-                    if let Ok((conn, _)) = l.accept() {
-                        drop(conn);
+                    if let Ok((conn, peer)) = l.accept() {
                         idle = false;
+                        if on_accept == OnAccept::Close {
+                            continue;
+                        }
+                        conn.set_nonblocking(true).unwrap();
+                        let mut list = accepted2.lock().unwrap();
+                        open.push((conn, list.len()));
+                        list.push(Accepted {
+                            peer,
+                            written: 0,
+                            error: None,
+                        });
+                    }
+                }
+                if let OnAccept::Write { bytes } = on_accept {
+                    let mut list = accepted2.lock().unwrap();
+                    for (conn, i) in &mut open {
+                        let a = &mut list[*i];
+                        while a.error.is_none() && (a.written as usize) < bytes {
+                            let n = WRITE_CHUNK.min(bytes - a.written as usize);
+                            match conn.write(&chunk[..n]) {
+                                Ok(w) => {
+                                    a.written += w as u64;
+                                    idle = false;
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => a.error = Some(e.to_string()),
+                            }
+                        }
                     }
                 }
                 if idle {
@@ -284,7 +413,18 @@ impl TcpServer {
         Self {
             stop,
             thread: Some(thread),
+            accepted,
         }
+    }
+
+    /// The connections accepted so far (none in [`OnAccept::Close`] mode).
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    /// The connection from `peer`, if accepted.
+    pub fn connection(&self, peer: SocketAddr) -> Option<Accepted> {
+        self.accepted().into_iter().find(|a| a.peer == peer)
     }
 }
 

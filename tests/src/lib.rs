@@ -8,6 +8,7 @@
 
 pub mod frames;
 pub mod lab;
+pub mod peers;
 pub mod testrun;
 
 use std::{
