@@ -3,6 +3,7 @@
 //! unit test checks it parses to [`Config::default`].
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -10,7 +11,13 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use crate::{
-    council::rules::RulesConfig, guard::GuardConfig, incident::IncidentConfig, probes::ProbeMode,
+    council::{
+        llm::{LlmConfig, LlmRoleConfig},
+        rules::RulesConfig,
+    },
+    guard::GuardConfig,
+    incident::IncidentConfig,
+    probes::ProbeMode,
 };
 
 /// The documented default configuration file.
@@ -131,27 +138,46 @@ impl Default for SourcesConfig {
     }
 }
 
+/// What plays a role on the council.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// The offline, deterministic rule agent of the role.
+    #[default]
+    Rules,
+    /// A model behind an OpenAI-compatible endpoint (`[council.llm]`).
+    Llm,
+}
+
 /// How the council decides (`[council]`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CouncilConfig {
     pub roles: Vec<String>,
+    /// What plays every role, unless `role_agents` says otherwise.
+    pub agents: AgentKind,
+    /// Per-role exceptions to `agents`, for mixed councils.
+    pub role_agents: BTreeMap<String, AgentKind>,
     pub consensus: ConsensusName,
     pub quorum: usize,
     pub max_rounds: u32,
     pub max_concurrent: usize,
     pub rules: RulesConfig,
+    pub llm: LlmConfig,
 }
 
 impl Default for CouncilConfig {
     fn default() -> Self {
         Self {
             roles: crate::council::rules::ROLES.iter().map(|r| r.to_string()).collect(),
+            agents: AgentKind::Rules,
+            role_agents: BTreeMap::new(),
             consensus: ConsensusName::Unanimous,
             quorum: 2,
             max_rounds: 4,
             max_concurrent: 4,
             rules: RulesConfig::default(),
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -164,6 +190,16 @@ pub enum ConsensusName {
 }
 
 impl CouncilConfig {
+    /// What plays `role`.
+    pub fn kind_of(&self, role: &str) -> AgentKind {
+        self.role_agents.get(role).copied().unwrap_or(self.agents)
+    }
+
+    /// Whether any role is played by a model (or a judge sits).
+    pub fn uses_llm(&self) -> bool {
+        self.llm.judge || self.roles.iter().any(|r| self.kind_of(r) == AgentKind::Llm)
+    }
+
     pub fn consensus(&self) -> crate::council::Consensus {
         match self.consensus {
             ConsensusName::Unanimous => crate::council::Consensus::Unanimous,
@@ -273,7 +309,9 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks values that parse but make no sense (also after command-line
+    /// flags were merged in).
+    pub fn validate(&self) -> Result<(), String> {
         for (name, n, key) in self.maps.entries() {
             if n == 0 {
                 return Err(format!(
@@ -294,7 +332,44 @@ impl Config {
             }
         }
         if self.council.max_rounds < 2 || self.council.max_rounds > 10 {
-            return Err("[council] max_rounds must be between 2 and 10".into());
+            return Err("[council] max_rounds (--max-debate-rounds) must be between 2 and 10".into());
+        }
+        for role in self.council.role_agents.keys() {
+            if !self.council.roles.contains(role) {
+                return Err(format!("[council] role_agents names {role:?}, which is not in roles"));
+            }
+        }
+        for role in self.council.llm.roles.keys() {
+            if !self.council.roles.contains(role) {
+                return Err(format!("[council.llm.roles.{role}]: {role:?} is not in [council] roles"));
+            }
+        }
+        for role in &self.council.roles {
+            match self.council.kind_of(role) {
+                AgentKind::Rules if !crate::council::rules::ROLES.contains(&role.as_str()) => {
+                    return Err(format!(
+                        "[council] role {role:?} has no offline rules (known: {}); play it with an LLM (role_agents = {{ {role} = \"llm\" }})",
+                        crate::council::rules::ROLES.join(", ")
+                    ));
+                }
+                AgentKind::Llm => {
+                    self.council.llm.system_prompt_for(role).map_err(|e| e.to_string())?;
+                }
+                AgentKind::Rules => {}
+            }
+        }
+        let llm = &self.council.llm;
+        if llm.timeout < Duration::from_millis(100) {
+            return Err("[council.llm] timeout must be at least 100ms".into());
+        }
+        if llm.retries > 10 {
+            return Err("[council.llm] retries must be at most 10".into());
+        }
+        if llm.max_reply_bytes < 256 {
+            return Err("[council.llm] max_reply_bytes must be at least 256".into());
+        }
+        if llm.model.is_empty() {
+            return Err("[council.llm] model is empty".into());
         }
         if self.council.max_concurrent == 0 || self.sources.queue == 0 {
             return Err("[council] max_concurrent and [sources] queue must be at least 1".into());
@@ -379,6 +454,24 @@ mod tests {
         assert!(Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 4\n").is_err());
         assert!(Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n").unwrap_err().contains("trusted"));
         assert!(Config::parse("[treason]\nprobe = \"ebpf\"\n").is_err());
+        let mixed = Config::parse("[council]\nagents = \"llm\"\nrole_agents = { kernel = \"rules\" }\n").unwrap();
+        assert_eq!(mixed.council.kind_of("kernel"), AgentKind::Rules);
+        assert_eq!(mixed.council.kind_of("host"), AgentKind::Llm);
+        assert!(mixed.council.uses_llm());
+        assert!(!Config::default().council.uses_llm());
+        assert!(Config::parse("[council]\nagents = \"gpt\"\n").is_err());
+        assert!(Config::parse("[council]\nrole_agents = { judge = \"llm\" }\n").unwrap_err().contains("not in roles"));
+        // A custom role needs a model and a prompt.
+        let custom = "[council]\nroles = [\"host\", \"auditor\"]\n";
+        assert!(Config::parse(custom).unwrap_err().contains("no offline rules"));
+        let custom = format!("{custom}role_agents = {{ auditor = \"llm\" }}\n");
+        assert!(Config::parse(&custom).unwrap_err().contains("system_prompt"));
+        let c = Config::parse(&format!(
+            "{custom}[council.llm.roles.auditor]\nsystem_prompt = \"You audit.\"\nfacts = [\"jail\"]\nmodel = \"m\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.council.llm.model_for("auditor"), "m");
+        assert!(Config::parse("[council.llm]\ntimeout = \"1ms\"\n").is_err());
         let q = Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 2\n").unwrap();
         assert_eq!(q.council.consensus(), crate::council::Consensus::Quorum { min_approvals: 2 });
     }

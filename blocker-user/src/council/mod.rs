@@ -12,9 +12,14 @@
 //!   voted on in the next round;
 //! - the debate stops when a round changes nothing, or at the round limit;
 //! - a proposal passes under the [`Consensus`] rule, computed from each
-//!   agent's latest vote.
+//!   agent's latest vote;
+//! - an optional [`Judge`] may then summarise the debate; it runs after the
+//!   tally and cannot change what passed.
 
 pub mod facts;
+pub mod llm;
+pub mod prompt;
+pub mod reply;
 pub mod rules;
 
 use std::{
@@ -28,6 +33,7 @@ use std::{
 use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use facts::{Brief, Facts};
@@ -234,6 +240,15 @@ pub trait Agent: Send + Sync {
     fn name(&self) -> &str;
     /// "rules" or "llm", for the transcript.
     fn kind(&self) -> &'static str;
+    /// The model behind an LLM agent, for the transcript.
+    fn model(&self) -> Option<&str> {
+        None
+    }
+    /// The system prompt of an LLM agent, kept once per debate in the
+    /// transcript rather than in every exchange.
+    fn system_prompt(&self) -> Option<&str> {
+        None
+    }
     /// Round 1: what this agent proposes.
     async fn propose(&self, brief: &Brief) -> Result<Turn<Vec<Draft>>, TurnFailure>;
     /// Later rounds: a ballot for open proposals. `votes` holds everyone's
@@ -246,6 +261,16 @@ pub trait Agent: Send + Sync {
         votes: &[Vote],
     ) -> Result<Turn<Vec<Ballot>>, TurnFailure>;
 }
+
+/// Summarises a finished debate for people. It sees the outcome only after
+/// the tally, so it can never decide what passes.
+#[async_trait]
+pub trait Judge: Send + Sync {
+    async fn summarise(&self, brief: &Brief, debate: &Debate) -> Result<Turn<String>, TurnFailure>;
+}
+
+/// Longest judge summary kept.
+pub const MAX_SUMMARY: usize = 1000;
 
 /// When a proposal passes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,11 +320,24 @@ pub struct Decision {
     pub abstentions: usize,
 }
 
+/// Who sat on the council, for the transcript.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+}
+
 /// A whole debate: the transcript and its outcome.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Debate {
     pub peer: IpAddr,
     pub agents: Vec<String>,
+    #[serde(default)]
+    pub members: Vec<Member>,
     pub consensus: Consensus,
     pub proposals: Vec<Proposal>,
     pub votes: Vec<Vote>,
@@ -311,12 +349,17 @@ pub struct Debate {
     pub stop: Stop,
     pub usage: Usage,
     pub wall_ms: u64,
+    /// The judge's summary, if a judge sat (advisory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 pub struct Council {
     agents: Vec<Arc<dyn Agent>>,
     consensus: Consensus,
     max_rounds: u32,
+    judge: Option<Arc<dyn Judge>>,
+    cancel: CancellationToken,
 }
 
 impl Council {
@@ -325,11 +368,41 @@ impl Council {
             agents,
             consensus,
             max_rounds: max_rounds.max(2),
+            judge: None,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Adds a judge that summarises each debate after the tally.
+    pub fn with_judge(mut self, judge: Arc<dyn Judge>) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
+    /// Debates stop (nothing passes) once `cancel` is cancelled; agents'
+    /// calls in flight are dropped.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn max_rounds(&self) -> u32 {
+        self.max_rounds
     }
 
     pub fn agent_names(&self) -> Vec<String> {
         self.agents.iter().map(|a| a.name().to_string()).collect()
+    }
+
+    /// `name (kind[, model])` of every member, for logs.
+    pub fn describe(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .map(|a| match a.model() {
+                Some(m) => format!("{} ({}, {m})", a.name(), a.kind()),
+                None => format!("{} ({})", a.name(), a.kind()),
+            })
+            .collect()
     }
 
     /// Runs a debate on `brief`.
@@ -339,6 +412,16 @@ impl Council {
         let mut debate = Debate {
             peer: brief.incident.peer,
             agents: self.agent_names(),
+            members: self
+                .agents
+                .iter()
+                .map(|a| Member {
+                    name: a.name().to_string(),
+                    kind: a.kind().to_string(),
+                    model: a.model().map(str::to_string),
+                    system_prompt: a.system_prompt().map(str::to_string),
+                })
+                .collect(),
             consensus: self.consensus,
             proposals: Vec::new(),
             votes: Vec::new(),
@@ -349,15 +432,25 @@ impl Council {
             stop: Stop::MaxRounds,
             usage: Usage::default(),
             wall_ms: 0,
+            summary: None,
+        };
+        let cancelled = |mut debate: Debate| {
+            warn!("debate about {} cancelled in round {}; nothing passes", debate.peer, debate.rounds);
+            debate.stop = Stop::Cancelled;
+            debate.wall_ms = ms(Instant::now());
+            debate
         };
 
         // Round 1: proposals, all agents at once.
-        let turns = futures::future::join_all(self.agents.iter().map(|a| async move {
+        let round = futures::future::join_all(self.agents.iter().map(|a| async move {
             let t0 = Instant::now();
             let r = a.propose(brief).await;
             (a, t0, Instant::now(), r)
-        }))
-        .await;
+        }));
+        let turns = tokio::select! {
+            t = round => t,
+            () = self.cancel.cancelled() => return cancelled(debate),
+        };
         for (agent, t0, t1, result) in turns {
             let drafts = record(&mut debate, agent.as_ref(), 1, ms(t0), ms(t1), result);
             for d in drafts.unwrap_or_default() {
@@ -376,15 +469,18 @@ impl Council {
             debate.rounds = round;
             let open = debate.proposals.clone();
             let votes: Vec<Vote> = latest.values().cloned().collect();
-            let turns = futures::future::join_all(self.agents.iter().map(|a| {
+            let calls = futures::future::join_all(self.agents.iter().map(|a| {
                 let (open, votes) = (&open, &votes);
                 async move {
                     let t0 = Instant::now();
                     let r = a.review(brief, round, open, votes).await;
                     (a, t0, Instant::now(), r)
                 }
-            }))
-            .await;
+            }));
+            let turns = tokio::select! {
+                t = calls => t,
+                () = self.cancel.cancelled() => return cancelled(debate),
+            };
             let mut changed = false;
             let mut added = false;
             for (agent, t0, t1, result) in turns {
@@ -451,9 +547,29 @@ impl Council {
             .map(|(p, _)| p)
             .collect();
         debate.passed = resolve(&passed);
+        if let Some(judge) = &self.judge {
+            let t0 = Instant::now();
+            let result = tokio::select! {
+                r = judge.summarise(brief, &debate) => r,
+                () = self.cancel.cancelled() => Err(AgentError::Failed("cancelled".into()).into()),
+            };
+            let t1 = Instant::now();
+            let round = debate.rounds + 1;
+            let summary = record_turn(&mut debate, "judge", "llm", round, ms(t0), ms(t1), result);
+            debate.summary = summary.map(|s| truncate(&crate::alert::sanitize_text(&s), MAX_SUMMARY));
+        }
         debate.wall_ms = ms(Instant::now());
         debate
     }
+}
+
+/// `s` cut to at most `max` bytes at a char boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// Records an agent's turn in the transcript; `None` when it failed.
@@ -465,17 +581,29 @@ fn record<T>(
     finished_ms: u64,
     result: Result<Turn<T>, TurnFailure>,
 ) -> Option<T> {
+    record_turn(debate, agent.name(), agent.kind(), round, started_ms, finished_ms, result)
+}
+
+fn record_turn<T>(
+    debate: &mut Debate,
+    name: &str,
+    kind: &str,
+    round: u32,
+    started_ms: u64,
+    finished_ms: u64,
+    result: Result<Turn<T>, TurnFailure>,
+) -> Option<T> {
     let (output, usage, exchanges, error) = match result {
         Ok(t) => (Some(t.output), t.usage, t.exchanges, None),
         Err(f) => {
-            warn!("council agent {} abstains in round {round}: {}", agent.name(), f.error);
+            warn!("council agent {name} abstains in round {round}: {}", f.error);
             (None, f.usage, f.exchanges, Some(f.error.to_string()))
         }
     };
     debate.usage += usage;
     debate.turns.push(TurnRecord {
-        agent: agent.name().to_string(),
-        kind: agent.kind().to_string(),
+        agent: name.to_string(),
+        kind: kind.to_string(),
         round,
         started_ms,
         finished_ms,
