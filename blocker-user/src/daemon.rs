@@ -32,7 +32,7 @@ use crate::{
     addr,
     alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
     clock,
-    config::{Config, XdpMode},
+    config::{AgentKind, Config, XdpMode},
     council::{
         self, Action, Brief, Council, Debate, Draft, Stance,
         facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
@@ -145,26 +145,59 @@ impl DaemonStatus {
     }
 }
 
-/// Builds the council from `[council]`.
+/// Builds the council from `[council]`: rule agents, LLM agents (sharing
+/// one endpoint, `$OPENAI_API_KEY`), or a mix, plus the optional judge.
 pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
+    let c = &cfg.council;
+    let endpoint = if c.uses_llm() {
+        let e = council::llm::Endpoint::from_env(&c.llm).map_err(|e| DaemonError::Config(e.to_string()))?;
+        info!(
+            "LLM council endpoint {} ({})",
+            e.base_url(),
+            if e.has_key() {
+                format!("API key from ${}", council::llm::API_KEY_ENV)
+            } else {
+                format!("no API key: ${} is not set", council::llm::API_KEY_ENV)
+            }
+        );
+        Some(Arc::new(e))
+    } else {
+        None
+    };
     let mut agents: Vec<Arc<dyn council::Agent>> = Vec::new();
-    for role in &cfg.council.roles {
-        let agent = council::rules::RuleAgent::new(role, cfg.council.rules.clone()).ok_or_else(|| {
-            DaemonError::Config(format!(
-                "[council] roles: {role:?} has no offline rules (known: {})",
-                council::rules::ROLES.join(", ")
-            ))
-        })?;
-        agents.push(Arc::new(agent));
+    for role in &c.roles {
+        match (c.kind_of(role), &endpoint) {
+            (AgentKind::Llm, Some(endpoint)) => {
+                let agent = council::llm::LlmAgent::new(role, &c.llm, endpoint.clone(), c.max_rounds)
+                    .map_err(|e| DaemonError::Config(e.to_string()))?;
+                agents.push(Arc::new(agent));
+            }
+            _ => {
+                let agent = council::rules::RuleAgent::new(role, c.rules.clone()).ok_or_else(|| {
+                    DaemonError::Config(format!(
+                        "[council] roles: {role:?} has no offline rules (known: {})",
+                        council::rules::ROLES.join(", ")
+                    ))
+                })?;
+                agents.push(Arc::new(agent));
+            }
+        }
     }
-    Ok(Council::new(agents, cfg.council.consensus(), cfg.council.max_rounds))
+    let mut council = Council::new(agents, c.consensus(), c.max_rounds);
+    if let (true, Some(endpoint)) = (c.llm.judge, &endpoint) {
+        council = council.with_judge(Arc::new(council::llm::LlmJudge::new(&c.llm, endpoint.clone())));
+    }
+    Ok(council)
 }
 
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let cfg = &opts.config;
     loader::require_caps(loader::RUN_CAPS)?;
-    let council = Arc::new(build_council(cfg)?);
+    // Cancelled on shutdown: debates in flight stop (nothing passes) and
+    // their HTTP calls are dropped.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let council = Arc::new(build_council(cfg)?.with_cancel(cancel.clone()));
     let guard = Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
     let pins = PinDir::new(&cfg.pin_dir);
 
@@ -293,7 +326,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         "blocker running (pid {}); maps pinned under {}; council: {} ({}){}",
         status.pid,
         pins.path().display(),
-        status.council.agents.join(", "),
+        p.council.describe().join(", "),
         match cfg.council.consensus() {
             council::Consensus::Unanimous => "unanimous".to_string(),
             council::Consensus::Quorum { min_approvals } => format!("quorum {min_approvals}"),
@@ -322,6 +355,18 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         }
     }
 
+    // Stop the debates in flight and journal them as cancelled.
+    cancel.cancel();
+    p.queue.clear();
+    if !p.inflight.is_empty() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !p.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(done)) => p.on_debate(done),
+                _ => break,
+            }
+        }
+    }
     let _ = std::fs::remove_file(&status_path);
     for iface in opts.interfaces.iter().filter(|i| pins.link(i).exists()) {
         info!(
@@ -333,10 +378,14 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
 }
 
 /// What became of a verdict, for the journal.
-struct Outcome {
-    outcome: &'static str,
-    detail: Option<String>,
-    rule_id: Option<i64>,
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// applied, refused, dry-run or failed.
+    pub outcome: &'static str,
+    /// The guard's reason, or the error.
+    pub detail: Option<String>,
+    /// The rules row an applied block wrote.
+    pub rule_id: Option<i64>,
 }
 
 impl Outcome {
@@ -346,6 +395,199 @@ impl Outcome {
             detail,
             rule_id: None,
         }
+    }
+}
+
+/// The one path from a debate to the maps, for the daemon and `blocker
+/// debate` alike: the guard checks the verdict, then (unless `enforcer` is
+/// `None`: a dry run) the enforcer applies it. Every refusal is logged with
+/// its reason. The caller counts an applied block against the guard's rate
+/// with the outcome (done here).
+pub fn execute(
+    enforcer: Option<&mut Enforcer>,
+    guard: &mut Guard,
+    ctx: &guard::Context<'_>,
+    view: &IncidentView,
+    draft: &Draft,
+    reason_code: u32,
+) -> Outcome {
+    let action = &draft.action;
+    if let Err(refusal) = guard.check_verdict(draft, ctx) {
+        warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
+        return Outcome::new("refused", Some(refusal.to_string()));
+    }
+    let Some(enforcer) = enforcer else {
+        info!("dry run: would {action} (incident #{})", view.id);
+        return Outcome::new("dry-run", None);
+    };
+    let justification = crate::alert::sanitize_text(&draft.justification);
+    let mut rule_id = None;
+    let result: Result<(), String> = match action {
+        Action::Block { target, ttl_secs } => enforcer
+            .add(&Change {
+                list: List::Block,
+                net: *target,
+                ttl: Some(Duration::from_secs(*ttl_secs)),
+                reason: &justification,
+                reason_code,
+                source: "council",
+            })
+            .map(|applied| {
+                rule_id = Some(applied.record_id);
+                guard.record_ban();
+            })
+            .map_err(|e| e.to_string()),
+        Action::Unblock { target } => enforcer
+            .remove(List::Block, *target, "council")
+            .map(|_| info!("verdict applied: unblocked {} (incident #{})", addr::display(target), view.id))
+            .map_err(|e| e.to_string()),
+        Action::Watch { target, ttl_secs } => {
+            info!(
+                "verdict: watching {target} for {} (incident #{}; no map change)",
+                crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
+                view.id
+            );
+            Ok(())
+        }
+        Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
+            let until = if *enable {
+                clock::expiry_from_now(Some(Duration::from_secs(*ttl_secs)))
+            } else {
+                0
+            };
+            enforcer
+                .tables_mut()
+                .set_config(slot::ZW_DROP_UNTIL_NS, until)
+                .map(|()| info!("verdict applied: {action} (incident #{})", view.id))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => Outcome {
+            outcome: "applied",
+            detail: None,
+            rule_id,
+        },
+        Err(e) => {
+            warn!("verdict failed: {action} (incident #{}): {e}", view.id);
+            Outcome::new("failed", Some(e))
+        }
+    }
+}
+
+/// Journals a debate and what became of each verdict; the debate's id.
+pub fn journal(store: &mut Store, view: &IncidentView, debate: &Debate, outcomes: &[Outcome]) -> Option<i64> {
+    let debate_id = store
+        .record_debate(view.id, debate)
+        .map_err(|e| warn!("could not journal the debate: {e}"))
+        .ok();
+    for (draft, o) in debate.passed.iter().zip(outcomes) {
+        let _ = store
+            .record_verdict(&VerdictRecord {
+                debate_id,
+                incident_id: Some(view.id),
+                peer: view.peer,
+                action: &draft.action,
+                justification: &crate::alert::sanitize_text(&draft.justification),
+                outcome: o.outcome,
+                detail: o.detail.as_deref(),
+                rule_id: o.rule_id,
+            })
+            .map_err(|e| warn!("could not journal the verdict: {e}"));
+    }
+    debate_id
+}
+
+/// Where the council's facts come from.
+pub struct FactSources<'a> {
+    /// The kernel tables, when loaded.
+    pub tables: Option<&'a Tables>,
+    pub store: &'a Store,
+    pub guard: &'a guard::GuardConfig,
+    pub local_addrs: &'a [IpAddr],
+    /// How the probes are attached.
+    pub probes: &'a str,
+    pub zero_window_syn_rate: u64,
+    pub zero_window_sources_recent: u64,
+    /// Entries per exact blocklist map ([`block_fill`]).
+    pub block_fill: &'a HashMap<&'static str, u64>,
+}
+
+/// Live allowlist prefixes (none without tables).
+pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
+    let now_ns = clock::boottime_ns();
+    tables
+        .and_then(|t| t.rules(List::Allow).ok())
+        .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+        .unwrap_or_default()
+}
+
+/// Entries per exact blocklist map.
+pub fn block_fill(tables: &Tables) -> Option<HashMap<&'static str, u64>> {
+    let rules = tables.rules(List::Block).ok()?;
+    let v4 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4()).count();
+    let v6 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6()).count();
+    Some(HashMap::from([(map_names::BLOCK_V4, v4 as u64), (map_names::BLOCK_V6, v6 as u64)]))
+}
+
+/// The facts of every component about `view`.
+pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Facts {
+    let now_ns = clock::boottime_ns();
+    let policy_until = src.tables.and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok()).unwrap_or(0);
+    let kernel = KernelFacts {
+        probes: src.probes.to_string(),
+        zero_window_syn_rate: src.zero_window_syn_rate,
+        zero_window_sources_recent: src.zero_window_sources_recent,
+        zero_window_policy_secs_left: (policy_until > now_ns).then(|| (policy_until - now_ns) / 1_000_000_000),
+    };
+    let mut trusted = src.guard.trusted_nets().unwrap_or_default();
+    trusted.extend(live_allowlist(src.tables));
+    let host = HostFacts {
+        local_addrs: src.local_addrs.to_vec(),
+        trusted,
+        listening_ports: sys::listening_ports(),
+    };
+    if view.is_global() {
+        return council::Facts {
+            host,
+            kernel,
+            ..council::Facts::default()
+        };
+    }
+    let hostnet = addr::host(view.peer);
+    let history = src.store.history(hostnet).unwrap_or_default();
+    let bans: Vec<_> = history
+        .iter()
+        .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
+        .collect();
+    let jail = JailFacts {
+        previous_bans: bans.len() as u32,
+        last_ban_at: bans.last().map(|r| r.added_at),
+    };
+    let filter = match src.tables {
+        None => FilterFacts::default(),
+        Some(tables) => {
+            let live = |list| {
+                tables
+                    .matching(list, view.peer)
+                    .ok()
+                    .flatten()
+                    .filter(|e| e.is_live(now_ns))
+            };
+            let map = if view.peer.is_ipv4() { map_names::BLOCK_V4 } else { map_names::BLOCK_V6 };
+            FilterFacts {
+                allowlisted: live(List::Allow).is_some(),
+                blocked: live(List::Block).map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
+                block_entries: src.block_fill.get(map).copied().unwrap_or(0),
+                block_capacity: u64::from(tables.capacity(map).unwrap_or(0)),
+            }
+        }
+    };
+    council::Facts {
+        host,
+        kernel,
+        jail,
+        filter,
     }
 }
 
@@ -460,65 +702,19 @@ impl Pipeline {
     }
 
     fn facts(&self, view: &IncidentView) -> council::Facts {
-        let tables = self.enforcer.tables();
-        let now_ns = clock::boottime_ns();
-        let policy_until = tables.config(slot::ZW_DROP_UNTIL_NS).unwrap_or(0);
-        let kernel = KernelFacts {
-            probes: self.probe_status.active.clone(),
-            zero_window_syn_rate: self.flood.rate,
-            zero_window_sources_recent: self.flood.recent.len() as u64,
-            zero_window_policy_secs_left: (policy_until > now_ns)
-                .then(|| (policy_until - now_ns) / 1_000_000_000),
-        };
-        let allowlist: Vec<ipnet::IpNet> = tables
-            .rules(List::Allow)
-            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
-            .unwrap_or_default();
-        let mut trusted = self.cfg.guard.trusted_nets().unwrap_or_default();
-        trusted.extend(allowlist);
-        let host = HostFacts {
-            local_addrs: self.local_addrs.clone(),
-            trusted,
-            listening_ports: sys::listening_ports(),
-        };
-        if view.is_global() {
-            return council::Facts {
-                host,
-                kernel,
-                ..council::Facts::default()
-            };
-        }
-        let hostnet = addr::host(view.peer);
-        let history = self.enforcer.store().history(hostnet).unwrap_or_default();
-        let bans: Vec<_> = history
-            .iter()
-            .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
-            .collect();
-        let jail = JailFacts {
-            previous_bans: bans.len() as u32,
-            last_ban_at: bans.last().map(|r| r.added_at),
-        };
-        let live = |list| {
-            tables
-                .matching(list, view.peer)
-                .ok()
-                .flatten()
-                .filter(|e| e.is_live(now_ns))
-        };
-        let map = if view.peer.is_ipv4() { map_names::BLOCK_V4 } else { map_names::BLOCK_V6 };
-        let filter = FilterFacts {
-            allowlisted: live(List::Allow).is_some(),
-            blocked: live(List::Block)
-                .map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
-            block_entries: self.block_fill.get(map).copied().unwrap_or(0),
-            block_capacity: u64::from(tables.capacity(map).unwrap_or(0)),
-        };
-        council::Facts {
-            host,
-            kernel,
-            jail,
-            filter,
-        }
+        gather_facts(
+            view,
+            &FactSources {
+                tables: Some(self.enforcer.tables()),
+                store: self.enforcer.store(),
+                guard: &self.cfg.guard,
+                local_addrs: &self.local_addrs,
+                probes: &self.probe_status.active,
+                zero_window_syn_rate: self.flood.rate,
+                zero_window_sources_recent: self.flood.recent.len() as u64,
+                block_fill: &self.block_fill,
+            },
+        )
     }
 
     fn on_debate(&mut self, done: Finished) {
@@ -530,74 +726,30 @@ impl Pipeline {
         // commit precedes the map write. The debate and its verdicts are
         // journaled right after.
         let outcomes: Vec<Outcome> = debate.passed.iter().map(|d| self.apply(&trigger, d)).collect();
-        let store = self.enforcer.store_mut();
-        let debate_id = store
-            .record_debate(trigger.view.id, &debate)
-            .map_err(|e| warn!("could not journal the debate: {e}"))
-            .ok();
-        for (draft, o) in debate.passed.iter().zip(&outcomes) {
-            let _ = store
-                .record_verdict(&VerdictRecord {
-                    debate_id,
-                    incident_id: Some(trigger.view.id),
-                    peer: trigger.view.peer,
-                    action: &draft.action,
-                    justification: &crate::alert::sanitize_text(&draft.justification),
-                    outcome: o.outcome,
-                    detail: o.detail.as_deref(),
-                    rule_id: o.rule_id,
-                })
-                .map_err(|e| warn!("could not journal the verdict: {e}"));
-        }
+        journal(self.enforcer.store_mut(), &trigger.view, &debate, &outcomes);
         self.launch_queued();
     }
 
     fn apply(&mut self, trigger: &Trigger, draft: &Draft) -> Outcome {
         let view = &trigger.view;
-        let action = &draft.action;
-        let justification = crate::alert::sanitize_text(&draft.justification);
-        let now_ns = clock::boottime_ns();
-        let allowlist: Vec<ipnet::IpNet> = self
-            .enforcer
-            .tables()
-            .rules(List::Allow)
-            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
-            .unwrap_or_default();
+        let allowlist = live_allowlist(Some(self.enforcer.tables()));
         let evidence = view.addresses();
-        let checked = self.guard.check(
-            action,
-            &guard::Context {
-                evidence: &evidence,
-                local: &self.local_addrs,
-                allowlist: &allowlist,
-            },
-        );
-        if let Err(refusal) = checked {
-            warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
-            self.council_status.refused += 1;
-            return Outcome::new("refused", Some(refusal.to_string()));
-        }
-        if self.cfg.daemon.dry_run {
-            info!("dry run: would {action} (incident #{})", view.id);
-            self.council_status.dry_run += 1;
-            return Outcome::new("dry-run", None);
-        }
-        let mut rule_id = None;
-        let result: Result<(), String> = match action {
-            Action::Block { target, ttl_secs } => self
-                .enforcer
-                .add(&Change {
-                    list: List::Block,
-                    net: *target,
-                    ttl: Some(Duration::from_secs(*ttl_secs)),
-                    reason: &justification,
-                    reason_code: reason_code(view),
-                    source: "council",
-                })
-                .map(|applied| {
+        let ctx = guard::Context {
+            evidence: &evidence,
+            local: &self.local_addrs,
+            allowlist: &allowlist,
+        };
+        let reason = reason_code(view);
+        let enforcer = (!self.cfg.daemon.dry_run).then_some(&mut self.enforcer);
+        let outcome = execute(enforcer, &mut self.guard, &ctx, view, draft, reason);
+        match outcome.outcome {
+            "refused" => self.council_status.refused += 1,
+            "dry-run" => self.council_status.dry_run += 1,
+            "failed" => self.council_status.failed += 1,
+            _ => {
+                self.council_status.applied += 1;
+                if let Action::Block { target, ttl_secs } = &draft.action {
                     let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
-                    rule_id = Some(applied.record_id);
-                    self.guard.record_ban();
                     self.tracker.resolve(view.peer);
                     let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
                     if self.latencies.len() >= MAX_LATENCIES {
@@ -611,49 +763,10 @@ impl Pipeline {
                         view.id,
                         latency as f64 / 1e6
                     );
-                })
-                .map_err(|e| e.to_string()),
-            Action::Unblock { target } => self
-                .enforcer
-                .remove(List::Block, *target, "council")
-                .map(|_| info!("verdict applied: unblocked {} (incident #{})", addr::display(target), view.id))
-                .map_err(|e| e.to_string()),
-            Action::Watch { target, ttl_secs } => {
-                info!(
-                    "verdict: watching {target} for {} (incident #{}; no map change)",
-                    crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
-                    view.id
-                );
-                Ok(())
-            }
-            Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
-                let until = if *enable {
-                    clock::expiry_from_now(Some(Duration::from_secs(*ttl_secs)))
-                } else {
-                    0
-                };
-                self.enforcer
-                    .tables_mut()
-                    .set_config(slot::ZW_DROP_UNTIL_NS, until)
-                    .map(|()| info!("verdict applied: {action} (incident #{})", view.id))
-                    .map_err(|e| e.to_string())
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.council_status.applied += 1;
-                Outcome {
-                    outcome: "applied",
-                    detail: None,
-                    rule_id,
                 }
             }
-            Err(e) => {
-                warn!("verdict failed: {action} (incident #{}): {e}", view.id);
-                self.council_status.failed += 1;
-                Outcome::new("failed", Some(e))
-            }
         }
+        outcome
     }
 
     fn on_tick(&mut self) {
@@ -710,11 +823,8 @@ impl Pipeline {
     }
 
     fn refresh_fill(&mut self) {
-        if let Ok(rules) = self.enforcer.tables().rules(List::Block) {
-            let v4 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4()).count();
-            let v6 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6()).count();
-            self.block_fill.insert(map_names::BLOCK_V4, v4 as u64);
-            self.block_fill.insert(map_names::BLOCK_V6, v6 as u64);
+        if let Some(fill) = block_fill(self.enforcer.tables()) {
+            self.block_fill = fill;
         }
     }
 
@@ -777,7 +887,7 @@ impl Pipeline {
 }
 
 /// The reason code stored with a council ban, from the incident's evidence.
-fn reason_code(view: &IncidentView) -> u32 {
+pub fn reason_code(view: &IncidentView) -> u32 {
     let kernel = [
         AlertKind::TreasonRetransmit,
         AlertKind::TreasonProbe,

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod council;
 pub mod daemon;
+pub mod debate;
 pub mod enforcer;
 pub mod guard;
 pub mod incident;

@@ -163,6 +163,7 @@ pub struct VerdictRow {
     pub justification: String,
     pub outcome: String,
     pub detail: Option<String>,
+    pub rule_id: Option<i64>,
 }
 
 /// What to record for a new rule.
@@ -454,6 +455,15 @@ impl Store {
         Ok(rows)
     }
 
+    /// The incident a debate was about.
+    pub fn debates_incident(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT incident_id FROM debates WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+            .map(Option::flatten)
+    }
+
     /// A debate's full transcript and the verdicts it led to.
     pub fn debate(&self, id: i64) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
         let text: Option<String> = self
@@ -465,7 +475,9 @@ impl Store {
         let Ok(debate) = serde_json::from_str(&text) else { return Ok(None) };
         let mut stmt = self
             .conn
-            .prepare("SELECT id, action, justification, outcome, detail FROM verdicts WHERE debate_id = ?1 ORDER BY id")
+            .prepare(
+                "SELECT id, action, justification, outcome, detail, rule_id FROM verdicts WHERE debate_id = ?1 ORDER BY id",
+            )
             .map_err(self.err())?;
         let verdicts = stmt
             .query_map(params![id], |r| {
@@ -475,6 +487,7 @@ impl Store {
                     justification: r.get(2)?,
                     outcome: r.get(3)?,
                     detail: r.get(4)?,
+                    rule_id: r.get(5)?,
                 })
             })
             .map_err(self.err())?

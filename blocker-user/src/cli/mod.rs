@@ -4,6 +4,8 @@
 
 mod ban;
 mod config;
+mod debate;
+mod debates;
 mod detach;
 mod list;
 mod output;
@@ -11,6 +13,7 @@ mod policy;
 mod run;
 mod stats;
 mod status;
+mod transcript;
 mod unban;
 mod zero_window;
 
@@ -89,6 +92,8 @@ enum Commands {
     ZeroWindow(zero_window::Args),
     Policy(policy::Args),
     Status(status::Args),
+    Debate(debate::Args),
+    Debates(debates::Args),
     Config(config::Args),
     /// Print shell completions.
     #[command(hide = true)]
@@ -128,6 +133,45 @@ impl GlobalArgs {
     }
 }
 
+/// How the council is made up, for `run` and `debate` (over the config).
+#[derive(Debug, Args)]
+pub struct CouncilArgs {
+    /// What plays every role: rules (offline) or llm [default: from config, else rules].
+    #[arg(long, value_enum, value_name = "KIND")]
+    agents: Option<blocker::config::AgentKind>,
+    /// Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
+    /// [default: from config, else $OPENAI_BASE_URL, else OpenAI's]. The key
+    /// is read from $OPENAI_API_KEY.
+    #[arg(long, value_name = "URL")]
+    llm_base_url: Option<String>,
+    /// Model of the LLM agents [default: from config, else gpt-4o-mini].
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+    /// Rounds at most (2 to 10) [default: from config, else 4].
+    #[arg(long, value_name = "N")]
+    max_debate_rounds: Option<u32>,
+}
+
+impl CouncilArgs {
+    /// Merges the flags into `config` and checks the result.
+    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        if let Some(kind) = self.agents {
+            config.council.agents = kind;
+        }
+        if let Some(url) = &self.llm_base_url {
+            config.council.llm.base_url = url.clone();
+        }
+        if let Some(model) = &self.model {
+            config.council.llm.model = model.clone();
+        }
+        if let Some(n) = self.max_debate_rounds {
+            config.council.max_rounds = n;
+        }
+        config.validate().map_err(UsageError)?;
+        Ok(())
+    }
+}
+
 /// An error in what the user asked for (exit status 2, like clap's own).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -151,7 +195,10 @@ fn init_logging(verbose: u8, daemon: bool) {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose, matches!(cli.command, Commands::Run(_)));
+    init_logging(
+        cli.global.verbose,
+        matches!(cli.command, Commands::Run(_) | Commands::Debate(_)),
+    );
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -198,6 +245,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::ZeroWindow(args) => zero_window::run(&ctx, args),
         Commands::Policy(args) => policy::run(&ctx, args),
         Commands::Status(args) => status::run(&ctx, args),
+        Commands::Debate(args) => debate::run(&ctx, args),
+        Commands::Debates(args) => debates::run(&ctx, args),
         Commands::Config(args) => config::run(&ctx, args),
         Commands::Completions { .. } | Commands::Man => unreachable!("handled above"),
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use blocker::{config::XdpMode, daemon, probes::ProbeMode};
 
-use super::Context;
+use super::{Context, CouncilArgs};
 
 /// Load blocker, attach XDP to the interfaces and run in the foreground
 /// until SIGINT or SIGTERM.
@@ -15,6 +15,8 @@ use super::Context;
 /// again reuses the pinned maps and swaps the new program in atomically.
 ///
 /// Example: blocker run --iface eth0 --xdp-mode auto
+///
+/// Example: OPENAI_API_KEY=... blocker run --iface eth0 --agents llm --model gpt-4o-mini --dry-run
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Interface to protect (repeat for several).
@@ -37,6 +39,8 @@ pub struct Args {
     /// Log what the council's verdicts would do; touch no map.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    council: CouncilArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -51,6 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         config.sources.kmsg = false;
     }
     config.daemon.dry_run |= args.dry_run;
+    args.council.apply(&mut config)?;
     let opts = daemon::RunOptions {
         interfaces: args.interfaces,
         xdp_mode: args.xdp_mode.unwrap_or(ctx.config.xdp.mode),
