@@ -8,6 +8,7 @@
 
 pub mod frames;
 pub mod lab;
+pub mod llm_server;
 pub mod peers;
 pub mod testrun;
 

@@ -247,13 +247,18 @@ impl Endpoint {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| LlmError::Client(e.to_string()))?;
+        // async-openai's default executor retries 429/5xx on its own (three
+        // times, fixed backoff) and would hide those calls from the
+        // accounting; the plain reqwest service leaves retries, their
+        // backoff and their count to `Caller::call`.
         let client = async_openai::Client::build(
-            http,
+            http.clone(),
             EndpointConfig {
                 base: base.clone(),
                 key,
             },
-        );
+        )
+        .with_http_service(async_openai::middleware::ReqwestService::new(http));
         Ok(Self { client, base, has_key })
     }
 

@@ -676,6 +676,10 @@ pub fn resolve(passed: &[&Proposal]) -> Vec<Draft> {
         if conflicted.iter().any(|c| c.same_subject(&p.action)) {
             continue;
         }
+        // The same action passed twice (several authors proposed it): once.
+        if out.iter().any(|d| d.action == p.action) {
+            continue;
+        }
         match out.iter().position(|d| d.action.same_subject(&p.action)) {
             None => out.push(Draft {
                 action: p.action.clone(),

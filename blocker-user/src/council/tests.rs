@@ -345,6 +345,10 @@ fn conflicting_passed_actions_are_resolved() {
     assert_eq!(out[0].action, block(PEER, 600));
     let c = p(3, Action::Unblock { target });
     assert!(resolve(&[&a, &c]).is_empty(), "block vs unblock: do neither");
+    let c2 = p(5, Action::Unblock { target });
+    assert_eq!(resolve(&[&c, &c2]).len(), 1, "the same action twice is one action");
+    let z = |id| p(id, Action::ZeroWindowSynPolicy { enable: false, ttl_secs: 0 });
+    assert_eq!(resolve(&[&z(6), &z(7)]).len(), 1);
     let w = p(4, Action::Watch { target: PEER.parse::<IpAddr>().unwrap(), ttl_secs: 60 });
     assert_eq!(resolve(&[&w, &a])[0].action, block(PEER, 60));
 }
