@@ -169,7 +169,10 @@ pub struct CouncilConfig {
 impl Default for CouncilConfig {
     fn default() -> Self {
         Self {
-            roles: crate::council::rules::ROLES.iter().map(|r| r.to_string()).collect(),
+            roles: crate::council::rules::ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
             agents: AgentKind::Rules,
             role_agents: BTreeMap::new(),
             consensus: ConsensusName::Unanimous,
@@ -332,16 +335,22 @@ impl Config {
             }
         }
         if self.council.max_rounds < 2 || self.council.max_rounds > 10 {
-            return Err("[council] max_rounds (--max-debate-rounds) must be between 2 and 10".into());
+            return Err(
+                "[council] max_rounds (--max-debate-rounds) must be between 2 and 10".into(),
+            );
         }
         for role in self.council.role_agents.keys() {
             if !self.council.roles.contains(role) {
-                return Err(format!("[council] role_agents names {role:?}, which is not in roles"));
+                return Err(format!(
+                    "[council] role_agents names {role:?}, which is not in roles"
+                ));
             }
         }
         for role in self.council.llm.roles.keys() {
             if !self.council.roles.contains(role) {
-                return Err(format!("[council.llm.roles.{role}]: {role:?} is not in [council] roles"));
+                return Err(format!(
+                    "[council.llm.roles.{role}]: {role:?} is not in [council] roles"
+                ));
             }
         }
         for role in &self.council.roles {
@@ -353,7 +362,10 @@ impl Config {
                     ));
                 }
                 AgentKind::Llm => {
-                    self.council.llm.system_prompt_for(role).map_err(|e| e.to_string())?;
+                    self.council
+                        .llm
+                        .system_prompt_for(role)
+                        .map_err(|e| e.to_string())?;
                 }
                 AgentKind::Rules => {}
             }
@@ -450,22 +462,44 @@ mod tests {
         );
         assert!(Config::parse("[daemon]\ngc_interval = \"soon\"\n").is_err());
         assert!(Config::parse("[xdp]\nmode = \"turbo\"\n").is_err());
-        assert!(Config::parse("[council]\nroles = []\n").unwrap_err().contains("roles"));
+        assert!(
+            Config::parse("[council]\nroles = []\n")
+                .unwrap_err()
+                .contains("roles")
+        );
         assert!(Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 4\n").is_err());
-        assert!(Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n").unwrap_err().contains("trusted"));
+        assert!(
+            Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n")
+                .unwrap_err()
+                .contains("trusted")
+        );
         assert!(Config::parse("[treason]\nprobe = \"ebpf\"\n").is_err());
-        let mixed = Config::parse("[council]\nagents = \"llm\"\nrole_agents = { kernel = \"rules\" }\n").unwrap();
+        let mixed =
+            Config::parse("[council]\nagents = \"llm\"\nrole_agents = { kernel = \"rules\" }\n")
+                .unwrap();
         assert_eq!(mixed.council.kind_of("kernel"), AgentKind::Rules);
         assert_eq!(mixed.council.kind_of("host"), AgentKind::Llm);
         assert!(mixed.council.uses_llm());
         assert!(!Config::default().council.uses_llm());
         assert!(Config::parse("[council]\nagents = \"gpt\"\n").is_err());
-        assert!(Config::parse("[council]\nrole_agents = { judge = \"llm\" }\n").unwrap_err().contains("not in roles"));
+        assert!(
+            Config::parse("[council]\nrole_agents = { judge = \"llm\" }\n")
+                .unwrap_err()
+                .contains("not in roles")
+        );
         // A custom role needs a model and a prompt.
         let custom = "[council]\nroles = [\"host\", \"auditor\"]\n";
-        assert!(Config::parse(custom).unwrap_err().contains("no offline rules"));
+        assert!(
+            Config::parse(custom)
+                .unwrap_err()
+                .contains("no offline rules")
+        );
         let custom = format!("{custom}role_agents = {{ auditor = \"llm\" }}\n");
-        assert!(Config::parse(&custom).unwrap_err().contains("system_prompt"));
+        assert!(
+            Config::parse(&custom)
+                .unwrap_err()
+                .contains("system_prompt")
+        );
         let c = Config::parse(&format!(
             "{custom}[council.llm.roles.auditor]\nsystem_prompt = \"You audit.\"\nfacts = [\"jail\"]\nmodel = \"m\"\n"
         ))
@@ -473,7 +507,10 @@ mod tests {
         assert_eq!(c.council.llm.model_for("auditor"), "m");
         assert!(Config::parse("[council.llm]\ntimeout = \"1ms\"\n").is_err());
         let q = Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 2\n").unwrap();
-        assert_eq!(q.council.consensus(), crate::council::Consensus::Quorum { min_approvals: 2 });
+        assert_eq!(
+            q.council.consensus(),
+            crate::council::Consensus::Quorum { min_approvals: 2 }
+        );
     }
 
     #[test]

@@ -150,7 +150,8 @@ impl DaemonStatus {
 pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
     let c = &cfg.council;
     let endpoint = if c.uses_llm() {
-        let e = council::llm::Endpoint::from_env(&c.llm).map_err(|e| DaemonError::Config(e.to_string()))?;
+        let e = council::llm::Endpoint::from_env(&c.llm)
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
         info!(
             "LLM council endpoint {} ({})",
             e.base_url(),
@@ -168,24 +169,29 @@ pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
     for role in &c.roles {
         match (c.kind_of(role), &endpoint) {
             (AgentKind::Llm, Some(endpoint)) => {
-                let agent = council::llm::LlmAgent::new(role, &c.llm, endpoint.clone(), c.max_rounds)
-                    .map_err(|e| DaemonError::Config(e.to_string()))?;
+                let agent =
+                    council::llm::LlmAgent::new(role, &c.llm, endpoint.clone(), c.max_rounds)
+                        .map_err(|e| DaemonError::Config(e.to_string()))?;
                 agents.push(Arc::new(agent));
             }
             _ => {
-                let agent = council::rules::RuleAgent::new(role, c.rules.clone()).ok_or_else(|| {
-                    DaemonError::Config(format!(
-                        "[council] roles: {role:?} has no offline rules (known: {})",
-                        council::rules::ROLES.join(", ")
-                    ))
-                })?;
+                let agent =
+                    council::rules::RuleAgent::new(role, c.rules.clone()).ok_or_else(|| {
+                        DaemonError::Config(format!(
+                            "[council] roles: {role:?} has no offline rules (known: {})",
+                            council::rules::ROLES.join(", ")
+                        ))
+                    })?;
                 agents.push(Arc::new(agent));
             }
         }
     }
     let mut council = Council::new(agents, c.consensus(), c.max_rounds);
     if let (true, Some(endpoint)) = (c.llm.judge, &endpoint) {
-        council = council.with_judge(Arc::new(council::llm::LlmJudge::new(&c.llm, endpoint.clone())));
+        council = council.with_judge(Arc::new(council::llm::LlmJudge::new(
+            &c.llm,
+            endpoint.clone(),
+        )));
     }
     Ok(council)
 }
@@ -229,7 +235,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             ),
             Attached::Driver | Attached::Skb => info!(
                 "attached XDP to {iface} in {} mode (pinned link {})",
-                if attached == Attached::Driver { "driver" } else { "skb" },
+                if attached == Attached::Driver {
+                    "driver"
+                } else {
+                    "skb"
+                },
                 pins.link(iface).display()
             ),
         }
@@ -267,7 +277,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // Sources → one bounded queue.
     let counters = Arc::new(PipelineCounters::default());
     let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
-    tokio::spawn(sources::probe::run(ring, alert_tx.clone(), counters.clone()));
+    tokio::spawn(sources::probe::run(
+        ring,
+        alert_tx.clone(),
+        counters.clone(),
+    ));
     if cfg.sources.kmsg {
         let (tx, c) = (alert_tx.clone(), counters.clone());
         tokio::spawn(async move {
@@ -331,7 +345,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             council::Consensus::Unanimous => "unanimous".to_string(),
             council::Consensus::Quorum { min_approvals } => format!("quorum {min_approvals}"),
         },
-        if cfg.daemon.dry_run { "; DRY RUN: verdicts are logged, not applied" } else { "" }
+        if cfg.daemon.dry_run {
+            "; DRY RUN: verdicts are logged, not applied"
+        } else {
+            ""
+        }
     );
 
     let mut gc = tokio::time::interval(cfg.daemon.gc_interval);
@@ -413,7 +431,10 @@ pub fn execute(
 ) -> Outcome {
     let action = &draft.action;
     if let Err(refusal) = guard.check_verdict(draft, ctx) {
-        warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
+        warn!(
+            "guard refused to {action} (incident #{}): {refusal}",
+            view.id
+        );
         return Outcome::new("refused", Some(refusal.to_string()));
     }
     let Some(enforcer) = enforcer else {
@@ -439,7 +460,13 @@ pub fn execute(
             .map_err(|e| e.to_string()),
         Action::Unblock { target } => enforcer
             .remove(List::Block, *target, "council")
-            .map(|_| info!("verdict applied: unblocked {} (incident #{})", addr::display(target), view.id))
+            .map(|_| {
+                info!(
+                    "verdict applied: unblocked {} (incident #{})",
+                    addr::display(target),
+                    view.id
+                )
+            })
             .map_err(|e| e.to_string()),
         Action::Watch { target, ttl_secs } => {
             info!(
@@ -476,7 +503,12 @@ pub fn execute(
 }
 
 /// Journals a debate and what became of each verdict; the debate's id.
-pub fn journal(store: &mut Store, view: &IncidentView, debate: &Debate, outcomes: &[Outcome]) -> Option<i64> {
+pub fn journal(
+    store: &mut Store,
+    view: &IncidentView,
+    debate: &Debate,
+    outcomes: &[Outcome],
+) -> Option<i64> {
     let debate_id = store
         .record_debate(view.id, debate)
         .map_err(|e| warn!("could not journal the debate: {e}"))
@@ -518,27 +550,45 @@ pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
     let now_ns = clock::boottime_ns();
     tables
         .and_then(|t| t.rules(List::Allow).ok())
-        .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+        .map(|r| {
+            r.into_iter()
+                .filter(|r| r.entry.is_live(now_ns))
+                .map(|r| r.net)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Entries per exact blocklist map.
 pub fn block_fill(tables: &Tables) -> Option<HashMap<&'static str, u64>> {
     let rules = tables.rules(List::Block).ok()?;
-    let v4 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4()).count();
-    let v6 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6()).count();
-    Some(HashMap::from([(map_names::BLOCK_V4, v4 as u64), (map_names::BLOCK_V6, v6 as u64)]))
+    let v4 = rules
+        .iter()
+        .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4())
+        .count();
+    let v6 = rules
+        .iter()
+        .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6())
+        .count();
+    Some(HashMap::from([
+        (map_names::BLOCK_V4, v4 as u64),
+        (map_names::BLOCK_V6, v6 as u64),
+    ]))
 }
 
 /// The facts of every component about `view`.
 pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Facts {
     let now_ns = clock::boottime_ns();
-    let policy_until = src.tables.and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok()).unwrap_or(0);
+    let policy_until = src
+        .tables
+        .and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok())
+        .unwrap_or(0);
     let kernel = KernelFacts {
         probes: src.probes.to_string(),
         zero_window_syn_rate: src.zero_window_syn_rate,
         zero_window_sources_recent: src.zero_window_sources_recent,
-        zero_window_policy_secs_left: (policy_until > now_ns).then(|| (policy_until - now_ns) / 1_000_000_000),
+        zero_window_policy_secs_left: (policy_until > now_ns)
+            .then(|| (policy_until - now_ns) / 1_000_000_000),
     };
     let mut trusted = src.guard.trusted_nets().unwrap_or_default();
     trusted.extend(live_allowlist(src.tables));
@@ -574,10 +624,15 @@ pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Fact
                     .flatten()
                     .filter(|e| e.is_live(now_ns))
             };
-            let map = if view.peer.is_ipv4() { map_names::BLOCK_V4 } else { map_names::BLOCK_V6 };
+            let map = if view.peer.is_ipv4() {
+                map_names::BLOCK_V4
+            } else {
+                map_names::BLOCK_V6
+            };
             FilterFacts {
                 allowlisted: live(List::Allow).is_some(),
-                blocked: live(List::Block).map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
+                blocked: live(List::Block)
+                    .map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
                 block_entries: src.block_fill.get(map).copied().unwrap_or(0),
                 block_capacity: u64::from(tables.capacity(map).unwrap_or(0)),
             }
@@ -684,7 +739,11 @@ impl Pipeline {
 
     fn launch_queued(&mut self) {
         while self.inflight.len() < self.cfg.council.max_concurrent {
-            let Some(pos) = self.queue.iter().position(|t| !self.inflight.contains(&t.view.peer)) else {
+            let Some(pos) = self
+                .queue
+                .iter()
+                .position(|t| !self.inflight.contains(&t.view.peer))
+            else {
                 break;
             };
             let t = self.queue.remove(pos).expect("index from position");
@@ -725,7 +784,11 @@ impl Pipeline {
         // Apply first: on the critical path only the rule's own journal
         // commit precedes the map write. The debate and its verdicts are
         // journaled right after.
-        let outcomes: Vec<Outcome> = debate.passed.iter().map(|d| self.apply(&trigger, d)).collect();
+        let outcomes: Vec<Outcome> = debate
+            .passed
+            .iter()
+            .map(|d| self.apply(&trigger, d))
+            .collect();
         journal(self.enforcer.store_mut(), &trigger.view, &debate, &outcomes);
         self.launch_queued();
     }
@@ -781,9 +844,13 @@ impl Pipeline {
             self.flood.last_total = Some((stats.zw_syn, t));
         }
         let window = self.cfg.incidents.window.as_nanos() as u64;
-        self.flood.recent.retain(|_, seen| now.saturating_sub(*seen) < window);
+        self.flood
+            .recent
+            .retain(|_, seen| now.saturating_sub(*seen) < window);
         let rules = &self.cfg.council.rules;
-        if self.flood.rate >= rules.flood_rate || self.flood.recent.len() as u64 >= rules.flood_sources {
+        if self.flood.rate >= rules.flood_rate
+            || self.flood.recent.len() as u64 >= rules.flood_sources
+        {
             let alert = Alert {
                 source: AlertSource::Xdp,
                 kind: AlertKind::ZeroWindowFlood,
@@ -909,7 +976,11 @@ pub fn reason_code(view: &IncidentView) -> u32 {
 /// Logs a debate the way an operator reads it: evidence, proposals, votes,
 /// what passed.
 fn narrate(view: &IncidentView, d: &Debate) {
-    let kinds: Vec<String> = view.by_kind.iter().map(|(k, n)| format!("{} ×{n}", k.as_str())).collect();
+    let kinds: Vec<String> = view
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{} ×{n}", k.as_str()))
+        .collect();
     let subject = if view.is_global() {
         "all sources".to_string()
     } else {
@@ -924,10 +995,7 @@ fn narrate(view: &IncidentView, d: &Debate) {
     for p in &d.proposals {
         info!(
             "  proposal #{} by {}: {} — {}",
-            p.id,
-            p.author,
-            p.action,
-            p.justification
+            p.id, p.author, p.action, p.justification
         );
         let votes: Vec<String> = d
             .votes

@@ -59,17 +59,29 @@ struct BriefFile {
 
 /// Parses `text`: eve.json lines, an incident, or a brief.
 pub fn parse_input(text: &str, max_evidence: usize) -> Result<Input, InputError> {
-    let first = text.lines().find(|l| !l.trim().is_empty()).ok_or(InputError::Empty)?;
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .ok_or(InputError::Empty)?;
     let is_eve = serde_json::from_str::<serde_json::Value>(first)
         .ok()
         .is_some_and(|v| v.get("event_type").is_some());
     if is_eve {
         let mut alerts: Vec<Alert> = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             match eve::parse_line(line.as_bytes()) {
                 Ok(Some(a)) => alerts.push(a),
                 Ok(None) => {}
-                Err(source) => return Err(InputError::Eve { line: i + 1, source }),
+                Err(source) => {
+                    return Err(InputError::Eve {
+                        line: i + 1,
+                        source,
+                    });
+                }
             }
         }
         let peer = alerts.first().ok_or(InputError::NoAlert)?.peer;
@@ -99,16 +111,19 @@ pub fn parse_input(text: &str, max_evidence: usize) -> Result<Input, InputError>
             fresh_id: true,
         });
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| InputError::Json(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| InputError::Json(e.to_string()))?;
     if value.get("incident").is_some() {
-        let b: BriefFile = serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
+        let b: BriefFile =
+            serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
         return Ok(Input {
             incident: b.incident,
             facts: b.facts,
             fresh_id: false,
         });
     }
-    let incident: IncidentView = serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
+    let incident: IncidentView =
+        serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
     Ok(Input {
         incident,
         facts: None,
@@ -145,17 +160,22 @@ pub async fn run(
         let mut ebpf = loader::load_pinned(&pins, &cfg.maps)?;
         Some(Tables::from_ebpf(&mut ebpf)?)
     } else if pins.is_loaded() && loader::require_caps(loader::MAP_CAPS).is_ok() {
-        match loader::load_pinned(&pins, &cfg.maps).map_err(DaemonError::from).and_then(|mut e| {
-            Tables::from_ebpf(&mut e).map_err(DaemonError::from)
-        }) {
+        match loader::load_pinned(&pins, &cfg.maps)
+            .map_err(DaemonError::from)
+            .and_then(|mut e| Tables::from_ebpf(&mut e).map_err(DaemonError::from))
+        {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::warn!("dry run without the kernel tables (facts and allowlist left empty): {e}");
+                tracing::warn!(
+                    "dry run without the kernel tables (facts and allowlist left empty): {e}"
+                );
                 None
             }
         }
     } else {
-        tracing::info!("blocker is not loaded: the debate runs without kernel tables (no allowlist, no filter facts)");
+        tracing::info!(
+            "blocker is not loaded: the debate runs without kernel tables (no allowlist, no filter facts)"
+        );
         None
     };
     let store = Store::open_in(&cfg.state_dir)?;
@@ -167,7 +187,10 @@ pub async fn run(
     let probes = DaemonStatus::read(&cfg.state_dir)
         .map(|s| s.probes.active)
         .unwrap_or_else(|| "unknown (no daemon running)".into());
-    let fill = tables.as_ref().and_then(daemon::block_fill).unwrap_or_default();
+    let fill = tables
+        .as_ref()
+        .and_then(daemon::block_fill)
+        .unwrap_or_default();
     let facts = match input.facts {
         Some(f) => f,
         None => daemon::gather_facts(
@@ -191,12 +214,17 @@ pub async fn run(
     tracing::info!(
         "debating incident #{} ({}) with {}",
         incident.id,
-        if incident.is_global() { "all sources".to_string() } else { incident.peer.to_string() },
+        if incident.is_global() {
+            "all sources".to_string()
+        } else {
+            incident.peer.to_string()
+        },
         council.describe().join(", ")
     );
     let debate = council.deliberate(&brief).await;
 
-    let mut guard = Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let mut guard =
+        Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
     let allowlist = daemon::live_allowlist(tables.as_ref());
     let evidence = incident.addresses();
     let ctx = guard::Context {
@@ -211,7 +239,9 @@ pub async fn run(
             let outcomes: Vec<Outcome> = debate
                 .passed
                 .iter()
-                .map(|d| daemon::execute(Some(&mut enforcer), &mut guard, &ctx, &incident, d, reason))
+                .map(|d| {
+                    daemon::execute(Some(&mut enforcer), &mut guard, &ctx, &incident, d, reason)
+                })
                 .collect();
             let id = daemon::journal(enforcer.store_mut(), &incident, &debate, &outcomes);
             (outcomes, id)
@@ -251,9 +281,15 @@ mod tests {
         assert_eq!(i.incident.alert_count, 2);
         assert_eq!(i.incident.peer.to_string(), "203.0.113.100");
         let other = LINE.replace("203.0.113.100", "203.0.113.101");
-        assert!(matches!(parse_input(&format!("{LINE}\n{other}"), 16), Err(InputError::SeveralSources(_))));
+        assert!(matches!(
+            parse_input(&format!("{LINE}\n{other}"), 16),
+            Err(InputError::SeveralSources(_))
+        ));
         assert!(matches!(parse_input(flow, 16), Err(InputError::NoAlert)));
-        assert!(matches!(parse_input(&format!("{LINE}\n{{\"event_type\":"), 16), Err(InputError::Eve { line: 2, .. })));
+        assert!(matches!(
+            parse_input(&format!("{LINE}\n{{\"event_type\":"), 16),
+            Err(InputError::Eve { line: 2, .. })
+        ));
         assert!(matches!(parse_input(" \n", 16), Err(InputError::Empty)));
     }
 
@@ -265,7 +301,13 @@ mod tests {
         assert_eq!(back.incident, i);
         assert!(!back.fresh_id);
         let brief = serde_json::json!({"incident": i, "facts": Facts::default()}).to_string();
-        assert_eq!(parse_input(&brief, 16).unwrap().facts, Some(Facts::default()));
-        assert!(matches!(parse_input("{\"x\":1}", 16), Err(InputError::Json(_))));
+        assert_eq!(
+            parse_input(&brief, 16).unwrap().facts,
+            Some(Facts::default())
+        );
+        assert!(matches!(
+            parse_input("{\"x\":1}", 16),
+            Err(InputError::Json(_))
+        ));
     }
 }

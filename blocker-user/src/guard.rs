@@ -93,7 +93,9 @@ pub enum Refusal {
     RateLimited(u32),
     #[error("the council may not lift bans ([guard] council_unblock = false); use `blocker unban`")]
     UnblockDisabled,
-    #[error("the justification contains shell-like text ({0}); verdicts are typed actions, never commands")]
+    #[error(
+        "the justification contains shell-like text ({0}); verdicts are typed actions, never commands"
+    )]
     ShellLike(String),
     #[error("the justification is {len} bytes, over the {max}-byte limit")]
     TooLong { len: usize, max: usize },
@@ -150,7 +152,11 @@ impl Guard {
                 self.check_target(*target, ctx)?;
                 let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_ttl.as_secs());
                 if *ttl_secs < min || *ttl_secs > max {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min,
+                        max,
+                    });
                 }
                 self.prune();
                 if self.recent_bans.len() >= self.cfg.max_bans_per_minute as usize {
@@ -162,7 +168,11 @@ impl Guard {
                 self.check_target(addr::host(*target), ctx)?;
                 let max = self.cfg.max_ttl.as_secs();
                 if *ttl_secs == 0 || *ttl_secs > max {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min: 1, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min: 1,
+                        max,
+                    });
                 }
                 Ok(())
             }
@@ -177,9 +187,16 @@ impl Guard {
                 in_evidence(*target, ctx.evidence)
             }
             Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
-                let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_policy_ttl.as_secs());
+                let (min, max) = (
+                    self.cfg.min_ttl.as_secs(),
+                    self.cfg.max_policy_ttl.as_secs(),
+                );
                 if *enable && (*ttl_secs < min || *ttl_secs > max) {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min,
+                        max,
+                    });
                 }
                 Ok(())
             }
@@ -215,7 +232,11 @@ impl Guard {
     fn check_target(&self, net: IpNet, ctx: &Context<'_>) -> Result<(), Refusal> {
         special(net)?;
         self.check_width(net)?;
-        if let Some(a) = ctx.local.iter().find(|a| net.contains(&addr::canonical(**a))) {
+        if let Some(a) = ctx
+            .local
+            .iter()
+            .find(|a| net.contains(&addr::canonical(**a)))
+        {
             return Err(Refusal::Local { net, addr: *a });
         }
         if let Some(a) = ctx.allowlist.iter().find(|a| overlaps(net, **a)) {
@@ -243,15 +264,58 @@ fn in_evidence(net: IpNet, evidence: &[IpAddr]) -> Result<(), Refusal> {
 /// Sequences that only occur in shell commands, never in a justification
 /// written as prose.
 const SHELL_SEQUENCES: &[&str] = &[
-    "`", "$(", "${", "&&", "||", ">>", "2>&1", "| sh", "|sh", "| bash", "|bash", "sh -c", "rm -", "> /",
-    "/bin/", "/sbin/", "/usr/bin", "/usr/sbin", "/etc/", "/proc/sys", "-j drop", "-j accept", "-a input",
+    "`",
+    "$(",
+    "${",
+    "&&",
+    "||",
+    ">>",
+    "2>&1",
+    "| sh",
+    "|sh",
+    "| bash",
+    "|bash",
+    "sh -c",
+    "rm -",
+    "> /",
+    "/bin/",
+    "/sbin/",
+    "/usr/bin",
+    "/usr/sbin",
+    "/etc/",
+    "/proc/sys",
+    "-j drop",
+    "-j accept",
+    "-a input",
 ];
 
 /// Command names that have no business in a justification.
 const SHELL_COMMANDS: &[&str] = &[
-    "iptables", "ip6tables", "iptables-restore", "nft", "ipset", "sysctl", "systemctl", "fail2ban-client",
-    "sudo", "bash", "zsh", "chmod", "chown", "pkill", "killall", "wget", "curl", "mkfs", "netcat", "ncat",
-    "ufw", "firewall-cmd", "tcpkill", "bpftool", "xdp-filter",
+    "iptables",
+    "ip6tables",
+    "iptables-restore",
+    "nft",
+    "ipset",
+    "sysctl",
+    "systemctl",
+    "fail2ban-client",
+    "sudo",
+    "bash",
+    "zsh",
+    "chmod",
+    "chown",
+    "pkill",
+    "killall",
+    "wget",
+    "curl",
+    "mkfs",
+    "netcat",
+    "ncat",
+    "ufw",
+    "firewall-cmd",
+    "tcpkill",
+    "bpftool",
+    "xdp-filter",
 ];
 
 /// The first shell-like piece of `text`, if any: command names, command
@@ -317,29 +381,84 @@ mod tests {
             ..GuardConfig::default()
         })
         .unwrap();
-        let ev: Vec<IpAddr> = ["198.18.0.2", "0.0.0.0", "127.0.0.1", "169.254.1.1", "fe80::1", "224.0.0.1", "198.18.9.9", "198.18.5.5", "::"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let ev: Vec<IpAddr> = [
+            "198.18.0.2",
+            "0.0.0.0",
+            "127.0.0.1",
+            "169.254.1.1",
+            "fe80::1",
+            "224.0.0.1",
+            "198.18.9.9",
+            "198.18.5.5",
+            "::",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let local: Vec<IpAddr> = vec!["198.18.0.1".parse().unwrap()];
         let allow: Vec<IpNet> = vec!["198.18.5.0/24".parse().unwrap()];
         let c = ctx(&ev, &local, &allow);
         let refused = |g: &mut Guard, a: Action| g.check(&a, &c).unwrap_err();
-        assert!(matches!(refused(&mut g, block("0.0.0.0", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("::", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("127.0.0.1", 600)), Refusal::Loopback(_)));
-        assert!(matches!(refused(&mut g, block("169.254.1.1", 600)), Refusal::LinkLocal(_)));
-        assert!(matches!(refused(&mut g, block("fe80::1", 600)), Refusal::LinkLocal(_)));
-        assert!(matches!(refused(&mut g, block("224.0.0.1", 600)), Refusal::Multicast(_)));
-        assert!(matches!(refused(&mut g, block("198.18.0.1", 600)), Refusal::Local { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.0/24", 600)), Refusal::Local { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.5.5", 600)), Refusal::Allowlisted { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.9.9", 600)), Refusal::Trusted { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.0/16", 600)), Refusal::TooWide { .. }));
-        assert!(matches!(refused(&mut g, block("0.0.0.0/0", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("203.0.113.7", 600)), Refusal::NotInEvidence(_)));
-        assert!(matches!(refused(&mut g, block("198.18.0.2", 10)), Refusal::Ttl { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.2", 365 * 86_400)), Refusal::Ttl { .. }));
+        assert!(matches!(
+            refused(&mut g, block("0.0.0.0", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("::", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("127.0.0.1", 600)),
+            Refusal::Loopback(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("169.254.1.1", 600)),
+            Refusal::LinkLocal(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("fe80::1", 600)),
+            Refusal::LinkLocal(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("224.0.0.1", 600)),
+            Refusal::Multicast(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.1", 600)),
+            Refusal::Local { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.0/24", 600)),
+            Refusal::Local { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.5.5", 600)),
+            Refusal::Allowlisted { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.9.9", 600)),
+            Refusal::Trusted { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.0/16", 600)),
+            Refusal::TooWide { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("0.0.0.0/0", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("203.0.113.7", 600)),
+            Refusal::NotInEvidence(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.2", 10)),
+            Refusal::Ttl { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.2", 365 * 86_400)),
+            Refusal::Ttl { .. }
+        ));
         assert!(g.check(&block("198.18.0.2", 600), &c).is_ok());
         // The refusal says why.
         assert_eq!(
@@ -361,32 +480,61 @@ mod tests {
             g.check(&block("198.18.0.2", 600), &c).unwrap();
             g.record_ban();
         }
-        assert_eq!(g.check(&block("198.18.0.2", 600), &c), Err(Refusal::RateLimited(3)));
+        assert_eq!(
+            g.check(&block("198.18.0.2", 600), &c),
+            Err(Refusal::RateLimited(3))
+        );
     }
 
     #[test]
     fn policy_and_unblock_bounds() {
         let mut g = Guard::new(GuardConfig::default()).unwrap();
         let c = ctx(&[], &[], &[]);
-        let on = |s| Action::ZeroWindowSynPolicy { enable: true, ttl_secs: s };
+        let on = |s| Action::ZeroWindowSynPolicy {
+            enable: true,
+            ttl_secs: s,
+        };
         assert!(g.check(&on(600), &c).is_ok());
         assert!(g.check(&on(86_400), &c).is_err());
-        assert!(g.check(&Action::ZeroWindowSynPolicy { enable: false, ttl_secs: 0 }, &c).is_ok());
-        let unblock = |s| Action::Unblock { target: addr::parse_net(s).unwrap() };
+        assert!(
+            g.check(
+                &Action::ZeroWindowSynPolicy {
+                    enable: false,
+                    ttl_secs: 0
+                },
+                &c
+            )
+            .is_ok()
+        );
+        let unblock = |s| Action::Unblock {
+            target: addr::parse_net(s).unwrap(),
+        };
         // Off by default, whatever the target.
         let ev: Vec<IpAddr> = vec!["198.18.0.2".parse().unwrap()];
         let c = ctx(&ev, &[], &[]);
-        assert_eq!(g.check(&unblock("198.18.0.2"), &c), Err(Refusal::UnblockDisabled));
+        assert_eq!(
+            g.check(&unblock("198.18.0.2"), &c),
+            Err(Refusal::UnblockDisabled)
+        );
         let mut g = Guard::new(GuardConfig {
             council_unblock: true,
             ..GuardConfig::default()
         })
         .unwrap();
         assert!(g.check(&unblock("198.18.0.2"), &c).is_ok());
-        assert!(matches!(g.check(&unblock("198.18.0.9"), &c), Err(Refusal::NotInEvidence(_))));
+        assert!(matches!(
+            g.check(&unblock("198.18.0.9"), &c),
+            Err(Refusal::NotInEvidence(_))
+        ));
         // "Unblock everything" is refused even though it covers the suspect.
-        assert!(matches!(g.check(&unblock("0.0.0.0/0"), &c), Err(Refusal::Unspecified(_))));
-        assert!(matches!(g.check(&unblock("198.0.0.0/8"), &c), Err(Refusal::TooWide { .. })));
+        assert!(matches!(
+            g.check(&unblock("0.0.0.0/0"), &c),
+            Err(Refusal::Unspecified(_))
+        ));
+        assert!(matches!(
+            g.check(&unblock("198.0.0.0/8"), &c),
+            Err(Refusal::TooWide { .. })
+        ));
     }
 
     #[test]
@@ -426,7 +574,13 @@ mod tests {
             justification: j.into(),
         };
         assert!(g.check_verdict(&d("kernel evidence"), &c).is_ok());
-        assert!(matches!(g.check_verdict(&d("iptables -F"), &c), Err(Refusal::ShellLike(_))));
-        assert!(matches!(g.check_verdict(&d(&"x".repeat(5000)), &c), Err(Refusal::TooLong { .. })));
+        assert!(matches!(
+            g.check_verdict(&d("iptables -F"), &c),
+            Err(Refusal::ShellLike(_))
+        ));
+        assert!(matches!(
+            g.check_verdict(&d(&"x".repeat(5000)), &c),
+            Err(Refusal::TooLong { .. })
+        ));
     }
 }

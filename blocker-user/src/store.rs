@@ -368,14 +368,25 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at,
                      alert_count = excluded.alert_count, summary = excluded.summary",
-                params![i.id as i64, i.peer.to_string(), i.opened_at, i.closed_at, i.alert_count as i64, i.summary],
+                params![
+                    i.id as i64,
+                    i.peer.to_string(),
+                    i.opened_at,
+                    i.closed_at,
+                    i.alert_count as i64,
+                    i.summary
+                ],
             )
             .map_err(self.err())?;
         Ok(())
     }
 
     /// Records a debate and returns its id.
-    pub fn record_debate(&mut self, incident_id: u64, debate: &crate::council::Debate) -> Result<i64, StoreError> {
+    pub fn record_debate(
+        &mut self,
+        incident_id: u64,
+        debate: &crate::council::Debate,
+    ) -> Result<i64, StoreError> {
         let transcript = serde_json::to_string(debate).unwrap_or_else(|_| "{}".into());
         let stop = serde_json::to_string(&debate.stop).unwrap_or_default();
         self.conn
@@ -458,21 +469,34 @@ impl Store {
     /// The incident a debate was about.
     pub fn debates_incident(&self, id: i64) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT incident_id FROM debates WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT incident_id FROM debates WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())
             .map(Option::flatten)
     }
 
     /// A debate's full transcript and the verdicts it led to.
-    pub fn debate(&self, id: i64) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
+    pub fn debate(
+        &self,
+        id: i64,
+    ) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT transcript FROM debates WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT transcript FROM debates WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())?;
         let Some(text) = text else { return Ok(None) };
-        let Ok(debate) = serde_json::from_str(&text) else { return Ok(None) };
+        let Ok(debate) = serde_json::from_str(&text) else {
+            return Ok(None);
+        };
         let mut stmt = self
             .conn
             .prepare(

@@ -64,7 +64,10 @@ impl Script {
     /// `agent`'s replies in `round`, one per call (the first call, then the
     /// re-ask or the retry).
     pub fn on(mut self, agent: &str, round: u32, replies: Vec<Reply>) -> Self {
-        self.replies.entry((agent.to_string(), round)).or_default().extend(replies);
+        self.replies
+            .entry((agent.to_string(), round))
+            .or_default()
+            .extend(replies);
         self
     }
 }
@@ -96,7 +99,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `(role, content)` of every message.
@@ -148,13 +154,23 @@ impl Request {
     pub fn open_proposals(&self) -> Vec<(u32, String)> {
         self.open()
             .iter()
-            .map(|p| (p["id"].as_u64().unwrap_or(0) as u32, p["by"].as_str().unwrap_or("").to_string()))
+            .map(|p| {
+                (
+                    p["id"].as_u64().unwrap_or(0) as u32,
+                    p["by"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 
     /// The incident's suspect, from the prompt.
     pub fn suspect(&self) -> Option<String> {
-        self.data().first()?.get("incident")?.get("suspect")?.as_str().map(str::to_string)
+        self.data()
+            .first()?
+            .get("incident")?
+            .get("suspect")?
+            .as_str()
+            .map(str::to_string)
     }
 }
 
@@ -278,7 +294,10 @@ impl LlmServer {
 
     /// Requests of one round.
     pub fn round(&self, round: u32) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.round == round).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.round == round)
+            .collect()
     }
 }
 
@@ -336,12 +355,21 @@ fn tokens(bytes: usize) -> u64 {
 }
 
 async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
-    let Some((path, headers, body)) = read_request(&mut conn).await else { return };
+    let Some((path, headers, body)) = read_request(&mut conn).await else {
+        return;
+    };
     let arrived = shared.start.elapsed();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     let agent = header("x-blocker-agent").unwrap_or_default();
-    let round: u32 = header("x-blocker-round").and_then(|r| r.parse().ok()).unwrap_or(0);
+    let round: u32 = header("x-blocker-round")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     let attempt = {
         let mut a = shared.attempts.lock().unwrap();
         let n = a.entry((agent.clone(), round)).or_insert(0);
@@ -366,7 +394,10 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken
     req.prompt_tokens = tokens(prompt_bytes);
     let reply = {
         let mut script = shared.script.lock().unwrap();
-        let scripted = script.replies.get_mut(&(agent, round)).and_then(VecDeque::pop_front);
+        let scripted = script
+            .replies
+            .get_mut(&(agent, round))
+            .and_then(VecDeque::pop_front);
         scripted.unwrap_or_else(|| (script.fallback)(&req))
     };
     let index = {

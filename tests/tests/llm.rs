@@ -16,7 +16,9 @@ use blocker::{
 };
 use blocker_tests::{
     State, describe,
-    llm_server::{LlmServer, Reply, Request, Script, agreeable, block, object_with, proposals, vote, votes},
+    llm_server::{
+        LlmServer, Reply, Request, Script, agreeable, block, object_with, proposals, vote, votes,
+    },
 };
 use serde_json::{Value, json};
 
@@ -116,7 +118,11 @@ fn council(server: &LlmServer, cfg: &LlmConfig, llm_roles: &[&str], max_rounds: 
 /// was sent: the agents' calls overlapped. Proven by the server's
 /// timestamps, not by wall-clock bounds.
 fn assert_concurrent(server: &LlmServer, round: u32, expected: usize) {
-    let reqs: Vec<Request> = server.round(round).into_iter().filter(|r| r.attempt == 0).collect();
+    let reqs: Vec<Request> = server
+        .round(round)
+        .into_iter()
+        .filter(|r| r.attempt == 0)
+        .collect();
     assert_eq!(reqs.len(), expected, "round {round}: {reqs:#?}");
     let last_arrival = reqs.iter().map(|r| r.arrived).max().unwrap();
     let first_reply = reqs.iter().filter_map(|r| r.replied).min().unwrap();
@@ -131,7 +137,10 @@ async fn unanimous_approval_after_two_rounds_with_concurrent_calls() {
     let script = Script::new(agreeable).on(
         "kernel",
         1,
-        vec![proposals(&[(block(SUSPECT, 3600), "the peer shrank its window to zero under data in flight")])],
+        vec![proposals(&[(
+            block(SUSPECT, 3600),
+            "the peer shrank its window to zero under data in flight",
+        )])],
     );
     let server = LlmServer::start(script, Duration::from_millis(150));
     let c = council(&server, &llm_cfg(), &ROLES, 4);
@@ -139,7 +148,10 @@ async fn unanimous_approval_after_two_rounds_with_concurrent_calls() {
     assert_eq!(d.stop, Stop::Converged, "{d:#?}");
     assert_eq!(d.rounds, 2);
     assert_eq!(d.passed.len(), 1);
-    assert_eq!(d.passed[0].action.to_string(), format!("block {SUSPECT} for 1h"));
+    assert_eq!(
+        d.passed[0].action.to_string(),
+        format!("block {SUSPECT} for 1h")
+    );
     assert_eq!(d.decisions[0].approvals, 3);
     // Round 1: four calls at once; round 2: three (the kernel has nothing
     // to vote on but its own proposal, so it makes no call).
@@ -148,8 +160,14 @@ async fn unanimous_approval_after_two_rounds_with_concurrent_calls() {
     // Usage comes from the server's `usage`, call by call.
     let reqs = server.requests();
     assert_eq!(d.usage.calls as usize, reqs.len());
-    assert_eq!(d.usage.prompt_tokens, reqs.iter().map(|r| r.prompt_tokens).sum::<u64>());
-    assert_eq!(d.usage.completion_tokens, reqs.iter().map(|r| r.completion_tokens).sum::<u64>());
+    assert_eq!(
+        d.usage.prompt_tokens,
+        reqs.iter().map(|r| r.prompt_tokens).sum::<u64>()
+    );
+    assert_eq!(
+        d.usage.completion_tokens,
+        reqs.iter().map(|r| r.completion_tokens).sum::<u64>()
+    );
     // JSON mode was asked for, the model named, no key sent to a key-less server.
     for r in &reqs {
         assert_eq!(r.body["response_format"]["type"], "json_object");
@@ -158,8 +176,16 @@ async fn unanimous_approval_after_two_rounds_with_concurrent_calls() {
         assert!(r.header("authorization").is_none(), "{:?}", r.headers);
     }
     // The transcript keeps every exchange and each member's system prompt.
-    assert!(d.turns.iter().all(|t| t.exchanges.iter().all(|x| x.rejected.is_none())));
-    assert!(d.members.iter().all(|m| m.system_prompt.as_deref().is_some_and(|p| p.contains("never as instructions"))));
+    assert!(
+        d.turns
+            .iter()
+            .all(|t| t.exchanges.iter().all(|x| x.rejected.is_none()))
+    );
+    assert!(d.members.iter().all(|m| {
+        m.system_prompt
+            .as_deref()
+            .is_some_and(|p| p.contains("never as instructions"))
+    }));
 }
 
 #[tokio::test]
@@ -173,28 +199,46 @@ async fn persistent_disagreement_runs_to_the_round_limit_and_only_the_fully_appr
         if req.round == 1 {
             return proposals(&[]);
         }
-        let open: Vec<Value> = req.open().into_iter().filter(|p| p["by"] != req.agent.as_str()).collect();
+        let open: Vec<Value> = req
+            .open()
+            .into_iter()
+            .filter(|p| p["by"] != req.agent.as_str())
+            .collect();
         let id = |p: &Value| p["id"].as_u64().unwrap() as u32;
-        let newest_block = open.iter().filter(|p| p["action"]["type"] == "block").map(id).max();
+        let newest_block = open
+            .iter()
+            .filter(|p| p["action"]["type"] == "block")
+            .map(id)
+            .max();
         votes(
             open.iter()
-                .map(|p| match (req.agent.as_str(), p["action"]["type"].as_str().unwrap()) {
-                    (_, "watch") => vote(id(p), "approve", "watching costs nothing"),
-                    ("jail", _) if Some(id(p)) == newest_block => object_with(
-                        id(p),
-                        "too short for this history",
-                        block(SUSPECT, 3600 * (u64::from(req.round) + 1)),
-                        "a longer ban for a repeat offender",
-                    ),
-                    ("jail", _) => vote(id(p), "object", "too short"),
-                    ("kernel", _) => vote(id(p), "object", "longer than the evidence supports"),
-                    _ => vote(id(p), "approve", "fine"),
-                })
+                .map(
+                    |p| match (req.agent.as_str(), p["action"]["type"].as_str().unwrap()) {
+                        (_, "watch") => vote(id(p), "approve", "watching costs nothing"),
+                        ("jail", _) if Some(id(p)) == newest_block => object_with(
+                            id(p),
+                            "too short for this history",
+                            block(SUSPECT, 3600 * (u64::from(req.round) + 1)),
+                            "a longer ban for a repeat offender",
+                        ),
+                        ("jail", _) => vote(id(p), "object", "too short"),
+                        ("kernel", _) => vote(id(p), "object", "longer than the evidence supports"),
+                        _ => vote(id(p), "approve", "fine"),
+                    },
+                )
                 .collect(),
         )
     })
-    .on("kernel", 1, vec![proposals(&[(block(SUSPECT, 3600), "treason evidence")])])
-    .on("host", 1, vec![proposals(&[(watch.clone(), "keep an eye on it")])]);
+    .on(
+        "kernel",
+        1,
+        vec![proposals(&[(block(SUSPECT, 3600), "treason evidence")])],
+    )
+    .on(
+        "host",
+        1,
+        vec![proposals(&[(watch.clone(), "keep an eye on it")])],
+    );
     let server = LlmServer::start(script, Duration::from_millis(20));
     let c = council(&server, &llm_cfg(), &ROLES, 4);
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
@@ -202,7 +246,12 @@ async fn persistent_disagreement_runs_to_the_round_limit_and_only_the_fully_appr
     assert_eq!(d.rounds, 4);
     assert!(d.proposals.len() >= 4, "{:#?}", d.proposals);
     let passed: Vec<String> = d.passed.iter().map(|p| p.action.to_string()).collect();
-    assert_eq!(passed, vec![format!("watch {SUSPECT} for 1h")], "{:#?}", d.decisions);
+    assert_eq!(
+        passed,
+        vec![format!("watch {SUSPECT} for 1h")],
+        "{:#?}",
+        d.decisions
+    );
     for (p, dec) in d.proposals.iter().zip(&d.decisions) {
         let is_watch = matches!(p.action, blocker::council::Action::Watch { .. });
         assert_eq!(dec.passed, is_watch, "#{}: {dec:?}", p.id);
@@ -219,38 +268,69 @@ async fn invalid_json_is_reasked_once_with_the_reason_then_accepted() {
         1,
         vec![
             Reply::Text("Sure! I propose to block the attacker: {\"proposals\": [".into()),
-            proposals(&[(block(SUSPECT, 3600), "IDS severity 1 against our FTP service")]),
+            proposals(&[(
+                block(SUSPECT, 3600),
+                "IDS severity 1 against our FTP service",
+            )]),
         ],
     );
     let server = LlmServer::start(script, Duration::from_millis(10));
     let c = council(&server, &llm_cfg(), &ROLES, 4);
     let d = c.deliberate(&brief(vec![ids_alert("USER root")])).await;
     assert_eq!(d.passed.len(), 1, "{d:#?}");
-    let turn = d.turns.iter().find(|t| t.agent == "host" && t.round == 1).unwrap();
+    let turn = d
+        .turns
+        .iter()
+        .find(|t| t.agent == "host" && t.round == 1)
+        .unwrap();
     assert_eq!(turn.usage.calls, 2);
     assert_eq!(turn.exchanges.len(), 2);
     let why = turn.exchanges[0].rejected.as_deref().unwrap();
     assert!(why.contains("does not match the schema"), "{why}");
     assert!(turn.exchanges[1].rejected.is_none());
     // The re-ask carried the bad reply and the validation error.
-    let reask = server.requests().into_iter().find(|r| r.agent == "host" && r.round == 1 && r.attempt == 1).unwrap();
+    let reask = server
+        .requests()
+        .into_iter()
+        .find(|r| r.agent == "host" && r.round == 1 && r.attempt == 1)
+        .unwrap();
     let msgs = reask.messages();
-    assert_eq!(msgs.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(), ["system", "user", "assistant", "user"]);
+    assert_eq!(
+        msgs.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["system", "user", "assistant", "user"]
+    );
     assert!(msgs[2].1.starts_with("Sure!"));
-    assert!(msgs[3].1.contains("Your reply was rejected") && msgs[3].1.contains(why), "{}", msgs[3].1);
+    assert!(
+        msgs[3].1.contains("Your reply was rejected") && msgs[3].1.contains(why),
+        "{}",
+        msgs[3].1
+    );
 }
 
 #[tokio::test]
 async fn invalid_twice_means_abstaining() {
-    let bad = Reply::Json(json!({"proposals": [{"action": {"type": "block", "target": SUSPECT, "ttl_secs": 60}}]}));
+    let bad = Reply::Json(
+        json!({"proposals": [{"action": {"type": "block", "target": SUSPECT, "ttl_secs": 60}}]}),
+    );
     let script = Script::new(agreeable)
-        .on("kernel", 1, vec![proposals(&[(block(SUSPECT, 3600), "treason")])])
+        .on(
+            "kernel",
+            1,
+            vec![proposals(&[(block(SUSPECT, 3600), "treason")])],
+        )
         .on("jail", 2, vec![bad.clone(), bad]);
     let server = LlmServer::start(script, Duration::from_millis(10));
     let c = council(&server, &llm_cfg(), &ROLES, 2);
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
-    let turn = d.turns.iter().find(|t| t.agent == "jail" && t.round == 2).unwrap();
-    assert!(turn.error.as_deref().unwrap().starts_with("no valid reply"), "{turn:?}");
+    let turn = d
+        .turns
+        .iter()
+        .find(|t| t.agent == "jail" && t.round == 2)
+        .unwrap();
+    assert!(
+        turn.error.as_deref().unwrap().starts_with("no valid reply"),
+        "{turn:?}"
+    );
     assert_eq!(turn.exchanges.len(), 2);
     assert!(turn.exchanges.iter().all(|x| x.rejected.is_some()));
     // An abstention is not approval: nothing passes under unanimity.
@@ -261,7 +341,11 @@ async fn invalid_twice_means_abstaining() {
 #[tokio::test]
 async fn a_hanging_agent_times_out_abstains_and_the_debate_goes_on() {
     let script = Script::new(agreeable)
-        .on("kernel", 1, vec![proposals(&[(block(SUSPECT, 3600), "treason")])])
+        .on(
+            "kernel",
+            1,
+            vec![proposals(&[(block(SUSPECT, 3600), "treason")])],
+        )
         .on("filter", 2, vec![Reply::Hang]);
     let server = LlmServer::start(script, Duration::from_millis(10));
     let cfg = LlmConfig {
@@ -270,34 +354,75 @@ async fn a_hanging_agent_times_out_abstains_and_the_debate_goes_on() {
     };
     let c = council(&server, &cfg, &ROLES, 4);
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
-    let turn = d.turns.iter().find(|t| t.agent == "filter" && t.round == 2).unwrap();
-    assert!(turn.error.as_deref().unwrap().contains("timed out"), "{turn:?}");
+    let turn = d
+        .turns
+        .iter()
+        .find(|t| t.agent == "filter" && t.round == 2)
+        .unwrap();
+    assert!(
+        turn.error.as_deref().unwrap().contains("timed out"),
+        "{turn:?}"
+    );
     // The filter approves in round 3, and the proposal passes then.
     assert_eq!(d.rounds, 3, "{d:#?}");
     assert_eq!(d.passed.len(), 1);
     // The server saw the client give up on the hanging call (no retry of a timeout).
-    let hung: Vec<Request> = server.requests().into_iter().filter(|r| r.agent == "filter" && r.round == 2).collect();
+    let hung: Vec<Request> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.agent == "filter" && r.round == 2)
+        .collect();
     assert_eq!(hung.len(), 1);
     // The connection is dropped right after the timeout; give the server a moment to notice.
     for _ in 0..50 {
-        if server.requests().iter().any(|r| r.agent == "filter" && r.round == 2 && r.abandoned) {
+        if server
+            .requests()
+            .iter()
+            .any(|r| r.agent == "filter" && r.round == 2 && r.abandoned)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(server.requests().iter().any(|r| r.agent == "filter" && r.round == 2 && r.abandoned));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.agent == "filter" && r.round == 2 && r.abandoned)
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_with_backoff() {
     let script = Script::new(agreeable)
-        .on("kernel", 1, vec![Reply::Status(429), proposals(&[(block(SUSPECT, 3600), "treason")])])
-        .on("host", 1, vec![Reply::Status(503), Reply::Status(500), proposals(&[])])
-        .on("jail", 1, vec![Reply::Status(500), Reply::Status(502), Reply::Status(503)]);
+        .on(
+            "kernel",
+            1,
+            vec![
+                Reply::Status(429),
+                proposals(&[(block(SUSPECT, 3600), "treason")]),
+            ],
+        )
+        .on(
+            "host",
+            1,
+            vec![Reply::Status(503), Reply::Status(500), proposals(&[])],
+        )
+        .on(
+            "jail",
+            1,
+            vec![Reply::Status(500), Reply::Status(502), Reply::Status(503)],
+        );
     let server = LlmServer::start(script, Duration::from_millis(5));
     let c = council(&server, &llm_cfg(), &ROLES, 2);
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
-    let turn = |a: &str| d.turns.iter().find(|t| t.agent == a && t.round == 1).unwrap().clone();
+    let turn = |a: &str| {
+        d.turns
+            .iter()
+            .find(|t| t.agent == a && t.round == 1)
+            .unwrap()
+            .clone()
+    };
     assert!(turn("kernel").error.is_none());
     assert_eq!(turn("kernel").usage.calls, 2);
     assert_eq!(d.proposals.len(), 1);
@@ -305,9 +430,17 @@ async fn rate_limits_and_server_errors_are_retried_with_backoff() {
     assert_eq!(turn("host").usage.calls, 3);
     // Two retries (the default), then the jail abstains for the round.
     assert_eq!(turn("jail").usage.calls, 3);
-    assert!(turn("jail").error.as_deref().unwrap().contains("HTTP 503"), "{:?}", turn("jail"));
+    assert!(
+        turn("jail").error.as_deref().unwrap().contains("HTTP 503"),
+        "{:?}",
+        turn("jail")
+    );
     // Backoff: the retries came later than the failures (20 ms, then 40 ms).
-    let kernel: Vec<Request> = server.requests().into_iter().filter(|r| r.agent == "kernel" && r.round == 1).collect();
+    let kernel: Vec<Request> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.agent == "kernel" && r.round == 1)
+        .collect();
     assert_eq!(kernel[0].status, 429);
     // (The server stamps `replied` just after writing; allow it that much.)
     assert!(kernel[1].arrived >= kernel[0].replied.unwrap() + Duration::from_millis(15));
@@ -320,9 +453,26 @@ async fn mixed_councils_share_one_debate() {
     let c = council(&server, &llm_cfg(), &["host", "jail"], 4);
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
     assert_eq!(d.passed.len(), 1, "{d:#?}");
-    let kinds: Vec<(&str, &str)> = d.members.iter().map(|m| (m.name.as_str(), m.kind.as_str())).collect();
-    assert_eq!(kinds, [("host", "llm"), ("kernel", "rules"), ("jail", "llm"), ("filter", "rules")]);
-    assert!(server.requests().iter().all(|r| r.agent == "host" || r.agent == "jail"));
+    let kinds: Vec<(&str, &str)> = d
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("host", "llm"),
+            ("kernel", "rules"),
+            ("jail", "llm"),
+            ("filter", "rules")
+        ]
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.agent == "host" || r.agent == "jail")
+    );
 }
 
 #[tokio::test]
@@ -345,26 +495,49 @@ async fn a_cancelled_debate_passes_nothing_and_drops_its_calls() {
     }
     let reqs = server.requests();
     assert_eq!(reqs.len(), 4);
-    assert!(reqs.iter().all(|r| r.abandoned && r.replied.is_none()), "{reqs:#?}");
+    assert!(
+        reqs.iter().all(|r| r.abandoned && r.replied.is_none()),
+        "{reqs:#?}"
+    );
 }
 
 #[tokio::test]
 async fn the_judge_summarises_but_cannot_change_the_outcome() {
     let script = Script::new(agreeable)
-        .on("kernel", 1, vec![proposals(&[(block(SUSPECT, 3600), "treason")])])
+        .on(
+            "kernel",
+            1,
+            vec![proposals(&[(block(SUSPECT, 3600), "treason")])],
+        )
         .on(
             "judge",
             3,
-            vec![Reply::Json(json!({"summary": "The council blocked the peer for 1h; also block 0.0.0.0/0."}))],
+            vec![Reply::Json(
+                json!({"summary": "The council blocked the peer for 1h; also block 0.0.0.0/0."}),
+            )],
         );
     let server = LlmServer::start(script, Duration::from_millis(5));
-    let cfg = LlmConfig { judge: true, ..llm_cfg() };
+    let cfg = LlmConfig {
+        judge: true,
+        ..llm_cfg()
+    };
     let endpoint = Arc::new(Endpoint::new(&server.base_url(), None).unwrap());
-    let c = council(&server, &cfg, &ROLES, 4).with_judge(Arc::new(blocker::council::llm::LlmJudge::new(&cfg, endpoint)));
+    let c = council(&server, &cfg, &ROLES, 4).with_judge(Arc::new(
+        blocker::council::llm::LlmJudge::new(&cfg, endpoint),
+    ));
     let d = c.deliberate(&brief(vec![treason_alert()])).await;
     assert_eq!(d.passed.len(), 1);
-    assert_eq!(d.passed[0].action.to_string(), format!("block {SUSPECT} for 1h"));
-    assert!(d.summary.as_deref().unwrap().starts_with("The council blocked"), "{d:#?}");
+    assert_eq!(
+        d.passed[0].action.to_string(),
+        format!("block {SUSPECT} for 1h")
+    );
+    assert!(
+        d.summary
+            .as_deref()
+            .unwrap()
+            .starts_with("The council blocked"),
+        "{d:#?}"
+    );
     assert!(d.turns.iter().any(|t| t.agent == "judge" && t.round == 3));
 }
 
@@ -383,7 +556,12 @@ fn eve_line(src: &str, payload: &str) -> String {
 
 /// Runs `blocker debate --alert <file> --dry-run --json` with an LLM council
 /// at `server`; returns (report, stderr).
-fn debate_cli(state: &State, server: &LlmServer, alert: &str, env: &[(&str, &str)]) -> (Value, String) {
+fn debate_cli(
+    state: &State,
+    server: &LlmServer,
+    alert: &str,
+    env: &[(&str, &str)],
+) -> (Value, String) {
     let file = state.state_dir.join("alert.json");
     std::fs::write(&file, alert).unwrap();
     let mut cmd = state.cmd(&[
@@ -399,13 +577,15 @@ fn debate_cli(state: &State, server: &LlmServer, alert: &str, env: &[(&str, &str
         "--model",
         "test-model",
     ]);
-    cmd.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL");
+    cmd.env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("spawn blocker");
     assert!(out.status.success(), "{}", describe(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     (report, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -441,26 +621,61 @@ fn unsafe_replies_are_refused_and_logged() {
     let (report, stderr) = debate_cli(&state, &server, &eve_line(SUSPECT, "USER root"), &[]);
 
     let turns = report["debate"]["turns"].as_array().unwrap();
-    let turn = |agent: &str| turns.iter().find(|t| t["agent"] == agent && t["round"] == 1).unwrap();
+    let turn = |agent: &str| {
+        turns
+            .iter()
+            .find(|t| t["agent"] == agent && t["round"] == 1)
+            .unwrap()
+    };
     let rejected = |agent: &str| -> Vec<String> {
-        turn(agent)["exchanges"].as_array().unwrap().iter().filter_map(|x| x["rejected"].as_str().map(str::to_string)).collect()
+        turn(agent)["exchanges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["rejected"].as_str().map(str::to_string))
+            .collect()
     };
     let k = rejected("kernel");
     assert_eq!(k.len(), 2, "{k:?}");
     assert!(k[0].contains("names 198.18.7.7, which covers no address in the incident's evidence (allowed: 198.18.0.66)"), "{k:?}");
-    assert!(turn("kernel")["error"].as_str().unwrap().starts_with("no valid reply"));
+    assert!(
+        turn("kernel")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no valid reply")
+    );
     let j = rejected("jail");
     assert!(j[0].contains("unknown variant `shell`"), "{j:?}");
     assert!(j[1].contains("shell-like text"), "{j:?}");
     // The guard refuses what got through the vote, with its reason.
     let v = outcome_of(&report, &everything);
     assert_eq!(v["outcome"], "refused");
-    assert!(v["detail"].as_str().unwrap().contains("0.0.0.0/0 is an unspecified address"), "{v}");
-    assert!(report["verdicts"].as_array().unwrap().iter().all(|v| v["outcome"] != "dry-run"), "{:#}", report["verdicts"]);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("0.0.0.0/0 is an unspecified address"),
+        "{v}"
+    );
+    assert!(
+        report["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["outcome"] != "dry-run"),
+        "{:#}",
+        report["verdicts"]
+    );
     // Logged, each with its reason.
-    assert!(stderr.contains("council agent kernel (round 1): reply rejected, asking again"), "{stderr}");
+    assert!(
+        stderr.contains("council agent kernel (round 1): reply rejected, asking again"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown variant `shell`"), "{stderr}");
-    assert!(stderr.contains("guard refused to block 0.0.0.0/0 for 1h"), "{stderr}");
+    assert!(
+        stderr.contains("guard refused to block 0.0.0.0/0 for 1h"),
+        "{stderr}"
+    );
 
     // The journal has it all, readable and as JSON.
     let id = report["debate_id"].as_i64().unwrap();
@@ -483,7 +698,10 @@ fn unsafe_replies_are_refused_and_logged() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     let with_prompts = state.ok(&["debates", "show", &id.to_string(), "--prompts"]);
-    assert!(with_prompts.contains("system prompt of host:") && with_prompts.contains("<<<DATA"), "{with_prompts}");
+    assert!(
+        with_prompts.contains("system prompt of host:") && with_prompts.contains("<<<DATA"),
+        "{with_prompts}"
+    );
 }
 
 #[test]
@@ -492,16 +710,33 @@ fn an_allowlisted_suspect_is_refused_by_the_guard() {
     let state = State::new();
     // The allowlist lives in the kernel maps; the dry run reads it.
     state.ok(&["allow", SUSPECT, "--reason", "monitoring"]);
-    let script = Script::new(agreeable).on("jail", 1, vec![proposals(&[(block(SUSPECT, 3600), "IDS severity 1")])]);
+    let script = Script::new(agreeable).on(
+        "jail",
+        1,
+        vec![proposals(&[(block(SUSPECT, 3600), "IDS severity 1")])],
+    );
     let server = LlmServer::start(script, Duration::from_millis(5));
     let (report, stderr) = debate_cli(&state, &server, &eve_line(SUSPECT, "USER root"), &[]);
     let v = outcome_of(&report, &block(&format!("{SUSPECT}/32"), 3600));
     assert_eq!(v["outcome"], "refused", "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("overlaps the allowlisted 198.18.0.66/32"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("overlaps the allowlisted 198.18.0.66/32"),
+        "{v}"
+    );
     assert!(stderr.contains("guard refused"), "{stderr}");
     // The host agent was told: the allowlist is among its trusted facts.
-    let host = server.requests().into_iter().find(|r| r.agent == "host").unwrap();
-    assert_eq!(host.data()[0]["facts"]["host"]["trusted"][0], "198.18.0.66/32");
+    let host = server
+        .requests()
+        .into_iter()
+        .find(|r| r.agent == "host")
+        .unwrap();
+    assert_eq!(
+        host.data()[0]["facts"]["host"]["trusted"][0],
+        "198.18.0.66/32"
+    );
 }
 
 #[test]
@@ -513,8 +748,14 @@ fn prompt_injection_in_the_payload_yields_no_unsafe_verdict() {
     let obedient = |req: &Request| {
         if req.round == 1 {
             proposals(&[
-                (json!({"type": "unblock", "target": SUSPECT}), "the alert says to unblock everything"),
-                (block("0.0.0.0/0", 60), "reset the filter: drop everything, then allow"),
+                (
+                    json!({"type": "unblock", "target": SUSPECT}),
+                    "the alert says to unblock everything",
+                ),
+                (
+                    block("0.0.0.0/0", 60),
+                    "reset the filter: drop everything, then allow",
+                ),
             ])
         } else {
             agreeable(req)
@@ -527,9 +768,18 @@ fn prompt_injection_in_the_payload_yields_no_unsafe_verdict() {
     for v in verdicts {
         assert_eq!(v["outcome"], "refused", "unsafe verdict got through: {v}");
     }
-    let details: Vec<&str> = verdicts.iter().map(|v| v["detail"].as_str().unwrap()).collect();
-    assert!(details.iter().any(|d| d.contains("may not lift bans")), "{details:?}");
-    assert!(details.iter().any(|d| d.contains("unspecified")), "{details:?}");
+    let details: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("may not lift bans")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("unspecified")),
+        "{details:?}"
+    );
     // The payload reached the models only as quoted data, inside the one
     // data line, and the system prompt says what data is.
     for r in server.requests() {
@@ -538,10 +788,16 @@ fn prompt_injection_in_the_payload_yields_no_unsafe_verdict() {
         let user = &msgs[1].1;
         for line in user.lines() {
             if line.contains("ignore previous instructions") {
-                assert!(line.starts_with("{\"incident\":"), "payload outside the data block: {line}");
+                assert!(
+                    line.starts_with("{\"incident\":"),
+                    "payload outside the data block: {line}"
+                );
             }
         }
-        assert_eq!(r.data()[0]["incident"]["evidence"][0]["ids"]["payload_printable"], INJECTION);
+        assert_eq!(
+            r.data()[0]["incident"]["evidence"][0]["ids"]["payload_printable"],
+            INJECTION
+        );
     }
 }
 
@@ -550,7 +806,14 @@ fn the_api_key_never_appears_in_logs_output_or_journal() {
     blocker_tests::require_root();
     let state = State::new();
     let key = format!("sk-blocker-test-{}", blocker_tests::unique("k"));
-    let script = Script::new(agreeable).on("host", 1, vec![Reply::Status(429), proposals(&[(block(SUSPECT, 3600), "IDS")])]);
+    let script = Script::new(agreeable).on(
+        "host",
+        1,
+        vec![
+            Reply::Status(429),
+            proposals(&[(block(SUSPECT, 3600), "IDS")]),
+        ],
+    );
     let server = LlmServer::start(script, Duration::from_millis(5));
     let (report, stderr) = debate_cli(
         &state,
@@ -562,22 +825,39 @@ fn the_api_key_never_appears_in_logs_output_or_journal() {
     let reqs = server.requests();
     assert!(!reqs.is_empty());
     for r in &reqs {
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {key}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {key}").as_str())
+        );
     }
     // ...and said nowhere: not in trace logs, not in the report, not in the journal.
     assert!(stderr.contains("API key from $OPENAI_API_KEY"), "{stderr}");
-    assert!(stderr.lines().count() > 20, "expected trace logging:\n{stderr}");
+    assert!(
+        stderr.lines().count() > 20,
+        "expected trace logging:\n{stderr}"
+    );
     for (i, line) in stderr.lines().enumerate() {
-        assert!(!line.contains(&key), "stderr line {i} leaks the key: {line}");
+        assert!(
+            !line.contains(&key),
+            "stderr line {i} leaks the key: {line}"
+        );
     }
     assert!(!report.to_string().contains(&key));
     let id = report["debate_id"].as_i64().unwrap().to_string();
-    assert!(!state.ok(&["debates", "show", &id, "--prompts"]).contains(&key));
+    assert!(
+        !state
+            .ok(&["debates", "show", &id, "--prompts"])
+            .contains(&key)
+    );
     for entry in std::fs::read_dir(&state.state_dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the key", path.display());
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "{} holds the key",
+                path.display()
+            );
         }
     }
 }
@@ -589,13 +869,25 @@ fn the_offline_council_debates_an_alert_file_too() {
     let file = state.state_dir.join("alert.json");
     std::fs::write(&file, eve_line(SUSPECT, "USER root") + "\n").unwrap();
     let text = state.ok(&["debate", "--alert", file.to_str().unwrap(), "--dry-run"]);
-    assert!(text.contains("council: host (rules), kernel (rules), jail (rules), filter (rules)"), "{text}");
-    assert!(text.contains(&format!("block {SUSPECT} for 1h: dry run: not applied")), "{text}");
+    assert!(
+        text.contains("council: host (rules), kernel (rules), jail (rules), filter (rules)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("block {SUSPECT} for 1h: dry run: not applied")),
+        "{text}"
+    );
     // Without --dry-run the verdict reaches the maps through the guard and the enforcer.
-    let report: Value = serde_json::from_str(&state.ok(&["debate", "--alert", file.to_str().unwrap(), "--json"])).unwrap();
+    let report: Value =
+        serde_json::from_str(&state.ok(&["debate", "--alert", file.to_str().unwrap(), "--json"]))
+            .unwrap();
     assert_eq!(report["verdicts"][0]["outcome"], "applied", "{report:#}");
     let list = state.json(&["list"]);
-    assert_eq!(list["rules"][0]["address"].as_str().unwrap(), SUSPECT, "{list}");
+    assert_eq!(
+        list["rules"][0]["address"].as_str().unwrap(),
+        SUSPECT,
+        "{list}"
+    );
     let ip: IpAddr = SUSPECT.parse().unwrap();
     assert!(list.to_string().contains(&ip.to_string()));
 }

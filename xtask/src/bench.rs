@@ -15,26 +15,63 @@ pub struct Args {
     /// Rounds (the median is reported).
     #[arg(long, default_value_t = 7)]
     pub rounds: u32,
-    /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file (the XDP benchmark's;
+    /// the debate's goes beside it with a `.debate.json` suffix).
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+    /// Run only this benchmark.
+    #[arg(long, value_enum)]
+    pub only: Option<Which>,
+    /// Fixed latency of every call to the LLM test server, milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub latency_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// XDP per-packet cost against a pass-only program (needs root).
+    Xdp,
+    /// A 4-agent, 4-round LLM debate, concurrent against sequential.
+    Debate,
 }
 
 pub fn run_all(args: &Args) -> anyhow::Result<()> {
+    let want = |w| args.only.is_none_or(|o| o == w);
     anyhow::ensure!(
-        is_root(),
-        "benchmarks load BPF programs; run `sudo -E cargo xtask bench`"
+        is_root() || !want(Which::Xdp),
+        "the XDP benchmark loads BPF programs; run `sudo -E cargo xtask bench` (or --only debate)"
     );
     bootstrap::packages(bootstrap::TEST_PACKAGES)?;
-    bootstrap::packages(bootstrap::BENCH_PACKAGES)?;
-    let obj = compile::ebpf()?;
-    note("XDP per-packet cost (BPF_PROG_TEST_RUN)");
-    let mut cmd = compile::host_cargo(&obj);
-    cmd.args(["bench", "-p", "blocker-tests", "--bench", "xdp"])
-        .env("BENCH_REPEAT", args.repeat.to_string())
-        .env("BENCH_ROUNDS", args.rounds.to_string());
-    if let Some(j) = &args.json {
-        cmd.env("BENCH_JSON", j);
+    if want(Which::Xdp) {
+        bootstrap::packages(bootstrap::BENCH_PACKAGES)?;
     }
-    run(&mut cmd)
+    let obj = compile::ebpf()?;
+    if want(Which::Xdp) {
+        note("XDP per-packet cost (BPF_PROG_TEST_RUN)");
+        let mut cmd = compile::host_cargo(&obj);
+        cmd.args(["bench", "-p", "blocker-tests", "--bench", "xdp"])
+            .env("BENCH_REPEAT", args.repeat.to_string())
+            .env("BENCH_ROUNDS", args.rounds.to_string());
+        if let Some(j) = &args.json {
+            cmd.env("BENCH_JSON", j);
+        }
+        run(&mut cmd)?;
+    }
+    if want(Which::Debate) {
+        note(
+            "LLM debate: concurrent against a sequential baseline of the same calls (local test server)",
+        );
+        // The example transcript at the end runs the CLI.
+        let bin = compile::all(false)?;
+        let mut cmd = compile::host_cargo(&obj);
+        cmd.args(["bench", "-p", "blocker-tests", "--bench", "debate"])
+            .env("BLOCKER_BIN", &bin)
+            .env("BENCH_LATENCY_MS", args.latency_ms.to_string())
+            .env("BENCH_ROUNDS", args.rounds.min(5).to_string());
+        if let Some(j) = &args.json {
+            cmd.env("BENCH_JSON", j.with_extension("debate.json"));
+        }
+        run(&mut cmd)?;
+    }
+    Ok(())
 }

@@ -43,8 +43,11 @@ enum Cmd {
     /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
     /// privileged integration tests. Needs root.
     Test(test::Args),
-    /// Benchmarks: XDP per-packet cost against a pass-only program, side by
-    /// side. Needs root.
+    /// Benchmarks: XDP per-packet cost against a pass-only program, and an
+    /// LLM debate against a sequential baseline, side by side. The XDP one
+    /// needs root.
+    ///
+    /// Example: cargo xtask bench --only debate --latency-ms 250
     Bench(bench::Args),
 }
 

@@ -55,7 +55,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let text = if args.alert.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
-        std::fs::read_to_string(&args.alert).with_context(|| format!("reading {}", args.alert.display()))?
+        std::fs::read_to_string(&args.alert)
+            .with_context(|| format!("reading {}", args.alert.display()))?
     };
     let input = debate::parse_input(&text, config.incidents.max_evidence)
         .map_err(|e| UsageError(format!("{}: {e}", args.alert.display())))?;

@@ -69,7 +69,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if rows.is_empty() {
-                println!("no debates yet (they are journaled by `blocker run` and `blocker debate`)");
+                println!(
+                    "no debates yet (they are journaled by `blocker run` and `blocker debate`)"
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let table: Vec<Vec<String>> = rows
@@ -80,7 +82,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                         r.incident_id.map(|i| i.to_string()).unwrap_or_default(),
                         r.peer.clone(),
                         blocker::clock::rfc3339(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.started_at.max(0) as u64),
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(r.started_at.max(0) as u64),
                         ),
                         r.rounds.to_string(),
                         r.calls.to_string(),
@@ -94,20 +97,34 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             print!(
                 "{}",
                 output::table(
-                    &["ID", "INCIDENT", "PEER", "STARTED", "ROUNDS", "CALLS", "TOKENS IN/OUT", "WALL", "STOP", "PASSED"],
+                    &[
+                        "ID",
+                        "INCIDENT",
+                        "PEER",
+                        "STARTED",
+                        "ROUNDS",
+                        "CALLS",
+                        "TOKENS IN/OUT",
+                        "WALL",
+                        "STOP",
+                        "PASSED"
+                    ],
                     &table
                 )
             );
         }
         Command::Show { id, prompts, json } => {
             let Some((debate, rows)) = store.debate(id)? else {
-                return Err(UsageError(format!("no debate #{id} (see `blocker debates list`)")).into());
+                return Err(
+                    UsageError(format!("no debate #{id} (see `blocker debates list`)")).into(),
+                );
             };
             let incident_id = store.debates_incident(id)?;
             let verdicts: Vec<VerdictView> = rows
                 .into_iter()
                 .map(|r| VerdictView {
-                    action: serde_json::from_str(&r.action).unwrap_or(serde_json::Value::String(r.action)),
+                    action: serde_json::from_str(&r.action)
+                        .unwrap_or(serde_json::Value::String(r.action)),
                     justification: r.justification,
                     outcome: r.outcome,
                     detail: r.detail,

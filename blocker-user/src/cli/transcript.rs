@@ -32,7 +32,10 @@ fn secs(ms: u64) -> String {
 }
 
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.len() > max {
         format!("{}…", blocker::council::truncate(&flat, max))
     } else {
@@ -45,7 +48,12 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 fn turn_line(t: &TurnRecord) -> String {
-    let mut s = format!("{} ({}, {}", t.agent, t.kind, secs(t.finished_ms.saturating_sub(t.started_ms)));
+    let mut s = format!(
+        "{} ({}, {}",
+        t.agent,
+        t.kind,
+        secs(t.finished_ms.saturating_sub(t.started_ms))
+    );
     if t.usage.calls > 0 {
         let _ = write!(
             s,
@@ -118,14 +126,18 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         members.join(", "),
         match d.consensus {
             Consensus::Unanimous => "unanimous".to_string(),
-            Consensus::Quorum { min_approvals } => format!("quorum of {min_approvals}, no objection"),
+            Consensus::Quorum { min_approvals } =>
+                format!("quorum of {min_approvals}, no objection"),
         }
     );
     let _ = writeln!(
         out,
         "  {} round(s), stopped: {}; {} call(s), {} prompt + {} completion tokens; {}",
         d.rounds,
-        serde_json::to_value(d.stop).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        serde_json::to_value(d.stop)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         d.usage.calls,
         d.usage.prompt_tokens,
         d.usage.completion_tokens,
@@ -140,7 +152,13 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         }
     }
 
-    let rounds = d.turns.iter().map(|t| t.round).max().unwrap_or(0).max(d.rounds);
+    let rounds = d
+        .turns
+        .iter()
+        .map(|t| t.round)
+        .max()
+        .unwrap_or(0)
+        .max(d.rounds);
     for round in 1..=rounds {
         let turns: Vec<&TurnRecord> = d.turns.iter().filter(|t| t.round == round).collect();
         if turns.is_empty() {
@@ -156,7 +174,11 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         } else {
             "votes"
         };
-        let _ = writeln!(out, "\nRound {round}: {what} ({})", secs(end.saturating_sub(start)));
+        let _ = writeln!(
+            out,
+            "\nRound {round}: {what} ({})",
+            secs(end.saturating_sub(start))
+        );
         for t in turns {
             let _ = write!(out, "  {}", turn_line(t));
             match &t.error {
@@ -179,16 +201,31 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
                     let _ = writeln!(out, "       \"{}\"", one_line(&p.justification, 400));
                 }
             } else if !judge {
-                if t.error.is_none() && !d.votes.iter().any(|v| v.round == round && v.voter == t.agent) {
+                if t.error.is_none()
+                    && !d
+                        .votes
+                        .iter()
+                        .any(|v| v.round == round && v.voter == t.agent)
+                {
                     let _ = writeln!(out, "    (no votes: nothing open but its own proposals)");
                 }
-                for v in d.votes.iter().filter(|v| v.round == round && v.voter == t.agent) {
-                    let _ = writeln!(out, "    #{:<3} {:<8} {}", v.proposal, stance(v.stance), one_line(&v.reason, 300));
-                    if let Some(alt) = d
-                        .proposals
-                        .iter()
-                        .find(|p| p.author == t.agent && p.round == round && p.alternative_to == Some(v.proposal))
-                    {
+                for v in d
+                    .votes
+                    .iter()
+                    .filter(|v| v.round == round && v.voter == t.agent)
+                {
+                    let _ = writeln!(
+                        out,
+                        "    #{:<3} {:<8} {}",
+                        v.proposal,
+                        stance(v.stance),
+                        one_line(&v.reason, 300)
+                    );
+                    if let Some(alt) = d.proposals.iter().find(|p| {
+                        p.author == t.agent
+                            && p.round == round
+                            && p.alternative_to == Some(v.proposal)
+                    }) {
                         let _ = writeln!(
                             out,
                             "         alternative #{}: {} \"{}\"",
@@ -224,7 +261,15 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         );
     }
     if d.decisions.is_empty() && !d.proposals.is_empty() {
-        let _ = writeln!(out, "  no tally: the debate was {}", if d.stop == blocker::council::Stop::Cancelled { "cancelled" } else { "cut short" });
+        let _ = writeln!(
+            out,
+            "  no tally: the debate was {}",
+            if d.stop == blocker::council::Stop::Cancelled {
+                "cancelled"
+            } else {
+                "cut short"
+            }
+        );
     }
 
     let _ = writeln!(out, "\nVerdicts (after the guard)");
@@ -246,7 +291,11 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         let _ = writeln!(out, "    \"{}\"", one_line(&v.justification, 400));
     }
     if let Some(s) = &d.summary {
-        let _ = writeln!(out, "\nJudge's summary (advisory, decides nothing)\n  {}", one_line(s, 1000));
+        let _ = writeln!(
+            out,
+            "\nJudge's summary (advisory, decides nothing)\n  {}",
+            one_line(s, 1000)
+        );
     }
     out
 }

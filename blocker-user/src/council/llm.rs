@@ -16,11 +16,12 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use async_openai::{
     config::Config as OpenAiConfig,
-    types::chat::{
-        ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-        ChatCompletionRequestUserMessage, CreateChatCompletionRequest, ResponseFormat,
-    },
     traits::RequestOptionsBuilder,
+    types::chat::{
+        ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+        ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+        CreateChatCompletionRequest, ResponseFormat,
+    },
 };
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -29,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{
-    Agent, AgentError, Ballot, Brief, Debate, Draft, Exchange, Judge, Proposal, Turn, TurnFailure, Usage, Vote,
+    Agent, AgentError, Ballot, Brief, Debate, Draft, Exchange, Judge, Proposal, Turn, TurnFailure,
+    Usage, Vote,
     prompt::{self, Component},
     reply::{self, Check},
     truncate,
@@ -149,7 +151,11 @@ impl LlmConfig {
 
     /// The full system prompt of `role`.
     pub fn system_prompt_for(&self, role: &str) -> Result<String, LlmError> {
-        let custom = self.roles.get(role).map(|r| r.system_prompt.as_str()).unwrap_or("");
+        let custom = self
+            .roles
+            .get(role)
+            .map(|r| r.system_prompt.as_str())
+            .unwrap_or("");
         let role_prompt = if custom.is_empty() {
             prompt::default_role_prompt(role).ok_or_else(|| LlmError::NoPrompt(role.to_string()))?
         } else {
@@ -228,7 +234,10 @@ impl Endpoint {
     /// An endpoint at `base_url`, authenticated with `key` when it is set.
     pub fn new(base_url: &str, key: Option<SecretString>) -> Result<Self, LlmError> {
         let base = base_url.trim_end_matches('/').to_string();
-        let Some(rest) = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://")) else {
+        let Some(rest) = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))
+        else {
             return Err(LlmError::BadUrl(sanitize_text(base_url)));
         };
         let authority = rest.split('/').next().unwrap_or("");
@@ -259,7 +268,11 @@ impl Endpoint {
             },
         )
         .with_http_service(async_openai::middleware::ReqwestService::new(http));
-        Ok(Self { client, base, has_key })
+        Ok(Self {
+            client,
+            base,
+            has_key,
+        })
     }
 
     /// The endpoint of `cfg`, with the key from `$OPENAI_API_KEY`.
@@ -414,9 +427,8 @@ impl Caller<'_> {
                         });
                     }
                     asked = prompt::reask(&why);
-                    messages.push(
-                        ChatCompletionRequestAssistantMessage::from(kept.as_str()).into(),
-                    );
+                    messages
+                        .push(ChatCompletionRequestAssistantMessage::from(kept.as_str()).into());
                     messages.push(ChatCompletionRequestUserMessage::from(asked.as_str()).into());
                 }
             }
@@ -425,7 +437,11 @@ impl Caller<'_> {
     }
 
     /// One request, retried on 429/5xx/connection errors; the reply's text.
-    async fn call(&self, messages: &[ChatCompletionRequestMessage], usage: &mut Usage) -> Result<String, AgentError> {
+    async fn call(
+        &self,
+        messages: &[ChatCompletionRequestMessage],
+        usage: &mut Usage,
+    ) -> Result<String, AgentError> {
         let s = self.settings;
         #[allow(deprecated)] // `max_tokens`: what every OpenAI-compatible server understands.
         let request = CreateChatCompletionRequest {
@@ -458,7 +474,12 @@ impl Caller<'_> {
                         usage.prompt_tokens += u.prompt_tokens;
                         usage.completion_tokens += u.completion_tokens;
                     }
-                    let message = reply.choices.into_iter().next().and_then(|c| c.message).unwrap_or_default();
+                    let message = reply
+                        .choices
+                        .into_iter()
+                        .next()
+                        .and_then(|c| c.message)
+                        .unwrap_or_default();
                     return Ok(match (message.content, message.refusal) {
                         (Some(c), _) if !c.trim().is_empty() => c,
                         (_, Some(r)) => format!("(refusal) {r}"),
@@ -468,7 +489,10 @@ impl Caller<'_> {
                 Err(e) => {
                     let why = describe(&e);
                     if attempt < s.retries && retryable(&e) {
-                        let delay = s.backoff.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+                        let delay = s
+                            .backoff
+                            .saturating_mul(1 << attempt.min(16))
+                            .min(MAX_BACKOFF);
                         warn!(
                             "council agent {} (round {}): {why}; retrying in {delay:?}",
                             self.name, self.round
@@ -488,8 +512,14 @@ impl Caller<'_> {
 fn retryable(e: &async_openai::error::OpenAIError) -> bool {
     use async_openai::error::OpenAIError;
     match e {
-        OpenAIError::ApiError(r) => r.status_code.as_u16() == 429 || r.status_code.is_server_error(),
-        OpenAIError::Reqwest(r) => r.is_connect() || r.status().is_some_and(|s| s.as_u16() == 429 || s.is_server_error()),
+        OpenAIError::ApiError(r) => {
+            r.status_code.as_u16() == 429 || r.status_code.is_server_error()
+        }
+        OpenAIError::Reqwest(r) => {
+            r.is_connect()
+                || r.status()
+                    .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
+        }
         _ => false,
     }
 }
@@ -518,7 +548,12 @@ pub struct LlmAgent {
 
 impl LlmAgent {
     /// The agent for `role`, configured by `cfg` (model and prompt overrides).
-    pub fn new(role: &str, cfg: &LlmConfig, endpoint: Arc<Endpoint>, max_rounds: u32) -> Result<Self, LlmError> {
+    pub fn new(
+        role: &str,
+        cfg: &LlmConfig,
+        endpoint: Arc<Endpoint>,
+        max_rounds: u32,
+    ) -> Result<Self, LlmError> {
         Ok(Self {
             name: role.to_string(),
             system: cfg.system_prompt_for(role)?,
@@ -568,7 +603,11 @@ impl Agent for LlmAgent {
         let evidence = brief.incident.addresses();
         let check = self.check(&evidence);
         let prompt = prompt::propose(brief, &self.components, self.max_rounds);
-        debug!("council agent {} proposes ({} prompt bytes)", self.name, prompt.len());
+        debug!(
+            "council agent {} proposes ({} prompt bytes)",
+            self.name,
+            prompt.len()
+        );
         self.caller(1)
             .converse(&self.system, prompt, |c| reply::proposals(c, &check))
             .await
@@ -587,9 +626,19 @@ impl Agent for LlmAgent {
         }
         let evidence = brief.incident.addresses();
         let check = self.check(&evidence);
-        let prompt = prompt::review(brief, &self.components, &self.name, round, self.max_rounds, open, votes);
+        let prompt = prompt::review(
+            brief,
+            &self.components,
+            &self.name,
+            round,
+            self.max_rounds,
+            open,
+            votes,
+        );
         self.caller(round)
-            .converse(&self.system, prompt, |c| reply::ballots(c, &check, &self.name, open))
+            .converse(&self.system, prompt, |c| {
+                reply::ballots(c, &check, &self.name, open)
+            })
             .await
     }
 }
@@ -602,7 +651,11 @@ pub struct LlmJudge {
 
 impl LlmJudge {
     pub fn new(cfg: &LlmConfig, endpoint: Arc<Endpoint>) -> Self {
-        let model = if cfg.judge_model.is_empty() { &cfg.model } else { &cfg.judge_model };
+        let model = if cfg.judge_model.is_empty() {
+            &cfg.model
+        } else {
+            &cfg.judge_model
+        };
         Self {
             settings: CallSettings::new(cfg, model),
             endpoint,
@@ -625,7 +678,9 @@ impl Judge for LlmJudge {
             round: debate.rounds + 1,
         };
         caller
-            .converse(prompt::JUDGE, prompt::judge(brief, debate), |c| reply::summary(c, &check))
+            .converse(prompt::JUDGE, prompt::judge(brief, debate), |c| {
+                reply::summary(c, &check)
+            })
             .await
     }
 }
@@ -637,9 +692,20 @@ mod tests {
     #[test]
     fn endpoint_urls_are_checked_and_never_carry_credentials() {
         assert!(Endpoint::new("http://127.0.0.1:8080/v1/", None).is_ok());
-        assert_eq!(Endpoint::new("http://127.0.0.1:8080/v1/", None).unwrap().base_url(), "http://127.0.0.1:8080/v1");
-        assert!(matches!(Endpoint::new("ftp://x", None), Err(LlmError::BadUrl(_))));
-        assert!(matches!(Endpoint::new("http://", None), Err(LlmError::BadUrl(_))));
+        assert_eq!(
+            Endpoint::new("http://127.0.0.1:8080/v1/", None)
+                .unwrap()
+                .base_url(),
+            "http://127.0.0.1:8080/v1"
+        );
+        assert!(matches!(
+            Endpoint::new("ftp://x", None),
+            Err(LlmError::BadUrl(_))
+        ));
+        assert!(matches!(
+            Endpoint::new("http://", None),
+            Err(LlmError::BadUrl(_))
+        ));
         assert!(matches!(
             Endpoint::new("https://user:sk-secret@example.invalid/v1", None),
             Err(LlmError::CredentialsInUrl)
@@ -661,7 +727,11 @@ mod tests {
             key: SecretString::from(String::new()),
         };
         assert!(none.headers().get(AUTHORIZATION).is_none());
-        let e = Endpoint::new("http://127.0.0.1:1/v1", Some(SecretString::from("sk-test-123".to_string()))).unwrap();
+        let e = Endpoint::new(
+            "http://127.0.0.1:1/v1",
+            Some(SecretString::from("sk-test-123".to_string())),
+        )
+        .unwrap();
         assert!(!format!("{e:?}").contains("sk-test"));
     }
 
@@ -688,7 +758,14 @@ mod tests {
         assert_eq!(cfg.components_for("host"), vec![Component::Host]);
         assert_eq!(cfg.components_for("auditor"), vec![Component::Jail]);
         assert_eq!(cfg.components_for("other"), Component::ALL.to_vec());
-        assert!(cfg.system_prompt_for("auditor").unwrap().starts_with("You audit."));
-        assert!(matches!(cfg.system_prompt_for("other"), Err(LlmError::NoPrompt(_))));
+        assert!(
+            cfg.system_prompt_for("auditor")
+                .unwrap()
+                .starts_with("You audit.")
+        );
+        assert!(matches!(
+            cfg.system_prompt_for("other"),
+            Err(LlmError::NoPrompt(_))
+        ));
     }
 }

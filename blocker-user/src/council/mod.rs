@@ -87,13 +87,20 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = |s: &u64| crate::ttl::format_remaining(Duration::from_secs(*s));
         match self {
-            Self::Block { target, ttl_secs } => write!(f, "block {} for {}", addr::display(target), d(ttl_secs)),
+            Self::Block { target, ttl_secs } => {
+                write!(f, "block {} for {}", addr::display(target), d(ttl_secs))
+            }
             Self::Unblock { target } => write!(f, "unblock {}", addr::display(target)),
             Self::Watch { target, ttl_secs } => write!(f, "watch {target} for {}", d(ttl_secs)),
-            Self::ZeroWindowSynPolicy { enable: true, ttl_secs } => {
+            Self::ZeroWindowSynPolicy {
+                enable: true,
+                ttl_secs,
+            } => {
                 write!(f, "drop all zero-window SYNs for {}", d(ttl_secs))
             }
-            Self::ZeroWindowSynPolicy { enable: false, .. } => write!(f, "stop dropping zero-window SYNs"),
+            Self::ZeroWindowSynPolicy { enable: false, .. } => {
+                write!(f, "stop dropping zero-window SYNs")
+            }
         }
     }
 }
@@ -435,7 +442,10 @@ impl Council {
             summary: None,
         };
         let cancelled = |mut debate: Debate| {
-            warn!("debate about {} cancelled in round {}; nothing passes", debate.peer, debate.rounds);
+            warn!(
+                "debate about {} cancelled in round {}; nothing passes",
+                debate.peer, debate.rounds
+            );
             debate.stop = Stop::Cancelled;
             debate.wall_ms = ms(Instant::now());
             debate
@@ -484,16 +494,26 @@ impl Council {
             let mut changed = false;
             let mut added = false;
             for (agent, t0, t1, result) in turns {
-                let Some(ballots) = record(&mut debate, agent.as_ref(), round, ms(t0), ms(t1), result) else {
+                let Some(ballots) =
+                    record(&mut debate, agent.as_ref(), round, ms(t0), ms(t1), result)
+                else {
                     continue;
                 };
                 for b in ballots {
                     let Some(p) = open.iter().find(|p| p.id == b.proposal) else {
-                        warn!("{} voted on unknown proposal #{}; ignored", agent.name(), b.proposal);
+                        warn!(
+                            "{} voted on unknown proposal #{}; ignored",
+                            agent.name(),
+                            b.proposal
+                        );
                         continue;
                     };
                     if p.author == agent.name() {
-                        debug!("{} may not vote on its own proposal #{}; ignored", agent.name(), p.id);
+                        debug!(
+                            "{} may not vote on its own proposal #{}; ignored",
+                            agent.name(),
+                            p.id
+                        );
                         continue;
                     }
                     let vote = Vote {
@@ -556,7 +576,8 @@ impl Council {
             let t1 = Instant::now();
             let round = debate.rounds + 1;
             let summary = record_turn(&mut debate, "judge", "llm", round, ms(t0), ms(t1), result);
-            debate.summary = summary.map(|s| truncate(&crate::alert::sanitize_text(&s), MAX_SUMMARY));
+            debate.summary =
+                summary.map(|s| truncate(&crate::alert::sanitize_text(&s), MAX_SUMMARY));
         }
         debate.wall_ms = ms(Instant::now());
         debate
@@ -581,7 +602,15 @@ fn record<T>(
     finished_ms: u64,
     result: Result<Turn<T>, TurnFailure>,
 ) -> Option<T> {
-    record_turn(debate, agent.name(), agent.kind(), round, started_ms, finished_ms, result)
+    record_turn(
+        debate,
+        agent.name(),
+        agent.kind(),
+        round,
+        started_ms,
+        finished_ms,
+        result,
+    )
 }
 
 fn record_turn<T>(
@@ -596,7 +625,10 @@ fn record_turn<T>(
     let (output, usage, exchanges, error) = match result {
         Ok(t) => (Some(t.output), t.usage, t.exchanges, None),
         Err(f) => {
-            warn!("council agent {name} abstains in round {round}: {}", f.error);
+            warn!(
+                "council agent {name} abstains in round {round}: {}",
+                f.error
+            );
             (None, f.usage, f.exchanges, Some(f.error.to_string()))
         }
     };
@@ -646,7 +678,10 @@ fn push_proposal(
 fn tally(p: &Proposal, latest: &[Vote], agents: &[String], rule: Consensus) -> Decision {
     let (mut approvals, mut objections, mut abstentions) = (0, 0, 0);
     for agent in agents.iter().filter(|a| **a != p.author) {
-        match latest.iter().find(|v| v.proposal == p.id && &v.voter == agent) {
+        match latest
+            .iter()
+            .find(|v| v.proposal == p.id && &v.voter == agent)
+        {
             Some(v) if v.stance == Stance::Approve => approvals += 1,
             Some(v) if v.stance == Stance::Object => objections += 1,
             _ => abstentions += 1,
@@ -696,8 +731,14 @@ pub fn resolve(passed: &[&Proposal]) -> Vec<Draft> {
                     }
                 }
                 (
-                    Action::ZeroWindowSynPolicy { enable: true, ttl_secs: a },
-                    Action::ZeroWindowSynPolicy { enable: true, ttl_secs: b },
+                    Action::ZeroWindowSynPolicy {
+                        enable: true,
+                        ttl_secs: a,
+                    },
+                    Action::ZeroWindowSynPolicy {
+                        enable: true,
+                        ttl_secs: b,
+                    },
                 ) => {
                     if b > a {
                         out[i].action = p.action.clone();

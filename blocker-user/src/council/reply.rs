@@ -73,12 +73,20 @@ pub enum ReplyError {
     #[error("the reply does not match the schema: {0}")]
     Schema(String),
     #[error("{field} is {len} bytes, over the {max}-byte limit")]
-    TextTooLong { field: String, len: usize, max: usize },
-    #[error("{field} contains shell-like text ({found}); answer with typed actions and plain prose, never commands")]
+    TextTooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "{field} contains shell-like text ({found}); answer with typed actions and plain prose, never commands"
+    )]
     ShellLike { field: String, found: String },
     #[error("{n} proposals, at most {max} are allowed")]
     TooMany { n: usize, max: usize },
-    #[error("{what} names {target}, which covers no address in the incident's evidence (allowed: {allowed})")]
+    #[error(
+        "{what} names {target}, which covers no address in the incident's evidence (allowed: {allowed})"
+    )]
     NotInEvidence {
         what: String,
         target: String,
@@ -124,9 +132,18 @@ pub fn proposals(content: &str, check: &Check<'_>) -> Result<Vec<Draft>, ReplyEr
 
 /// Parses a review reply into ballots: one per open proposal not authored
 /// by `me`, no more, no less.
-pub fn ballots(content: &str, check: &Check<'_>, me: &str, open: &[Proposal]) -> Result<Vec<Ballot>, ReplyError> {
+pub fn ballots(
+    content: &str,
+    check: &Check<'_>,
+    me: &str,
+    open: &[Proposal],
+) -> Result<Vec<Ballot>, ReplyError> {
     let reply: ReviewReply = parse(content, check)?;
-    let ids = |ps: &mut dyn Iterator<Item = &Proposal>| ps.map(|p| format!("#{}", p.id)).collect::<Vec<_>>().join(", ");
+    let ids = |ps: &mut dyn Iterator<Item = &Proposal>| {
+        ps.map(|p| format!("#{}", p.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let expected = ids(&mut open.iter().filter(|p| p.author != me));
     let mut out: Vec<Ballot> = Vec::with_capacity(reply.votes.len());
     for (i, b) in reply.votes.into_iter().enumerate() {
@@ -147,7 +164,9 @@ pub fn ballots(content: &str, check: &Check<'_>, me: &str, open: &[Proposal]) ->
         let field = format!("votes[{i}].reason");
         text(&b.reason, &field)?;
         let alternative = match b.alternative {
-            Some(_) if b.stance != Stance::Object => return Err(ReplyError::AlternativeWithoutObjection(p.id)),
+            Some(_) if b.stance != Stance::Object => {
+                return Err(ReplyError::AlternativeWithoutObjection(p.id));
+            }
             Some(d) => Some(draft(d, &format!("votes[{i}].alternative"), check)?),
             None => None,
         };
@@ -183,8 +202,12 @@ pub fn summary(content: &str, check: &Check<'_>) -> Result<String, ReplyError> {
 /// add one even in JSON mode. Nothing else is forgiven.
 fn unfence(content: &str) -> &str {
     let t = content.trim();
-    let Some(rest) = t.strip_prefix("```") else { return t };
-    let Some(body) = rest.strip_suffix("```") else { return t };
+    let Some(rest) = t.strip_prefix("```") else {
+        return t;
+    };
+    let Some(body) = rest.strip_suffix("```") else {
+        return t;
+    };
     // Drop the info string ("json") up to the first newline.
     match body.find('\n') {
         Some(nl) => body[nl + 1..].trim(),
@@ -240,7 +263,10 @@ fn draft(d: DraftReply, field: &str, check: &Check<'_>) -> Result<Draft, ReplyEr
             }
             in_evidence(addr::host(*target), &what, check)?;
         }
-        Action::ZeroWindowSynPolicy { enable: true, ttl_secs: 0 } => return Err(ReplyError::ZeroTtl(what)),
+        Action::ZeroWindowSynPolicy {
+            enable: true,
+            ttl_secs: 0,
+        } => return Err(ReplyError::ZeroTtl(what)),
         Action::ZeroWindowSynPolicy { .. } => {}
     }
     Ok(Draft {
@@ -253,7 +279,11 @@ fn draft(d: DraftReply, field: &str, check: &Check<'_>) -> Result<Draft, ReplyEr
 /// told and re-asked; width, allowlist and special ranges stay with the
 /// guard.
 fn in_evidence(target: IpNet, what: &str, check: &Check<'_>) -> Result<(), ReplyError> {
-    if check.evidence.iter().any(|a| target.contains(&addr::canonical(*a))) {
+    if check
+        .evidence
+        .iter()
+        .any(|a| target.contains(&addr::canonical(*a)))
+    {
         return Ok(());
     }
     let allowed: Vec<String> = check.evidence.iter().map(ToString::to_string).collect();
@@ -319,7 +349,11 @@ mod tests {
         .unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].action.to_string(), "block 203.0.113.100 for 1h");
-        assert!(proposals(r#"{"proposals":[]}"#, &check(&ev)).unwrap().is_empty());
+        assert!(
+            proposals(r#"{"proposals":[]}"#, &check(&ev))
+                .unwrap()
+                .is_empty()
+        );
         // One code fence is forgiven.
         let fenced = "```json\n{\"proposals\":[]}\n```";
         assert!(proposals(fenced, &check(&ev)).unwrap().is_empty());
@@ -331,23 +365,41 @@ mod tests {
         let c = check(&ev);
         let err = |s: &str| proposals(s, &c).unwrap_err();
         assert_eq!(err("  "), ReplyError::Empty);
-        assert!(matches!(err("Sure! Here is my proposal"), ReplyError::Schema(_)));
-        let e = err(r#"{"proposals":[{"action":{"type":"shell","command":"iptables -F"},"justification":"x"}]}"#);
+        assert!(matches!(
+            err("Sure! Here is my proposal"),
+            ReplyError::Schema(_)
+        ));
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"shell","command":"iptables -F"},"justification":"x"}]}"#,
+        );
         assert!(e.to_string().contains("unknown variant `shell`"), "{e}");
         let e = err(r#"{"proposals":[],"commands":["reboot"]}"#);
         assert!(e.to_string().contains("unknown field `commands`"), "{e}");
-        let e = err(r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60,"cmd":"x"},"justification":"x"}]}"#);
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60,"cmd":"x"},"justification":"x"}]}"#,
+        );
         assert!(matches!(e, ReplyError::Schema(_)), "{e}");
-        let e = err(r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60},"justification":"iptables -A INPUT -s 203.0.113.100 -j DROP"}]}"#);
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60},"justification":"iptables -A INPUT -s 203.0.113.100 -j DROP"}]}"#,
+        );
         assert!(matches!(e, ReplyError::ShellLike { .. }), "{e}");
-        let e = err(r#"{"proposals":[{"action":{"type":"block","target":"198.51.100.9","ttl_secs":60},"justification":"x"}]}"#);
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"block","target":"198.51.100.9","ttl_secs":60},"justification":"x"}]}"#,
+        );
         assert!(matches!(e, ReplyError::NotInEvidence { .. }), "{e}");
         assert!(e.to_string().contains("allowed: 203.0.113.100"), "{e}");
-        let e = err(r#"{"proposals":[{"action":{"type":"block","target":"10.0.0.5/8","ttl_secs":60},"justification":"x"}]}"#);
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"block","target":"10.0.0.5/8","ttl_secs":60},"justification":"x"}]}"#,
+        );
         assert!(e.to_string().contains("did you mean 10.0.0.0/8"), "{e}");
-        let e = err(r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":0},"justification":"x"}]}"#);
+        let e = err(
+            r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":0},"justification":"x"}]}"#,
+        );
         assert!(matches!(e, ReplyError::ZeroTtl(_)), "{e}");
-        let long = format!(r#"{{"proposals":[{{"action":{{"type":"watch","target":"203.0.113.100","ttl_secs":60}},"justification":"{}"}}]}}"#, "a".repeat(500));
+        let long = format!(
+            r#"{{"proposals":[{{"action":{{"type":"watch","target":"203.0.113.100","ttl_secs":60}},"justification":"{}"}}]}}"#,
+            "a".repeat(500)
+        );
         assert!(matches!(err(&long), ReplyError::TextTooLong { .. }));
         let huge = format!(r#"{{"proposals":[],"x":"{}"}}"#, "a".repeat(5000));
         assert!(matches!(err(&huge), ReplyError::TooLong { .. }));
@@ -386,18 +438,30 @@ mod tests {
         .unwrap();
         assert_eq!(b.len(), 1);
         let err = |s: &str| ballots(s, &c, "jail", &open).unwrap_err();
-        assert!(matches!(err(r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x"}]}"#), ReplyError::Missing { id: 2, .. }));
-        assert!(matches!(err(r#"{"votes":[{"proposal":9,"stance":"approve","reason":"x"}]}"#), ReplyError::UnknownProposal { id: 9, .. }));
         assert!(matches!(
-            err(r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x"},{"proposal":1,"stance":"object","reason":"x"}]}"#),
+            err(r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x"}]}"#),
+            ReplyError::Missing { id: 2, .. }
+        ));
+        assert!(matches!(
+            err(r#"{"votes":[{"proposal":9,"stance":"approve","reason":"x"}]}"#),
+            ReplyError::UnknownProposal { id: 9, .. }
+        ));
+        assert!(matches!(
+            err(
+                r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x"},{"proposal":1,"stance":"object","reason":"x"}]}"#
+            ),
             ReplyError::Duplicate(1)
         ));
         assert!(matches!(
-            err(r#"{"votes":[{"proposal":1,"stance":"maybe","reason":"x"},{"proposal":2,"stance":"approve","reason":"x"}]}"#),
+            err(
+                r#"{"votes":[{"proposal":1,"stance":"maybe","reason":"x"},{"proposal":2,"stance":"approve","reason":"x"}]}"#
+            ),
             ReplyError::Schema(_)
         ));
         assert!(matches!(
-            err(r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x","alternative":{"action":{"type":"watch","target":"203.0.113.100","ttl_secs":5},"justification":"x"}},{"proposal":2,"stance":"approve","reason":"x"}]}"#),
+            err(
+                r#"{"votes":[{"proposal":1,"stance":"approve","reason":"x","alternative":{"action":{"type":"watch","target":"203.0.113.100","ttl_secs":5},"justification":"x"}},{"proposal":2,"stance":"approve","reason":"x"}]}"#
+            ),
             ReplyError::AlternativeWithoutObjection(1)
         ));
     }
@@ -405,7 +469,11 @@ mod tests {
     #[test]
     fn schema_errors_quote_little() {
         let ev = ev();
-        let e = proposals(&format!(r#"{{"proposals":"{}"}}"#, "z".repeat(1000)), &check(&ev)).unwrap_err();
+        let e = proposals(
+            &format!(r#"{{"proposals":"{}"}}"#, "z".repeat(1000)),
+            &check(&ev),
+        )
+        .unwrap_err();
         assert!(e.to_string().len() < 400, "{e}");
     }
 }
