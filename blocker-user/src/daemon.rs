@@ -580,6 +580,11 @@ impl Pipeline {
         if self.cfg.daemon.dry_run {
             info!("dry run: would {action} (incident #{})", view.id);
             self.council_status.dry_run += 1;
+            // As if applied: one verdict per incident, not one per repeat of
+            // the same evidence.
+            if matches!(action, Action::Block { .. }) {
+                self.tracker.resolve(view.peer);
+            }
             return Outcome::new("dry-run", None);
         }
         let mut rule_id = None;
