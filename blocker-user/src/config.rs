@@ -146,7 +146,10 @@ pub struct CouncilConfig {
 impl Default for CouncilConfig {
     fn default() -> Self {
         Self {
-            roles: crate::council::rules::ROLES.iter().map(|r| r.to_string()).collect(),
+            roles: crate::council::rules::ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
             consensus: ConsensusName::Unanimous,
             quorum: 2,
             max_rounds: 4,
@@ -375,12 +378,23 @@ mod tests {
         );
         assert!(Config::parse("[daemon]\ngc_interval = \"soon\"\n").is_err());
         assert!(Config::parse("[xdp]\nmode = \"turbo\"\n").is_err());
-        assert!(Config::parse("[council]\nroles = []\n").unwrap_err().contains("roles"));
+        assert!(
+            Config::parse("[council]\nroles = []\n")
+                .unwrap_err()
+                .contains("roles")
+        );
         assert!(Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 4\n").is_err());
-        assert!(Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n").unwrap_err().contains("trusted"));
+        assert!(
+            Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n")
+                .unwrap_err()
+                .contains("trusted")
+        );
         assert!(Config::parse("[treason]\nprobe = \"ebpf\"\n").is_err());
         let q = Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 2\n").unwrap();
-        assert_eq!(q.council.consensus(), crate::council::Consensus::Quorum { min_approvals: 2 });
+        assert_eq!(
+            q.council.consensus(),
+            crate::council::Consensus::Quorum { min_approvals: 2 }
+        );
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct CouncilStatus {
     pub refused: u64,
     pub failed: u64,
     pub dry_run: u64,
+    /// Debate/incident records dropped because the journal writer fell behind.
+    pub journal_dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -132,6 +134,12 @@ pub struct LatencyStatus {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Medians of the stages: kernel timestamp → debate triggered (ring
+    /// buffer, alert queue), trigger → debate done (council and its
+    /// scheduling), debate done → map written (guard, journal commit, map).
+    pub intake_p50_ms: f64,
+    pub council_p50_ms: f64,
+    pub apply_p50_ms: f64,
     /// The most recent samples, milliseconds, oldest first (at most 1000).
     pub recent_ms: Vec<f64>,
 }
@@ -149,15 +157,20 @@ impl DaemonStatus {
 pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
     let mut agents: Vec<Arc<dyn council::Agent>> = Vec::new();
     for role in &cfg.council.roles {
-        let agent = council::rules::RuleAgent::new(role, cfg.council.rules.clone()).ok_or_else(|| {
-            DaemonError::Config(format!(
-                "[council] roles: {role:?} has no offline rules (known: {})",
-                council::rules::ROLES.join(", ")
-            ))
-        })?;
+        let agent =
+            council::rules::RuleAgent::new(role, cfg.council.rules.clone()).ok_or_else(|| {
+                DaemonError::Config(format!(
+                    "[council] roles: {role:?} has no offline rules (known: {})",
+                    council::rules::ROLES.join(", ")
+                ))
+            })?;
         agents.push(Arc::new(agent));
     }
-    Ok(Council::new(agents, cfg.council.consensus(), cfg.council.max_rounds))
+    Ok(Council::new(
+        agents,
+        cfg.council.consensus(),
+        cfg.council.max_rounds,
+    ))
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -196,7 +209,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             ),
             Attached::Driver | Attached::Skb => info!(
                 "attached XDP to {iface} in {} mode (pinned link {})",
-                if attached == Attached::Driver { "driver" } else { "skb" },
+                if attached == Attached::Driver {
+                    "driver"
+                } else {
+                    "skb"
+                },
                 pins.link(iface).display()
             ),
         }
@@ -234,7 +251,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // Sources → one bounded queue.
     let counters = Arc::new(PipelineCounters::default());
     let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
-    tokio::spawn(sources::probe::run(ring, alert_tx.clone(), counters.clone()));
+    tokio::spawn(sources::probe::run(
+        ring,
+        alert_tx.clone(),
+        counters.clone(),
+    ));
     if cfg.sources.kmsg {
         let (tx, c) = (alert_tx.clone(), counters.clone());
         tokio::spawn(async move {
@@ -257,6 +278,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(alert_tx);
 
+    let journal_tx = spawn_journal(&cfg.state_dir)?;
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
     let mut p = Pipeline {
         tracker: Tracker::new(cfg.incidents.clone(), first_incident),
@@ -272,8 +294,10 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         queue: VecDeque::new(),
         flood: FloodMeter::default(),
         local_addrs: sys::local_addresses(),
+        listening_ports: spawn_port_watcher(),
         block_fill: HashMap::new(),
         done_tx,
+        journal_tx,
     };
     p.council_status.agents = p.council.agent_names();
     p.refresh_fill();
@@ -298,7 +322,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             council::Consensus::Unanimous => "unanimous".to_string(),
             council::Consensus::Quorum { min_approvals } => format!("quorum {min_approvals}"),
         },
-        if cfg.daemon.dry_run { "; DRY RUN: verdicts are logged, not applied" } else { "" }
+        if cfg.daemon.dry_run {
+            "; DRY RUN: verdicts are logged, not applied"
+        } else {
+            ""
+        }
     );
 
     let mut gc = tokio::time::interval(cfg.daemon.gc_interval);
@@ -332,6 +360,116 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+/// Journal records that need not precede any map change, written by a
+/// background task in batches (one commit, one fsync, per batch) so the
+/// pipeline never waits on them. A ban's own rule record is not among them:
+/// the enforcer commits it before touching the map.
+enum JournalEntry {
+    Debate {
+        incident_id: u64,
+        debate: Box<Debate>,
+        verdicts: Vec<(Action, String, Outcome)>,
+    },
+    Incident {
+        id: u64,
+        peer: IpAddr,
+        opened_at: i64,
+        closed_at: i64,
+        alert_count: u64,
+        summary: String,
+    },
+}
+
+/// Keeps a cached copy of the listening TCP ports up to date.
+fn spawn_port_watcher() -> Arc<std::sync::Mutex<Vec<u16>>> {
+    let ports = Arc::new(std::sync::Mutex::new(sys::listening_ports()));
+    let shared = Arc::downgrade(&ports);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let fresh = tokio::task::spawn_blocking(sys::listening_ports)
+                .await
+                .unwrap_or_default();
+            let Some(shared) = shared.upgrade() else {
+                break;
+            };
+            if let Ok(mut p) = shared.lock() {
+                *p = fresh;
+            }
+        }
+    });
+    ports
+}
+
+/// Starts the journal writer on its own connection to the store.
+fn spawn_journal(state_dir: &Path) -> Result<mpsc::Sender<JournalEntry>, DaemonError> {
+    let mut store = Store::open_in(state_dir)?;
+    let (tx, mut rx) = mpsc::channel::<JournalEntry>(4096);
+    tokio::task::spawn_blocking(move || {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let result = store.batch(|s| {
+                for entry in &batch {
+                    match entry {
+                        JournalEntry::Debate {
+                            incident_id,
+                            debate,
+                            verdicts,
+                        } => {
+                            let debate_id = s.record_debate(*incident_id, debate)?;
+                            for (action, justification, o) in verdicts {
+                                s.record_verdict(&VerdictRecord {
+                                    debate_id: Some(debate_id),
+                                    incident_id: Some(*incident_id),
+                                    peer: debate.peer,
+                                    action,
+                                    justification,
+                                    outcome: o.outcome,
+                                    detail: o.detail.as_deref(),
+                                    rule_id: o.rule_id,
+                                })?;
+                            }
+                        }
+                        JournalEntry::Incident {
+                            id,
+                            peer,
+                            opened_at,
+                            closed_at,
+                            alert_count,
+                            summary,
+                        } => {
+                            s.record_incident(&IncidentRecord {
+                                id: *id,
+                                peer: *peer,
+                                opened_at: *opened_at,
+                                closed_at: Some(*closed_at),
+                                alert_count: *alert_count,
+                                summary,
+                            })?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                warn!(
+                    "could not journal {} debate/incident records: {e}",
+                    batch.len()
+                );
+            }
+        }
+    });
+    Ok(tx)
+}
+
 /// What became of a verdict, for the journal.
 struct Outcome {
     outcome: &'static str,
@@ -353,6 +491,25 @@ impl Outcome {
 struct Finished {
     trigger: Trigger,
     debate: Debate,
+    /// CLOCK_BOOTTIME when the debate task finished.
+    finished_ns: u64,
+}
+
+/// Where the time between the kernel's evidence and the map entry went.
+#[derive(Clone, Copy)]
+struct LatencySample {
+    /// Kernel timestamp to the tracker's trigger (ring buffer, queue).
+    intake_ns: u64,
+    /// Trigger to the end of the debate (scheduling, queueing, council).
+    council_ns: u64,
+    /// Debate end to the map write (guard, journal commit, map update).
+    apply_ns: u64,
+}
+
+impl LatencySample {
+    fn total(&self) -> u64 {
+        self.intake_ns + self.council_ns + self.apply_ns
+    }
 }
 
 /// Zero-window SYN flood sensing: the global rate and the sources that
@@ -380,15 +537,20 @@ struct Pipeline {
     probe_status: ProbeStatus,
     counters: Arc<PipelineCounters>,
     council_status: CouncilStatus,
-    /// Kernel event → map entry, nanoseconds.
-    latencies: VecDeque<u64>,
+    /// Kernel event → map entry, by stage.
+    latencies: VecDeque<LatencySample>,
     inflight: HashSet<IpAddr>,
     queue: VecDeque<Trigger>,
     flood: FloodMeter,
     local_addrs: Vec<IpAddr>,
+    /// TCP ports we listen on. Reading /proc/net/tcp walks the whole TCP
+    /// hash table (10-25 ms here), so a background task refreshes this
+    /// every 10 s instead of every debate paying for it.
+    listening_ports: Arc<std::sync::Mutex<Vec<u16>>>,
     /// Entries per exact blocklist map (refreshed by GC), for the filter agent.
     block_fill: HashMap<&'static str, u64>,
     done_tx: mpsc::Sender<Finished>,
+    journal_tx: mpsc::Sender<JournalEntry>,
 }
 
 impl Pipeline {
@@ -436,13 +598,24 @@ impl Pipeline {
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
             let debate = council.deliberate(&brief).await;
-            let _ = tx.send(Finished { trigger, debate }).await;
+            let finished_ns = clock::boottime_ns();
+            let _ = tx
+                .send(Finished {
+                    trigger,
+                    debate,
+                    finished_ns,
+                })
+                .await;
         });
     }
 
     fn launch_queued(&mut self) {
         while self.inflight.len() < self.cfg.council.max_concurrent {
-            let Some(pos) = self.queue.iter().position(|t| !self.inflight.contains(&t.view.peer)) else {
+            let Some(pos) = self
+                .queue
+                .iter()
+                .position(|t| !self.inflight.contains(&t.view.peer))
+            else {
                 break;
             };
             let t = self.queue.remove(pos).expect("index from position");
@@ -452,6 +625,7 @@ impl Pipeline {
                 Some(i) => Trigger {
                     view: i.view(clock::boottime_ns()),
                     observed_ns: t.observed_ns,
+                    triggered_ns: t.triggered_ns,
                 },
                 None => t,
             };
@@ -472,14 +646,23 @@ impl Pipeline {
         };
         let allowlist: Vec<ipnet::IpNet> = tables
             .rules(List::Allow)
-            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+            .map(|r| {
+                r.into_iter()
+                    .filter(|r| r.entry.is_live(now_ns))
+                    .map(|r| r.net)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut trusted = self.cfg.guard.trusted_nets().unwrap_or_default();
         trusted.extend(allowlist);
         let host = HostFacts {
             local_addrs: self.local_addrs.clone(),
             trusted,
-            listening_ports: sys::listening_ports(),
+            listening_ports: self
+                .listening_ports
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default(),
         };
         if view.is_global() {
             return council::Facts {
@@ -505,7 +688,11 @@ impl Pipeline {
                 .flatten()
                 .filter(|e| e.is_live(now_ns))
         };
-        let map = if view.peer.is_ipv4() { map_names::BLOCK_V4 } else { map_names::BLOCK_V6 };
+        let map = if view.peer.is_ipv4() {
+            map_names::BLOCK_V4
+        } else {
+            map_names::BLOCK_V6
+        };
         let filter = FilterFacts {
             allowlisted: live(List::Allow).is_some(),
             blocked: live(List::Block)
@@ -522,37 +709,38 @@ impl Pipeline {
     }
 
     fn on_debate(&mut self, done: Finished) {
-        let Finished { trigger, debate } = done;
+        let Finished {
+            trigger,
+            debate,
+            finished_ns,
+        } = done;
         self.inflight.remove(&trigger.view.peer);
         self.council_status.debates += 1;
         narrate(&trigger.view, &debate);
         // Apply first: on the critical path only the rule's own journal
         // commit precedes the map write. The debate and its verdicts are
         // journaled right after.
-        let outcomes: Vec<Outcome> = debate.passed.iter().map(|d| self.apply(&trigger, d)).collect();
-        let store = self.enforcer.store_mut();
-        let debate_id = store
-            .record_debate(trigger.view.id, &debate)
-            .map_err(|e| warn!("could not journal the debate: {e}"))
-            .ok();
-        for (draft, o) in debate.passed.iter().zip(&outcomes) {
-            let _ = store
-                .record_verdict(&VerdictRecord {
-                    debate_id,
-                    incident_id: Some(trigger.view.id),
-                    peer: trigger.view.peer,
-                    action: &draft.action,
-                    justification: &crate::alert::sanitize_text(&draft.justification),
-                    outcome: o.outcome,
-                    detail: o.detail.as_deref(),
-                    rule_id: o.rule_id,
-                })
-                .map_err(|e| warn!("could not journal the verdict: {e}"));
-        }
+        let verdicts: Vec<(Action, String, Outcome)> = debate
+            .passed
+            .iter()
+            .map(|d| {
+                let o = self.apply(&trigger, d, finished_ns);
+                (
+                    d.action.clone(),
+                    crate::alert::sanitize_text(&d.justification),
+                    o,
+                )
+            })
+            .collect();
+        self.journal(JournalEntry::Debate {
+            incident_id: trigger.view.id,
+            debate: Box::new(debate),
+            verdicts,
+        });
         self.launch_queued();
     }
 
-    fn apply(&mut self, trigger: &Trigger, draft: &Draft) -> Outcome {
+    fn apply(&mut self, trigger: &Trigger, draft: &Draft, finished_ns: u64) -> Outcome {
         let view = &trigger.view;
         let action = &draft.action;
         let justification = crate::alert::sanitize_text(&draft.justification);
@@ -561,7 +749,12 @@ impl Pipeline {
             .enforcer
             .tables()
             .rules(List::Allow)
-            .map(|r| r.into_iter().filter(|r| r.entry.is_live(now_ns)).map(|r| r.net).collect())
+            .map(|r| {
+                r.into_iter()
+                    .filter(|r| r.entry.is_live(now_ns))
+                    .map(|r| r.net)
+                    .collect()
+            })
             .unwrap_or_default();
         let evidence = view.addresses();
         let checked = self.guard.check(
@@ -573,7 +766,10 @@ impl Pipeline {
             },
         );
         if let Err(refusal) = checked {
-            warn!("guard refused to {action} (incident #{}): {refusal}", view.id);
+            warn!(
+                "guard refused to {action} (incident #{}): {refusal}",
+                view.id
+            );
             self.council_status.refused += 1;
             return Outcome::new("refused", Some(refusal.to_string()));
         }
@@ -600,7 +796,13 @@ impl Pipeline {
                     source: "council",
                 })
                 .map(|applied| {
-                    let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
+                    let now = clock::boottime_ns();
+                    let sample = LatencySample {
+                        intake_ns: trigger.triggered_ns.saturating_sub(trigger.observed_ns),
+                        council_ns: finished_ns.saturating_sub(trigger.triggered_ns),
+                        apply_ns: now.saturating_sub(finished_ns),
+                    };
+                    let latency = sample.total();
                     rule_id = Some(applied.record_id);
                     self.guard.record_ban();
                     self.tracker.resolve(view.peer);
@@ -608,7 +810,7 @@ impl Pipeline {
                     if self.latencies.len() >= MAX_LATENCIES {
                         self.latencies.pop_front();
                     }
-                    self.latencies.push_back(latency);
+                    self.latencies.push_back(sample);
                     info!(
                         "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
                         addr::display(target),
@@ -673,9 +875,13 @@ impl Pipeline {
             self.flood.last_total = Some((stats.zw_syn, t));
         }
         let window = self.cfg.incidents.window.as_nanos() as u64;
-        self.flood.recent.retain(|_, seen| now.saturating_sub(*seen) < window);
+        self.flood
+            .recent
+            .retain(|_, seen| now.saturating_sub(*seen) < window);
         let rules = &self.cfg.council.rules;
-        if self.flood.rate >= rules.flood_rate || self.flood.recent.len() as u64 >= rules.flood_sources {
+        if self.flood.rate >= rules.flood_rate
+            || self.flood.recent.len() as u64 >= rules.flood_sources
+        {
             let alert = Alert {
                 source: AlertSource::Xdp,
                 kind: AlertKind::ZeroWindowFlood,
@@ -716,8 +922,14 @@ impl Pipeline {
 
     fn refresh_fill(&mut self) {
         if let Ok(rules) = self.enforcer.tables().rules(List::Block) {
-            let v4 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4()).count();
-            let v6 = rules.iter().filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6()).count();
+            let v4 = rules
+                .iter()
+                .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4())
+                .count();
+            let v6 = rules
+                .iter()
+                .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6())
+                .count();
             self.block_fill.insert(map_names::BLOCK_V4, v4 as u64);
             self.block_fill.insert(map_names::BLOCK_V6, v6 as u64);
         }
@@ -736,15 +948,22 @@ impl Pipeline {
             "deliberations": i.deliberations,
         })
         .to_string();
-        if let Err(e) = self.enforcer.store_mut().record_incident(&IncidentRecord {
+        self.journal(JournalEntry::Incident {
             id: i.id,
             peer: i.peer,
             opened_at: clock::unix_secs(opened),
-            closed_at: Some(clock::unix_secs(now)),
+            closed_at: clock::unix_secs(now),
             alert_count: i.alert_count,
-            summary: &summary,
-        }) {
-            warn!("could not journal incident #{}: {e}", i.id);
+            summary,
+        });
+    }
+
+    /// Hands a record to the journal writer; if it is behind by thousands
+    /// of records, the record is dropped and counted rather than stalling
+    /// the pipeline.
+    fn journal(&mut self, entry: JournalEntry) {
+        if self.journal_tx.try_send(entry).is_err() {
+            self.council_status.journal_dropped += 1;
         }
     }
 
@@ -761,21 +980,27 @@ impl Pipeline {
             queued: self.queue.len(),
             ..self.council_status.clone()
         };
-        let mut ms: Vec<f64> = self.latencies.iter().map(|&n| n as f64 / 1e6).collect();
-        let recent: Vec<f64> = ms.iter().rev().take(1000).rev().copied().collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let pct = |p: f64| {
-            if ms.is_empty() {
+        let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {
+            self.latencies.iter().map(|l| f(l) as f64 / 1e6).collect()
+        };
+        let total = ms(LatencySample::total);
+        let recent: Vec<f64> = total.iter().rev().take(1000).rev().copied().collect();
+        let pct = |mut v: Vec<f64>, p: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            if v.is_empty() {
                 0.0
             } else {
-                ms[((ms.len() - 1) as f64 * p).round() as usize]
+                v[((v.len() - 1) as f64 * p).round() as usize]
             }
         };
         s.latency = LatencyStatus {
-            count: ms.len(),
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-            max_ms: ms.last().copied().unwrap_or(0.0),
+            count: total.len(),
+            p50_ms: pct(total.clone(), 0.5),
+            p99_ms: pct(total.clone(), 0.99),
+            max_ms: pct(total, 1.0),
+            intake_p50_ms: pct(ms(|l| l.intake_ns), 0.5),
+            council_p50_ms: pct(ms(|l| l.council_ns), 0.5),
+            apply_p50_ms: pct(ms(|l| l.apply_ns), 0.5),
             recent_ms: recent,
         };
     }
@@ -804,7 +1029,11 @@ fn reason_code(view: &IncidentView) -> u32 {
 /// Logs a debate the way an operator reads it: evidence, proposals, votes,
 /// what passed.
 fn narrate(view: &IncidentView, d: &Debate) {
-    let kinds: Vec<String> = view.by_kind.iter().map(|(k, n)| format!("{} ×{n}", k.as_str())).collect();
+    let kinds: Vec<String> = view
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{} ×{n}", k.as_str()))
+        .collect();
     let subject = if view.is_global() {
         "all sources".to_string()
     } else {
@@ -819,10 +1048,7 @@ fn narrate(view: &IncidentView, d: &Debate) {
     for p in &d.proposals {
         info!(
             "  proposal #{} by {}: {} — {}",
-            p.id,
-            p.author,
-            p.action,
-            p.justification
+            p.id, p.author, p.action, p.justification
         );
         let votes: Vec<String> = d
             .votes

@@ -117,7 +117,11 @@ impl Guard {
                 self.check_target(*target, ctx)?;
                 let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_ttl.as_secs());
                 if *ttl_secs < min || *ttl_secs > max {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min,
+                        max,
+                    });
                 }
                 self.prune();
                 if self.recent_bans.len() >= self.cfg.max_bans_per_minute as usize {
@@ -129,7 +133,11 @@ impl Guard {
                 self.check_target(addr::host(*target), ctx)?;
                 let max = self.cfg.max_ttl.as_secs();
                 if *ttl_secs == 0 || *ttl_secs > max {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min: 1, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min: 1,
+                        max,
+                    });
                 }
                 Ok(())
             }
@@ -137,9 +145,16 @@ impl Guard {
             // about this incident's suspect.
             Action::Unblock { target } => in_evidence(*target, ctx.evidence),
             Action::ZeroWindowSynPolicy { enable, ttl_secs } => {
-                let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_policy_ttl.as_secs());
+                let (min, max) = (
+                    self.cfg.min_ttl.as_secs(),
+                    self.cfg.max_policy_ttl.as_secs(),
+                );
                 if *enable && (*ttl_secs < min || *ttl_secs > max) {
-                    return Err(Refusal::Ttl { ttl: *ttl_secs, min, max });
+                    return Err(Refusal::Ttl {
+                        ttl: *ttl_secs,
+                        min,
+                        max,
+                    });
                 }
                 Ok(())
             }
@@ -170,7 +185,11 @@ impl Guard {
         if net.prefix_len() < min {
             return Err(Refusal::TooWide { net, min });
         }
-        if let Some(a) = ctx.local.iter().find(|a| net.contains(&addr::canonical(**a))) {
+        if let Some(a) = ctx
+            .local
+            .iter()
+            .find(|a| net.contains(&addr::canonical(**a)))
+        {
             return Err(Refusal::Local { net, addr: *a });
         }
         if let Some(a) = ctx.allowlist.iter().find(|a| overlaps(net, **a)) {
@@ -243,29 +262,84 @@ mod tests {
             ..GuardConfig::default()
         })
         .unwrap();
-        let ev: Vec<IpAddr> = ["198.18.0.2", "0.0.0.0", "127.0.0.1", "169.254.1.1", "fe80::1", "224.0.0.1", "198.18.9.9", "198.18.5.5", "::"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let ev: Vec<IpAddr> = [
+            "198.18.0.2",
+            "0.0.0.0",
+            "127.0.0.1",
+            "169.254.1.1",
+            "fe80::1",
+            "224.0.0.1",
+            "198.18.9.9",
+            "198.18.5.5",
+            "::",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let local: Vec<IpAddr> = vec!["198.18.0.1".parse().unwrap()];
         let allow: Vec<IpNet> = vec!["198.18.5.0/24".parse().unwrap()];
         let c = ctx(&ev, &local, &allow);
         let refused = |g: &mut Guard, a: Action| g.check(&a, &c).unwrap_err();
-        assert!(matches!(refused(&mut g, block("0.0.0.0", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("::", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("127.0.0.1", 600)), Refusal::Loopback(_)));
-        assert!(matches!(refused(&mut g, block("169.254.1.1", 600)), Refusal::LinkLocal(_)));
-        assert!(matches!(refused(&mut g, block("fe80::1", 600)), Refusal::LinkLocal(_)));
-        assert!(matches!(refused(&mut g, block("224.0.0.1", 600)), Refusal::Multicast(_)));
-        assert!(matches!(refused(&mut g, block("198.18.0.1", 600)), Refusal::Local { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.0/24", 600)), Refusal::Local { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.5.5", 600)), Refusal::Allowlisted { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.9.9", 600)), Refusal::Trusted { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.0/16", 600)), Refusal::TooWide { .. }));
-        assert!(matches!(refused(&mut g, block("0.0.0.0/0", 600)), Refusal::Unspecified(_)));
-        assert!(matches!(refused(&mut g, block("203.0.113.7", 600)), Refusal::NotInEvidence(_)));
-        assert!(matches!(refused(&mut g, block("198.18.0.2", 10)), Refusal::Ttl { .. }));
-        assert!(matches!(refused(&mut g, block("198.18.0.2", 365 * 86_400)), Refusal::Ttl { .. }));
+        assert!(matches!(
+            refused(&mut g, block("0.0.0.0", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("::", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("127.0.0.1", 600)),
+            Refusal::Loopback(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("169.254.1.1", 600)),
+            Refusal::LinkLocal(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("fe80::1", 600)),
+            Refusal::LinkLocal(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("224.0.0.1", 600)),
+            Refusal::Multicast(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.1", 600)),
+            Refusal::Local { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.0/24", 600)),
+            Refusal::Local { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.5.5", 600)),
+            Refusal::Allowlisted { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.9.9", 600)),
+            Refusal::Trusted { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.0/16", 600)),
+            Refusal::TooWide { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("0.0.0.0/0", 600)),
+            Refusal::Unspecified(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("203.0.113.7", 600)),
+            Refusal::NotInEvidence(_)
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.2", 10)),
+            Refusal::Ttl { .. }
+        ));
+        assert!(matches!(
+            refused(&mut g, block("198.18.0.2", 365 * 86_400)),
+            Refusal::Ttl { .. }
+        ));
         assert!(g.check(&block("198.18.0.2", 600), &c).is_ok());
         // The refusal says why.
         assert_eq!(
@@ -287,18 +361,38 @@ mod tests {
             g.check(&block("198.18.0.2", 600), &c).unwrap();
             g.record_ban();
         }
-        assert_eq!(g.check(&block("198.18.0.2", 600), &c), Err(Refusal::RateLimited(3)));
+        assert_eq!(
+            g.check(&block("198.18.0.2", 600), &c),
+            Err(Refusal::RateLimited(3))
+        );
     }
 
     #[test]
     fn policy_and_unblock_bounds() {
         let mut g = Guard::new(GuardConfig::default()).unwrap();
         let c = ctx(&[], &[], &[]);
-        let on = |s| Action::ZeroWindowSynPolicy { enable: true, ttl_secs: s };
+        let on = |s| Action::ZeroWindowSynPolicy {
+            enable: true,
+            ttl_secs: s,
+        };
         assert!(g.check(&on(600), &c).is_ok());
         assert!(g.check(&on(86_400), &c).is_err());
-        assert!(g.check(&Action::ZeroWindowSynPolicy { enable: false, ttl_secs: 0 }, &c).is_ok());
-        let unblock = Action::Unblock { target: addr::parse_net("198.18.0.2").unwrap() };
-        assert!(matches!(g.check(&unblock, &c), Err(Refusal::NotInEvidence(_))));
+        assert!(
+            g.check(
+                &Action::ZeroWindowSynPolicy {
+                    enable: false,
+                    ttl_secs: 0
+                },
+                &c
+            )
+            .is_ok()
+        );
+        let unblock = Action::Unblock {
+            target: addr::parse_net("198.18.0.2").unwrap(),
+        };
+        assert!(matches!(
+            g.check(&unblock, &c),
+            Err(Refusal::NotInEvidence(_))
+        ));
     }
 }

@@ -346,6 +346,25 @@ impl Store {
         )
     }
 
+    /// Runs `f` inside one transaction: several journal records, one
+    /// commit (one fsync). `f` must not call methods that open their own
+    /// transaction ([`Store::record`]).
+    pub fn batch(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(self.err())?;
+        match f(self) {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(self.err()),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// The highest incident id recorded (the tracker continues after it).
     pub fn max_incident_id(&self) -> Result<u64, StoreError> {
         let id: Option<i64> = self
@@ -367,14 +386,25 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at,
                      alert_count = excluded.alert_count, summary = excluded.summary",
-                params![i.id as i64, i.peer.to_string(), i.opened_at, i.closed_at, i.alert_count as i64, i.summary],
+                params![
+                    i.id as i64,
+                    i.peer.to_string(),
+                    i.opened_at,
+                    i.closed_at,
+                    i.alert_count as i64,
+                    i.summary
+                ],
             )
             .map_err(self.err())?;
         Ok(())
     }
 
     /// Records a debate and returns its id.
-    pub fn record_debate(&mut self, incident_id: u64, debate: &crate::council::Debate) -> Result<i64, StoreError> {
+    pub fn record_debate(
+        &mut self,
+        incident_id: u64,
+        debate: &crate::council::Debate,
+    ) -> Result<i64, StoreError> {
         let transcript = serde_json::to_string(debate).unwrap_or_else(|_| "{}".into());
         let stop = serde_json::to_string(&debate.stop).unwrap_or_default();
         self.conn
@@ -455,14 +485,23 @@ impl Store {
     }
 
     /// A debate's full transcript and the verdicts it led to.
-    pub fn debate(&self, id: i64) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
+    pub fn debate(
+        &self,
+        id: i64,
+    ) -> Result<Option<(crate::council::Debate, Vec<VerdictRow>)>, StoreError> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT transcript FROM debates WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT transcript FROM debates WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())?;
         let Some(text) = text else { return Ok(None) };
-        let Ok(debate) = serde_json::from_str(&text) else { return Ok(None) };
+        let Ok(debate) = serde_json::from_str(&text) else {
+            return Ok(None);
+        };
         let mut stmt = self
             .conn
             .prepare("SELECT id, action, justification, outcome, detail FROM verdicts WHERE debate_id = ?1 ORDER BY id")

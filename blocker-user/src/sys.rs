@@ -281,7 +281,9 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
                 libc::AF_INET => {
                     // SAFETY: family checked.
                     let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                    out.push(std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    out.push(std::net::IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ));
                 }
                 libc::AF_INET6 => {
                     // SAFETY: family checked.

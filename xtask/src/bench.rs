@@ -34,7 +34,18 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         .env("BENCH_REPEAT", args.repeat.to_string())
         .env("BENCH_ROUNDS", args.rounds.to_string());
     if let Some(j) = &args.json {
-        cmd.env("BENCH_JSON", j);
+        cmd.env("BENCH_JSON", j.with_extension("xdp.json"));
+    }
+    run(&mut cmd)?;
+
+    note("pipeline: evidence → map latency over many incidents, probe overhead on vs off");
+    let bin = compile::all(true)?;
+    let mut cmd = compile::host_cargo(&obj);
+    cmd.args(["bench", "-p", "blocker-tests", "--bench", "pipeline"])
+        .env("BLOCKER_BIN", &bin)
+        .env("BENCH_ROUNDS", args.rounds.min(5).to_string());
+    if let Some(j) = &args.json {
+        cmd.env("BENCH_JSON", j.with_extension("pipeline.json"));
     }
     run(&mut cmd)
 }

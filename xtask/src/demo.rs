@@ -15,6 +15,13 @@ pub fn run_demo() -> anyhow::Result<()> {
     let obj = compile::ebpf()?;
     note("running the demo lab");
     run(compile::host_cargo(&obj)
-        .args(["run", "--quiet", "-p", "blocker-tests", "--bin", "blocker-demo"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "blocker-tests",
+            "--bin",
+            "blocker-demo",
+        ])
         .env("BLOCKER_BIN", &bin))
 }

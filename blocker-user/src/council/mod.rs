@@ -81,13 +81,20 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = |s: &u64| crate::ttl::format_remaining(Duration::from_secs(*s));
         match self {
-            Self::Block { target, ttl_secs } => write!(f, "block {} for {}", addr::display(target), d(ttl_secs)),
+            Self::Block { target, ttl_secs } => {
+                write!(f, "block {} for {}", addr::display(target), d(ttl_secs))
+            }
             Self::Unblock { target } => write!(f, "unblock {}", addr::display(target)),
             Self::Watch { target, ttl_secs } => write!(f, "watch {target} for {}", d(ttl_secs)),
-            Self::ZeroWindowSynPolicy { enable: true, ttl_secs } => {
+            Self::ZeroWindowSynPolicy {
+                enable: true,
+                ttl_secs,
+            } => {
                 write!(f, "drop all zero-window SYNs for {}", d(ttl_secs))
             }
-            Self::ZeroWindowSynPolicy { enable: false, .. } => write!(f, "stop dropping zero-window SYNs"),
+            Self::ZeroWindowSynPolicy { enable: false, .. } => {
+                write!(f, "stop dropping zero-window SYNs")
+            }
         }
     }
 }
@@ -388,16 +395,26 @@ impl Council {
             let mut changed = false;
             let mut added = false;
             for (agent, t0, t1, result) in turns {
-                let Some(ballots) = record(&mut debate, agent.as_ref(), round, ms(t0), ms(t1), result) else {
+                let Some(ballots) =
+                    record(&mut debate, agent.as_ref(), round, ms(t0), ms(t1), result)
+                else {
                     continue;
                 };
                 for b in ballots {
                     let Some(p) = open.iter().find(|p| p.id == b.proposal) else {
-                        warn!("{} voted on unknown proposal #{}; ignored", agent.name(), b.proposal);
+                        warn!(
+                            "{} voted on unknown proposal #{}; ignored",
+                            agent.name(),
+                            b.proposal
+                        );
                         continue;
                     };
                     if p.author == agent.name() {
-                        debug!("{} may not vote on its own proposal #{}; ignored", agent.name(), p.id);
+                        debug!(
+                            "{} may not vote on its own proposal #{}; ignored",
+                            agent.name(),
+                            p.id
+                        );
                         continue;
                     }
                     let vote = Vote {
@@ -468,7 +485,11 @@ fn record<T>(
     let (output, usage, exchanges, error) = match result {
         Ok(t) => (Some(t.output), t.usage, t.exchanges, None),
         Err(f) => {
-            warn!("council agent {} abstains in round {round}: {}", agent.name(), f.error);
+            warn!(
+                "council agent {} abstains in round {round}: {}",
+                agent.name(),
+                f.error
+            );
             (None, f.usage, f.exchanges, Some(f.error.to_string()))
         }
     };
@@ -518,7 +539,10 @@ fn push_proposal(
 fn tally(p: &Proposal, latest: &[Vote], agents: &[String], rule: Consensus) -> Decision {
     let (mut approvals, mut objections, mut abstentions) = (0, 0, 0);
     for agent in agents.iter().filter(|a| **a != p.author) {
-        match latest.iter().find(|v| v.proposal == p.id && &v.voter == agent) {
+        match latest
+            .iter()
+            .find(|v| v.proposal == p.id && &v.voter == agent)
+        {
             Some(v) if v.stance == Stance::Approve => approvals += 1,
             Some(v) if v.stance == Stance::Object => objections += 1,
             _ => abstentions += 1,
@@ -564,8 +588,14 @@ pub fn resolve(passed: &[&Proposal]) -> Vec<Draft> {
                     }
                 }
                 (
-                    Action::ZeroWindowSynPolicy { enable: true, ttl_secs: a },
-                    Action::ZeroWindowSynPolicy { enable: true, ttl_secs: b },
+                    Action::ZeroWindowSynPolicy {
+                        enable: true,
+                        ttl_secs: a,
+                    },
+                    Action::ZeroWindowSynPolicy {
+                        enable: true,
+                        ttl_secs: b,
+                    },
                 ) => {
                     if b > a {
                         out[i].action = p.action.clone();

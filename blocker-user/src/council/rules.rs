@@ -163,7 +163,9 @@ impl RuleAgent {
             ));
         }
         if logged > 0 {
-            why.push(format!("the kernel logged the treason message for it ({logged}×)"));
+            why.push(format!(
+                "the kernel logged the treason message for it ({logged}×)"
+            ));
         }
         if syn > 0 {
             why.push("it crossed the zero-window SYN threshold in XDP".to_string());
@@ -320,9 +322,10 @@ impl RuleAgent {
                     format!("TTL fits {} earlier bans", j.previous_bans)
                 })
             }
-            Action::Unblock { .. } if j.previous_bans >= 2 => {
-                object(format!("{} earlier bans: a recidivist stays in", j.previous_bans))
-            }
+            Action::Unblock { .. } if j.previous_bans >= 2 => object(format!(
+                "{} earlier bans: a recidivist stays in",
+                j.previous_bans
+            )),
             _ => approve("no history against it"),
         }
     }
@@ -332,7 +335,9 @@ impl RuleAgent {
         match &p.action {
             Action::Block { ttl_secs, .. } => {
                 if f.allowlisted {
-                    return object("the source is allowlisted; the allowlist wins in XDP, so a ban would be dead weight");
+                    return object(
+                        "the source is allowlisted; the allowlist wins in XDP, so a ban would be dead weight",
+                    );
                 }
                 match f.blocked {
                     Some(None) => return object("already blocked permanently"),
@@ -345,17 +350,21 @@ impl RuleAgent {
                     _ => {}
                 }
                 if f.block_capacity > 0 && f.block_entries >= f.block_capacity {
-                    return object(format!("the blocklist is full ({} entries)", f.block_capacity));
+                    return object(format!(
+                        "the blocklist is full ({} entries)",
+                        f.block_capacity
+                    ));
                 }
                 approve("room in the table, not yet blocked")
             }
             Action::Unblock { .. } if f.blocked.is_none() => object("nothing to unblock"),
-            Action::ZeroWindowSynPolicy { enable: true, ttl_secs } => {
-                match b.facts.kernel.zero_window_policy_secs_left {
-                    Some(left) if left >= *ttl_secs => object("the policy is already on for longer"),
-                    _ => approve("the policy is off or ending"),
-                }
-            }
+            Action::ZeroWindowSynPolicy {
+                enable: true,
+                ttl_secs,
+            } => match b.facts.kernel.zero_window_policy_secs_left {
+                Some(left) if left >= *ttl_secs => object("the policy is already on for longer"),
+                _ => approve("the policy is off or ending"),
+            },
             _ => approve("no table conflict"),
         }
     }
@@ -380,7 +389,8 @@ pub fn escalated_ttl(cfg: &RulesConfig, previous_bans: u32) -> u64 {
             break;
         }
     }
-    ttl.min(cfg.max_ttl.as_secs()).max(base.min(cfg.max_ttl.as_secs()))
+    ttl.min(cfg.max_ttl.as_secs())
+        .max(base.min(cfg.max_ttl.as_secs()))
 }
 
 #[async_trait]

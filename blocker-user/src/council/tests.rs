@@ -40,7 +40,9 @@ fn brief(alerts: Vec<Alert>) -> Brief {
     Brief {
         incident: IncidentView {
             id: 1,
-            peer: alerts.first().map_or("0.0.0.0".parse().unwrap(), |a| a.peer),
+            peer: alerts
+                .first()
+                .map_or("0.0.0.0".parse().unwrap(), |a| a.peer),
             age_secs: 0,
             alert_count: alerts.len() as u64,
             by_kind,
@@ -88,7 +90,11 @@ async fn repeat_offenders_get_the_jails_escalated_ttl() {
     assert_eq!(d.proposals.len(), 2, "{d:#?}");
     assert_eq!(d.proposals[1].author, "jail");
     assert_eq!(d.proposals[1].alternative_to, Some(1));
-    assert!(!d.decisions[0].passed && d.decisions[1].passed, "{:#?}", d.decisions);
+    assert!(
+        !d.decisions[0].passed && d.decisions[1].passed,
+        "{:#?}",
+        d.decisions
+    );
     assert_eq!(d.passed.len(), 1);
     assert_eq!(d.passed[0].action, block(PEER, 4 * 3600));
     assert_eq!(d.rounds, 3);
@@ -103,7 +109,11 @@ async fn allowlisted_local_and_trusted_sources_are_not_blocked() {
     };
     let d = offline().deliberate(&b).await;
     assert!(d.passed.is_empty(), "{d:#?}");
-    assert!(d.votes.iter().any(|v| v.voter == "filter" && v.stance == Stance::Object));
+    assert!(
+        d.votes
+            .iter()
+            .any(|v| v.voter == "filter" && v.stance == Stance::Object)
+    );
 
     let mut b = brief(vec![alert(AlertKind::TreasonRetransmit, PEER)]);
     b.facts.host.local_addrs = vec![PEER.parse().unwrap()];
@@ -120,7 +130,11 @@ async fn already_blocked_for_longer_is_not_re_banned() {
     b.facts.filter.blocked = Some(Some(7200));
     assert!(offline().deliberate(&b).await.passed.is_empty());
     b.facts.filter.blocked = Some(Some(60));
-    assert_eq!(offline().deliberate(&b).await.passed.len(), 1, "extending a short ban");
+    assert_eq!(
+        offline().deliberate(&b).await.passed.len(),
+        1,
+        "extending a short ban"
+    );
 }
 
 #[tokio::test]
@@ -135,7 +149,11 @@ async fn stalls_are_conclusive_and_the_justification_says_why() {
     });
     let d = offline().deliberate(&brief(vec![a])).await;
     assert_eq!(d.passed.len(), 1);
-    assert!(d.passed[0].justification.contains("12.4 s"), "{}", d.passed[0].justification);
+    assert!(
+        d.passed[0].justification.contains("12.4 s"),
+        "{}",
+        d.passed[0].justification
+    );
 }
 
 #[tokio::test]
@@ -276,9 +294,14 @@ async fn abstentions_block_unanimity_but_not_a_quorum() {
             scripted("c", None, true),
         ]
     };
-    let d = Council::new(agents(), Consensus::Unanimous, 4).deliberate(&b).await;
+    let d = Council::new(agents(), Consensus::Unanimous, 4)
+        .deliberate(&b)
+        .await;
     assert!(d.passed.is_empty(), "{d:#?}");
-    assert_eq!((d.decisions[0].approvals, d.decisions[0].abstentions), (1, 1));
+    assert_eq!(
+        (d.decisions[0].approvals, d.decisions[0].abstentions),
+        (1, 1)
+    );
     assert!(d.turns.iter().any(|t| t.agent == "c" && t.error.is_some()));
     let d = Council::new(agents(), Consensus::Quorum { min_approvals: 1 }, 4)
         .deliberate(&b)
@@ -323,7 +346,10 @@ async fn agents_of_a_round_run_concurrently() {
         let turns: Vec<_> = d.turns.iter().filter(|t| t.round == round).collect();
         let last_start = turns.iter().map(|t| t.started_ms).max().unwrap();
         let first_end = turns.iter().map(|t| t.finished_ms).min().unwrap();
-        assert!(last_start < first_end, "round {round} ran sequentially: {turns:#?}");
+        assert!(
+            last_start < first_end,
+            "round {round} ran sequentially: {turns:#?}"
+        );
     }
 }
 
@@ -344,14 +370,24 @@ fn conflicting_passed_actions_are_resolved() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].action, block(PEER, 600));
     let c = p(3, Action::Unblock { target });
-    assert!(resolve(&[&a, &c]).is_empty(), "block vs unblock: do neither");
-    let w = p(4, Action::Watch { target: PEER.parse::<IpAddr>().unwrap(), ttl_secs: 60 });
+    assert!(
+        resolve(&[&a, &c]).is_empty(),
+        "block vs unblock: do neither"
+    );
+    let w = p(
+        4,
+        Action::Watch {
+            target: PEER.parse::<IpAddr>().unwrap(),
+            ttl_secs: 60,
+        },
+    );
     assert_eq!(resolve(&[&w, &a])[0].action, block(PEER, 60));
 }
 
 #[test]
 fn actions_parse_from_json_strictly() {
-    let a: Action = serde_json::from_str(r#"{"type":"block","target":"198.18.0.2","ttl_secs":60}"#).unwrap();
+    let a: Action =
+        serde_json::from_str(r#"{"type":"block","target":"198.18.0.2","ttl_secs":60}"#).unwrap();
     assert_eq!(a, block(PEER, 60));
     for bad in [
         r#"{"type":"shell","cmd":"iptables -F"}"#,

@@ -30,7 +30,10 @@ fn say(start: Instant, what: &str) {
 }
 
 fn rules(state: &State) -> Vec<serde_json::Value> {
-    state.json(&["list"])["rules"].as_array().cloned().unwrap_or_default()
+    state.json(&["list"])["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn block(state: &State, addr: &str) -> Option<serde_json::Value> {
@@ -47,7 +50,9 @@ struct LogTail {
 
 impl LogTail {
     fn pump(&mut self, start: Instant) {
-        let Ok(mut f) = std::fs::File::open(&self.path) else { return };
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return;
+        };
         if f.seek(std::io::SeekFrom::Start(self.pos)).is_err() {
             return;
         }
@@ -64,8 +69,17 @@ impl LogTail {
                 .or_else(|| line.split_once(" WARN "))
                 .map_or(line.trim_end(), |(_, m)| m.trim_end());
             let interesting = [
-                "council on", "proposal", "approves", "objects", "outcome", "verdict", "guard refused",
-                "falling back", "probes attached", "attached XDP", "blocker running",
+                "council on",
+                "proposal",
+                "approves",
+                "objects",
+                "outcome",
+                "verdict",
+                "guard refused",
+                "falling back",
+                "probes attached",
+                "attached XDP",
+                "blocker running",
             ];
             if interesting.iter().any(|k| msg.contains(k)) {
                 say(start, &format!("  blocker │ {msg}"));
@@ -80,16 +94,49 @@ fn main() -> ExitCode {
     println!("blocker demo: a victim, three attackers, a friend and a bystander\n");
     let lab = Lab::new();
     for a in [NORMAL] {
-        sh(&["ip", "-n", &lab.client.name, "addr", "add", &format!("{a}/24"), "dev", &lab.client_if]);
+        sh(&[
+            "ip",
+            "-n",
+            &lab.client.name,
+            "addr",
+            "add",
+            &format!("{a}/24"),
+            "dev",
+            &lab.client_if,
+        ]);
     }
     let server: SocketAddr = SocketAddr::new(SERVER_V4.parse().unwrap(), PORT);
     let _victim = lab.victim_server(PORT, BYTES);
-    say(start, &format!("lab up: victim {server} serves {} MiB to every client (namespace {})", BYTES >> 20, lab.server.name));
-    say(start, &format!("  {SLOW:<14} slow reader: connects, never reads (slow-read / sockstress)"));
-    say(start, &format!("  {RAW_PEER_V4:<14} window shrinker: acks part of the data and closes its window (the kernel's \"treason uncloaked\")"));
-    say(start, &format!("  {FLOODER:<14} zero-window SYN flooder (hping3 -S -w 0)"));
-    say(start, &format!("  {FRIEND:<14} allowlisted client that behaves exactly like the slow reader"));
-    say(start, &format!("  {NORMAL:<14} normal client downloading the response"));
+    say(
+        start,
+        &format!(
+            "lab up: victim {server} serves {} MiB to every client (namespace {})",
+            BYTES >> 20,
+            lab.server.name
+        ),
+    );
+    say(
+        start,
+        &format!("  {SLOW:<14} slow reader: connects, never reads (slow-read / sockstress)"),
+    );
+    say(
+        start,
+        &format!(
+            "  {RAW_PEER_V4:<14} window shrinker: acks part of the data and closes its window (the kernel's \"treason uncloaked\")"
+        ),
+    );
+    say(
+        start,
+        &format!("  {FLOODER:<14} zero-window SYN flooder (hping3 -S -w 0)"),
+    );
+    say(
+        start,
+        &format!("  {FRIEND:<14} allowlisted client that behaves exactly like the slow reader"),
+    );
+    say(
+        start,
+        &format!("  {NORMAL:<14} normal client downloading the response"),
+    );
 
     let state = State::new();
     state.ok(&["allow", FRIEND, "--reason", "demo: trusted partner"]);
@@ -101,8 +148,16 @@ fn main() -> ExitCode {
          [treason]\nstall = \"3s\"\n[xdp]\nzero_window_threshold = 20\n[sources]\nkmsg = false\n",
     )
     .expect("write demo config");
-    say(start, "starting `blocker run` with the offline council (host, kernel, jail, filter; unanimous)");
-    let daemon = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", cfg.to_str().unwrap()]);
+    say(
+        start,
+        "starting `blocker run` with the offline council (host, kernel, jail, filter; unanimous)",
+    );
+    let daemon = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", cfg.to_str().unwrap()],
+    );
     let mut tail = LogTail {
         path: daemon.log.clone(),
         pos: 0,
@@ -116,9 +171,29 @@ fn main() -> ExitCode {
     let shrinker = RawPeer::window_shrinker(&lab, RAW_PEER_V4.parse::<IpAddr>().unwrap(), server);
     let flood = lab.client.output(
         "hping3",
-        &["-q", "-S", "-w", "0", "-p", &PORT.to_string(), "-c", "40", "-i", "u5000", "-a", FLOODER, SERVER_V4],
+        &[
+            "-q",
+            "-S",
+            "-w",
+            "0",
+            "-p",
+            &PORT.to_string(),
+            "-c",
+            "40",
+            "-i",
+            "u5000",
+            "-a",
+            FLOODER,
+            SERVER_V4,
+        ],
     );
-    say(start, &format!("attack: {FLOODER} sent 40 zero-window SYNs (hping3 exit {:?})", flood.status.code()));
+    say(
+        start,
+        &format!(
+            "attack: {FLOODER} sent 40 zero-window SYNs (hping3 exit {:?})",
+            flood.status.code()
+        ),
+    );
 
     let attackers = [SLOW, RAW_PEER_V4, FLOODER];
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -132,7 +207,10 @@ fn main() -> ExitCode {
     drop(shrinker);
 
     println!();
-    say(start, "after the attack, every source tries a fresh TCP connection:");
+    say(
+        start,
+        "after the attack, every source tries a fresh TCP connection:",
+    );
     let mut ok = true;
     let expect = [
         (SLOW, "slow reader", true),
@@ -141,10 +219,16 @@ fn main() -> ExitCode {
         (FRIEND, "allowlisted client", false),
         (NORMAL, "normal client", false),
     ];
-    println!("    {:<14} {:<24} {:<9} {:>8}  {}", "SOURCE", "ROLE", "BANNED", "DROPPED", "REASON");
+    println!(
+        "    {:<14} {:<24} {:<9} {:>8}  {}",
+        "SOURCE", "ROLE", "BANNED", "DROPPED", "REASON"
+    );
     for (addr, role, should_ban) in expect {
         let rule = block(&state, addr);
-        let dropped = rule.as_ref().and_then(|r| r["packets"].as_u64()).unwrap_or(0);
+        let dropped = rule
+            .as_ref()
+            .and_then(|r| r["packets"].as_u64())
+            .unwrap_or(0);
         let reason = rule
             .as_ref()
             .and_then(|r| r["reason"].as_str().map(str::to_owned))
@@ -156,21 +240,36 @@ fn main() -> ExitCode {
         );
         if rule.is_some() != should_ban {
             ok = false;
-            println!("    ^ expected {}", if should_ban { "a ban" } else { "no ban" });
+            println!(
+                "    ^ expected {}",
+                if should_ban { "a ban" } else { "no ban" }
+            );
         }
     }
     // Kernel-socket clients can prove it with a connect; the raw peer has no
     // kernel socket to connect from.
-    for (addr, should_work) in [(SLOW, false), (FLOODER, false), (FRIEND, true), (NORMAL, true)] {
+    for (addr, should_work) in [
+        (SLOW, false),
+        (FLOODER, false),
+        (FRIEND, true),
+        (NORMAL, true),
+    ] {
         let works = lab.tcp_connect(addr, server, Duration::from_millis(700));
         println!(
             "    connect from {addr:<14} {}",
-            if works { "succeeds" } else { "times out (dropped in XDP)" }
+            if works {
+                "succeeds"
+            } else {
+                "times out (dropped in XDP)"
+            }
         );
         ok &= works == should_work;
     }
     let read = normal.bytes_read();
-    say(start, &format!("the normal client read {read} of {BYTES} bytes"));
+    say(
+        start,
+        &format!("the normal client read {read} of {BYTES} bytes"),
+    );
     ok &= normal.wait_read(BYTES as u64, Duration::from_secs(10));
 
     let status = state.json(&["status"]);
@@ -180,7 +279,11 @@ fn main() -> ExitCode {
         start,
         &format!(
             "probes: {} | alerts: {} | debates: {} | verdicts applied: {}, refused by the guard: {}",
-            d["probes"]["active"], d["alerts"]["delivered"], d["council"]["debates"], d["council"]["applied"], d["council"]["refused"]
+            d["probes"]["active"],
+            d["alerts"]["delivered"],
+            d["council"]["debates"],
+            d["council"]["applied"],
+            d["council"]["refused"]
         ),
     );
     say(
@@ -201,11 +304,17 @@ fn main() -> ExitCode {
         start,
         &format!(
             "cleaned up: namespaces removed, pins removed ({})",
-            if Path::new(&pins).exists() { "NOT removed" } else { "ok" }
+            if Path::new(&pins).exists() {
+                "NOT removed"
+            } else {
+                "ok"
+            }
         ),
     );
     if ok {
-        println!("\ndemo passed: every attacker banned and dropped; the allowlisted and normal clients were never blocked");
+        println!(
+            "\ndemo passed: every attacker banned and dropped; the allowlisted and normal clients were never blocked"
+        );
         ExitCode::SUCCESS
     } else {
         println!("\ndemo FAILED: see above");
