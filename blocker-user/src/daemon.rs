@@ -126,6 +126,10 @@ pub struct CouncilStatus {
     pub dry_run: u64,
     /// Debate/incident records dropped because the journal writer fell behind.
     pub journal_dropped: u64,
+    /// Rules evicted to make room in a full table (`when_full = "evict-soonest"`).
+    pub evicted: u64,
+    /// Why the journal is unavailable (degraded mode), if it is.
+    pub journal_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -198,7 +202,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         event_interval_ns: cfg.treason.event_interval.as_nanos() as u64,
         stall_ns: cfg.treason.stall.as_nanos() as u64,
     };
-    let mut ebpf = loader::load_pinned_with(&pins, &cfg.maps, &globals)?;
+    let (mut ebpf, _resized) = loader::load_for_daemon(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
         let attached = loader::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
@@ -244,9 +248,32 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let mut tables = Tables::from_ebpf(&mut ebpf)?;
     tables.sync_active()?;
     tables.set_config(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
-    let store = Store::open_in(&cfg.state_dir)?;
-    let first_incident = store.max_incident_id()? + 1;
-    let enforcer = Enforcer::new(tables, store);
+    // A broken journal must not stop enforcement: the pinned rules keep
+    // working, new bans are refused (never enforced unrecorded), and the
+    // operator is told how to recover.
+    let (mut enforcer, first_incident) = match Store::open_in(&cfg.state_dir) {
+        Ok(store) => {
+            let first = store.max_incident_id().unwrap_or(0) + 1;
+            (Enforcer::new(tables, store), first)
+        }
+        Err(e) => {
+            warn!(
+                "DEGRADED: {e}. Rules already in the kernel keep being enforced; new bans are refused until the journal is fixed. To recover, move {} aside and restart: the kernel's rules are adopted into a fresh journal",
+                cfg.state_dir.join(crate::store::DB_FILE).display()
+            );
+            (Enforcer::without_journal(tables, e.to_string()), 1)
+        }
+    };
+    enforcer = enforcer.with_when_full(cfg.maps.when_full);
+    if enforcer.store().is_some() {
+        let report = enforcer.reconcile()?;
+        for r in &report.restored {
+            info!("restored {r} from the journal");
+        }
+        for r in &report.adopted {
+            info!("adopted {r} into the journal");
+        }
+    }
 
     // Sources → one bounded queue.
     let counters = Arc::new(PipelineCounters::default());
@@ -278,7 +305,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(alert_tx);
 
-    let journal_tx = spawn_journal(&cfg.state_dir)?;
+    let journal_tx = spawn_journal(&cfg.state_dir);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
     let mut p = Pipeline {
         tracker: Tracker::new(cfg.incidents.clone(), first_incident),
@@ -403,10 +430,14 @@ fn spawn_port_watcher() -> Arc<std::sync::Mutex<Vec<u16>>> {
     ports
 }
 
-/// Starts the journal writer on its own connection to the store.
-fn spawn_journal(state_dir: &Path) -> Result<mpsc::Sender<JournalEntry>, DaemonError> {
-    let mut store = Store::open_in(state_dir)?;
+/// Starts the journal writer on its own connection to the store. Without a
+/// usable journal the records are dropped (and counted) as they arrive.
+fn spawn_journal(state_dir: &Path) -> mpsc::Sender<JournalEntry> {
     let (tx, mut rx) = mpsc::channel::<JournalEntry>(4096);
+    let Ok(mut store) = Store::open_in(state_dir) else {
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        return tx;
+    };
     tokio::task::spawn_blocking(move || {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
@@ -467,7 +498,7 @@ fn spawn_journal(state_dir: &Path) -> Result<mpsc::Sender<JournalEntry>, DaemonE
             }
         }
     });
-    Ok(tx)
+    tx
 }
 
 /// What became of a verdict, for the journal.
@@ -672,7 +703,11 @@ impl Pipeline {
             };
         }
         let hostnet = addr::host(view.peer);
-        let history = self.enforcer.store().history(hostnet).unwrap_or_default();
+        let history = self
+            .enforcer
+            .store()
+            .and_then(|s| s.history(hostnet).ok())
+            .unwrap_or_default();
         let bans: Vec<_> = history
             .iter()
             .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
@@ -978,6 +1013,8 @@ impl Pipeline {
         s.council = CouncilStatus {
             running: self.inflight.len(),
             queued: self.queue.len(),
+            evicted: self.enforcer.evicted,
+            journal_error: self.enforcer.journal_error().map(str::to_owned),
             ..self.council_status.clone()
         };
         let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {

@@ -256,39 +256,56 @@ impl Store {
     /// Records `rule` as the active rule for its prefix (a previous active
     /// one is marked `replaced`), committed before returning. Returns its id.
     pub fn record(&mut self, rule: &NewRule<'_>) -> Result<i64, StoreError> {
+        let mut id = 0;
+        self.batch(|s| {
+            id = s.record_uncommitted(rule)?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Records several rules in one transaction (one fsync): imports and
+    /// restores. Returns their ids, in order.
+    pub fn record_all(&mut self, rules: &[NewRule<'_>]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(rules.len());
+        self.batch(|s| {
+            for r in rules {
+                ids.push(s.record_uncommitted(r)?);
+            }
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// The two statements of [`Store::record`], inside the caller's batch.
+    fn record_uncommitted(&mut self, rule: &NewRule<'_>) -> Result<i64, StoreError> {
         let now = clock::unix_secs(SystemTime::now());
         let expires = rule
             .ttl
             .map(|t| now.saturating_add(i64::try_from(t.as_secs()).unwrap_or(i64::MAX)));
-        let path = self.path.clone();
-        let err = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(&err)?;
-        tx.execute(
-            "UPDATE rules SET removed_at = ?1, removed_by = 'replaced'
-             WHERE list = ?2 AND prefix = ?3 AND removed_at IS NULL",
-            params![now, rule.list.as_str(), rule.net.to_string()],
-        )
-        .map_err(&err)?;
-        tx.execute(
-            "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                rule.list.as_str(),
-                rule.net.to_string(),
-                now,
-                expires,
-                rule.reason,
-                rule.reason_code,
-                rule.source
-            ],
-        )
-        .map_err(&err)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(&err)?;
-        Ok(id)
+        self.conn
+            .execute(
+                "UPDATE rules SET removed_at = ?1, removed_by = 'replaced'
+                 WHERE list = ?2 AND prefix = ?3 AND removed_at IS NULL",
+                params![now, rule.list.as_str(), rule.net.to_string()],
+            )
+            .map_err(self.err())?;
+        self.conn
+            .execute(
+                "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    rule.list.as_str(),
+                    rule.net.to_string(),
+                    now,
+                    expires,
+                    rule.reason,
+                    rule.reason_code,
+                    rule.source
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Marks the active rule for `net` on `list` removed; `false` if none.
@@ -347,8 +364,7 @@ impl Store {
     }
 
     /// Runs `f` inside one transaction: several journal records, one
-    /// commit (one fsync). `f` must not call methods that open their own
-    /// transaction ([`Store::record`]).
+    /// commit (one fsync). `f` must not start another batch.
     pub fn batch(
         &mut self,
         f: impl FnOnce(&mut Store) -> Result<(), StoreError>,

@@ -5,6 +5,8 @@
 mod ban;
 mod config;
 mod detach;
+mod export;
+mod import;
 mod list;
 mod output;
 mod policy;
@@ -88,6 +90,8 @@ enum Commands {
     Stats(stats::Args),
     ZeroWindow(zero_window::Args),
     Policy(policy::Args),
+    Export(export::Args),
+    Import(import::Args),
     Status(status::Args),
     Config(config::Args),
     /// Print shell completions.
@@ -199,6 +203,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Stats(args) => stats::run(&ctx, args),
         Commands::ZeroWindow(args) => zero_window::run(&ctx, args),
         Commands::Policy(args) => policy::run(&ctx, args),
+        Commands::Export(args) => export::run(&ctx, args),
+        Commands::Import(args) => import::run(&ctx, args),
         Commands::Status(args) => status::run(&ctx, args),
         Commands::Config(args) => config::run(&ctx, args),
         Commands::Completions { .. } | Commands::Man => unreachable!("handled above"),

@@ -167,7 +167,15 @@ impl RuleAgent {
                 "the kernel logged the treason message for it ({logged}×)"
             ));
         }
-        if syn > 0 {
+        // During a flood of zero-window SYNs from many sources the sources
+        // are likely spoofed: banning them one by one protects nothing and
+        // spends the guard's ban budget. The global policy (proposed on the
+        // global incident) is the answer; SYN evidence alone is not enough
+        // here.
+        let flooding = k.zero_window_sources_recent >= self.cfg.flood_sources
+            || k.zero_window_syn_rate >= self.cfg.flood_rate
+            || k.zero_window_policy_secs_left.is_some();
+        if syn > 0 && !flooding {
             why.push("it crossed the zero-window SYN threshold in XDP".to_string());
         }
         if why.is_empty() {
