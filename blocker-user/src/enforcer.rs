@@ -180,23 +180,22 @@ impl Enforcer {
                 .upsert(change.list, change.net, change.ttl, change.reason_code);
         if matches!(result, Err(TablesError::Full { .. }))
             && self.when_full == WhenFull::EvictSoonest
+            && let Some(victim) = self.tables.evict_soonest(change.list, change.net)?
         {
-            if let Some(victim) = self.tables.evict_soonest(change.list, change.net)? {
-                self.evicted += 1;
-                warn!(
-                    "{} is full: evicted the {} rule for {} (expiring soonest) to make room for {}",
-                    change.list.as_str(),
-                    victim.list.as_str(),
-                    addr::display(&victim.net),
-                    addr::display(&change.net)
-                );
-                if let Some(store) = self.store.as_mut() {
-                    store.remove(victim.list, victim.net, "evicted")?;
-                }
-                result =
-                    self.tables
-                        .upsert(change.list, change.net, change.ttl, change.reason_code);
+            self.evicted += 1;
+            warn!(
+                "{} is full: evicted the {} rule for {} (expiring soonest) to make room for {}",
+                change.list.as_str(),
+                victim.list.as_str(),
+                addr::display(&victim.net),
+                addr::display(&change.net)
+            );
+            if let Some(store) = self.store.as_mut() {
+                store.remove(victim.list, victim.net, "evicted")?;
             }
+            result = self
+                .tables
+                .upsert(change.list, change.net, change.ttl, change.reason_code);
         }
         match result {
             Ok((entry, replaced)) => Ok(Applied {

@@ -216,7 +216,8 @@ fn in_evidence(net: IpNet, evidence: &[IpAddr]) -> Result<(), Refusal> {
 
 /// Refuses prefixes touching address space that is never a remote attacker.
 fn special(net: IpNet) -> Result<(), Refusal> {
-    let ranges: &[(&str, fn(IpNet) -> Refusal)] = &[
+    type Refuse = fn(IpNet) -> Refusal;
+    let ranges: &[(&str, Refuse)] = &[
         ("0.0.0.0/8", Refusal::Unspecified),
         ("::/128", Refusal::Unspecified),
         ("127.0.0.0/8", Refusal::Loopback),

@@ -304,7 +304,9 @@ pub fn load_for_daemon(
     let mut pending: Vec<(&'static str, PathBuf, u32, u32)> = Vec::new();
     for (name, wanted, key) in capacities.entries() {
         let path = pins.map(name);
-        let aside = path.with_extension("resizing");
+        // Not "NAME.resizing": bpffs refuses dots in names (bpf_lookup(),
+        // kernel/bpf/inode.c).
+        let aside = pins.map(&format!("{name}_resizing"));
         let resize_err = |source| LoadError::Resize { name, source };
         if aside.exists() {
             if path.exists() {
@@ -316,7 +318,7 @@ pub fn load_for_daemon(
                 pending.push((name, aside, from, wanted));
                 continue;
             }
-            std::fs::rename(&aside, &path).map_err(resize_err)?;
+            move_pin(&aside, &path).map_err(resize_err)?;
         }
         let Ok(info) = MapInfo::from_pin(&path) else {
             continue;
@@ -334,7 +336,7 @@ pub fn load_for_daemon(
                 wanted,
             });
         }
-        std::fs::rename(&path, &aside).map_err(resize_err)?;
+        move_pin(&path, &aside).map_err(resize_err)?;
         pending.push((name, aside, info.max_entries(), wanted));
     }
     let ebpf = load_pinned_with(pins, capacities, globals)?;
@@ -361,6 +363,14 @@ pub fn load_for_daemon(
         });
     }
     Ok((ebpf, resized))
+}
+
+/// Moves a pin: bpffs has no rename, so pin the object at `to`, then unlink
+/// `from`.
+fn move_pin(from: &Path, to: &Path) -> io::Result<()> {
+    let fd = sys::obj_get(from)?;
+    sys::obj_pin(fd.as_fd(), to)?;
+    std::fs::remove_file(from)
 }
 
 /// Loads the object with private, unpinned maps: for `BPF_PROG_TEST_RUN`

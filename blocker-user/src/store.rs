@@ -34,6 +34,10 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error(
+        "store {path}: the disk is full ({free_kib} KiB free); blocker refuses new rules rather than enforce ones it cannot record: free some space"
+    )]
+    DiskFull { path: PathBuf, free_kib: u64 },
+    #[error(
         "store {path} has schema version {found}, newer than this blocker understands ({known}); upgrade blocker"
     )]
     TooNew {
@@ -41,6 +45,26 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+/// A SQLite error as the operator should read it. A full disk shows up as
+/// SQLITE_FULL, or as an I/O error when SQLite cannot even grow its
+/// shared-memory index; in both cases, say the disk is full.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    let code = source.sqlite_error_code();
+    let free = path.parent().and_then(|d| crate::sys::free_bytes(d).ok());
+    let tight = free.is_some_and(|f| f < 256 * 1024);
+    if code == Some(DiskFull) || (code == Some(SystemIoFailure) && tight) {
+        return StoreError::DiskFull {
+            path: path.to_owned(),
+            free_kib: free.unwrap_or(0) / 1024,
+        };
+    }
+    StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`.
@@ -193,10 +217,7 @@ impl Store {
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
+        let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
         // WAL: readers (CLI) never block the daemon's writes. NORMAL sync is
         // durable across process crashes; FULL also across power loss, which
@@ -219,10 +240,7 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        move |source| sqlite_error(&self.path, source)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {

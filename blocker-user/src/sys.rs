@@ -320,6 +320,36 @@ pub fn count_map(map: BorrowedFd<'_>, key_size: usize) -> io::Result<usize> {
     }
 }
 
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let c = cstring(path)?;
+    // SAFETY: zeroed statvfs is a valid out-buffer; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `BPF_OBJ_PIN`: pins `fd` at `path` as well (an object may have several
+/// pins). bpffs has no rename, so this plus an unlink is how a pin moves.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c = cstring(path)?;
+    #[repr(C)]
+    struct ObjAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let attr = ObjAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(bpf_cmd::BPF_OBJ_PIN, &attr).map(drop)
+}
+
 /// `BPF_OBJ_GET`: opens a pinned object (aya's `PinnedLink` hides its fd).
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let c = cstring(path)?;

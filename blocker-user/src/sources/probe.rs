@@ -50,7 +50,7 @@ pub fn alert_from_event(ev: &Event) -> Option<Alert> {
         observed_ns: ev.ts_ns,
         signature: signature.to_string(),
         count: if from_socket { 1 } else { ev.count },
-        tcp: from_socket.then(|| TcpFacts {
+        tcp: from_socket.then_some(TcpFacts {
             snd_wnd: ev.snd_wnd,
             state: ev.state,
             pending_bytes: ev.count,

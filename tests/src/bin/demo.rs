@@ -93,18 +93,16 @@ fn main() -> ExitCode {
     let start = Instant::now();
     println!("blocker demo: a victim, three attackers, a friend and a bystander\n");
     let lab = Lab::new();
-    for a in [NORMAL] {
-        sh(&[
-            "ip",
-            "-n",
-            &lab.client.name,
-            "addr",
-            "add",
-            &format!("{a}/24"),
-            "dev",
-            &lab.client_if,
-        ]);
-    }
+    sh(&[
+        "ip",
+        "-n",
+        &lab.client.name,
+        "addr",
+        "add",
+        &format!("{NORMAL}/24"),
+        "dev",
+        &lab.client_if,
+    ]);
     let server: SocketAddr = SocketAddr::new(SERVER_V4.parse().unwrap(), PORT);
     let _victim = lab.victim_server(PORT, BYTES);
     say(
@@ -220,8 +218,8 @@ fn main() -> ExitCode {
         (NORMAL, "normal client", false),
     ];
     println!(
-        "    {:<14} {:<24} {:<9} {:>8}  {}",
-        "SOURCE", "ROLE", "BANNED", "DROPPED", "REASON"
+        "    {:<14} {:<24} {:<9} {:>8}  REASON",
+        "SOURCE", "ROLE", "BANNED", "DROPPED"
     );
     for (addr, role, should_ban) in expect {
         let rule = block(&state, addr);
