@@ -12,8 +12,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use blocker_common::{
-    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleEntry, SockState, XdpStats, ZeroWindowEntry,
-    config,
+    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleEntry, SockState, XdpStats, ZeroWindowEntry, config,
 };
 
 #[btf_map]

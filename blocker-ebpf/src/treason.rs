@@ -30,8 +30,8 @@ use aya_ebpf::{
     programs::{ProbeContext, TracePointContext},
 };
 use blocker_common::{
-    AF_INET, AF_INET6, DEFAULT_EVENT_INTERVAL_NS, DEFAULT_STALL_NS, Event, SockOffsets,
-    SockState, TracepointOffsets, event_kind,
+    AF_INET, AF_INET6, DEFAULT_EVENT_INTERVAL_NS, DEFAULT_STALL_NS, Event, SockOffsets, SockState,
+    TracepointOffsets, event_kind,
 };
 
 use crate::maps::{EVENTS, MapRef, SOCK_STATE, STATS, insert_any, lookup_mut};
@@ -77,7 +77,9 @@ pub fn try_kprobe_retransmit(ctx: &ProbeContext) -> Result<(), ReadFailed> {
     if read::<u32>(sk, off.packets_out)? == 0 || read::<u32>(sk, off.snd_wnd)? != 0 {
         return Ok(());
     }
-    if read::<u64>(sk, off.flags)? & SOCK_DEAD_BIT != 0 || excluded_state(read::<u8>(sk, off.state)?) {
+    if read::<u64>(sk, off.flags)? & SOCK_DEAD_BIT != 0
+        || excluded_state(read::<u8>(sk, off.state)?)
+    {
         return Ok(());
     }
     emit(sk, &off, event_kind::TREASON_RETRANSMIT, 0)
@@ -110,7 +112,8 @@ pub fn try_tp_retransmit(ctx: &TracePointContext) -> Result<(), ReadFailed> {
     }
     // SAFETY: offsets from this tracepoint's format file, sizes checked by
     // the loader.
-    let state: i32 = unsafe { ctx.read_at(tp.retransmit_state as usize) }.map_err(|_| ReadFailed)?;
+    let state: i32 =
+        unsafe { ctx.read_at(tp.retransmit_state as usize) }.map_err(|_| ReadFailed)?;
     if excluded_state(state as u8) {
         return Ok(());
     }
@@ -141,9 +144,12 @@ pub fn try_tp_probe(ctx: &TracePointContext) -> Result<(), ReadFailed> {
     // SAFETY: as above.
     let (nxt, una, sk): (u32, u32, u64) = unsafe {
         (
-            ctx.read_at(tp.probe_snd_nxt as usize).map_err(|_| ReadFailed)?,
-            ctx.read_at(tp.probe_snd_una as usize).map_err(|_| ReadFailed)?,
-            ctx.read_at(tp.probe_skaddr as usize).map_err(|_| ReadFailed)?,
+            ctx.read_at(tp.probe_snd_nxt as usize)
+                .map_err(|_| ReadFailed)?,
+            ctx.read_at(tp.probe_snd_una as usize)
+                .map_err(|_| ReadFailed)?,
+            ctx.read_at(tp.probe_skaddr as usize)
+                .map_err(|_| ReadFailed)?,
         )
     };
     // A closed window only matters while we have something to send: data in
@@ -201,7 +207,9 @@ fn emit(sk: u64, off: &SockOffsets, kind: u32, stalled_ns: u64) -> Result<(), Re
     if let Some(state) = lookup_mut::<u64, SockState>(map, &sk) {
         // SAFETY: live map value.
         let state = unsafe { &mut *state };
-        if state.last_event_ns != 0 && now.wrapping_sub(state.last_event_ns) < EVENT_INTERVAL_NS.load() {
+        if state.last_event_ns != 0
+            && now.wrapping_sub(state.last_event_ns) < EVENT_INTERVAL_NS.load()
+        {
             return Ok(());
         }
         state.last_event_ns = now;

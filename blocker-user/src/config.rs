@@ -217,6 +217,7 @@ impl CouncilConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MapsConfig {
+    pub when_full: WhenFull,
     pub block_v4: u32,
     pub block_v6: u32,
     pub block_net_v4: u32,
@@ -230,6 +231,7 @@ pub struct MapsConfig {
 impl Default for MapsConfig {
     fn default() -> Self {
         Self {
+            when_full: WhenFull::Refuse,
             block_v4: 65536,
             block_v6: 65536,
             block_net_v4: 16384,
@@ -240,6 +242,18 @@ impl Default for MapsConfig {
             zero_window_v6: 65536,
         }
     }
+}
+
+/// What a new rule does when its table is full.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Refuse the new rule with an error (and count it).
+    #[default]
+    Refuse,
+    /// Make room by removing the rule that expires soonest (never a
+    /// permanent one); the journal records the eviction.
+    EvictSoonest,
 }
 
 impl MapsConfig {

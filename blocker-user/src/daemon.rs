@@ -124,6 +124,12 @@ pub struct CouncilStatus {
     pub refused: u64,
     pub failed: u64,
     pub dry_run: u64,
+    /// Debate/incident records dropped because the journal writer fell behind.
+    pub journal_dropped: u64,
+    /// Rules evicted to make room in a full table (`when_full = "evict-soonest"`).
+    pub evicted: u64,
+    /// Why the journal is unavailable (degraded mode), if it is.
+    pub journal_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -132,6 +138,12 @@ pub struct LatencyStatus {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Medians of the stages: kernel timestamp → debate triggered (ring
+    /// buffer, alert queue), trigger → debate done (council and its
+    /// scheduling), debate done → map written (guard, journal commit, map).
+    pub intake_p50_ms: f64,
+    pub council_p50_ms: f64,
+    pub apply_p50_ms: f64,
     /// The most recent samples, milliseconds, oldest first (at most 1000).
     pub recent_ms: Vec<f64>,
 }
@@ -224,7 +236,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         event_interval_ns: cfg.treason.event_interval.as_nanos() as u64,
         stall_ns: cfg.treason.stall.as_nanos() as u64,
     };
-    let mut ebpf = loader::load_pinned_with(&pins, &cfg.maps, &globals)?;
+    let (mut ebpf, _resized) = loader::load_for_daemon(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
         let attached = loader::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
@@ -270,9 +282,32 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let mut tables = Tables::from_ebpf(&mut ebpf)?;
     tables.sync_active()?;
     tables.set_config(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
-    let store = Store::open_in(&cfg.state_dir)?;
-    let first_incident = store.max_incident_id()? + 1;
-    let enforcer = Enforcer::new(tables, store);
+    // A broken journal must not stop enforcement: the pinned rules keep
+    // working, new bans are refused (never enforced unrecorded), and the
+    // operator is told how to recover.
+    let (mut enforcer, first_incident) = match Store::open_in(&cfg.state_dir) {
+        Ok(store) => {
+            let first = store.max_incident_id().unwrap_or(0) + 1;
+            (Enforcer::new(tables, store), first)
+        }
+        Err(e) => {
+            warn!(
+                "DEGRADED: {e}. Rules already in the kernel keep being enforced; new bans are refused until the journal is fixed. To recover, move {} aside and restart: the kernel's rules are adopted into a fresh journal",
+                cfg.state_dir.join(crate::store::DB_FILE).display()
+            );
+            (Enforcer::without_journal(tables, e.to_string()), 1)
+        }
+    };
+    enforcer = enforcer.with_when_full(cfg.maps.when_full);
+    if enforcer.store().is_some() {
+        let report = enforcer.reconcile()?;
+        for r in &report.restored {
+            info!("restored {r} from the journal");
+        }
+        for r in &report.adopted {
+            info!("adopted {r} into the journal");
+        }
+    }
 
     // Sources → one bounded queue.
     let counters = Arc::new(PipelineCounters::default());
@@ -304,6 +339,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(alert_tx);
 
+    let journal_tx = spawn_journal(&cfg.state_dir);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
     let mut p = Pipeline {
         tracker: Tracker::new(cfg.incidents.clone(), first_incident),
@@ -319,8 +355,10 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         queue: VecDeque::new(),
         flood: FloodMeter::default(),
         local_addrs: sys::local_addresses(),
+        listening_ports: spawn_port_watcher(),
         block_fill: HashMap::new(),
         done_tx,
+        journal_tx,
     };
     p.council_status.agents = p.council.agent_names();
     p.refresh_fill();
@@ -395,6 +433,120 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+/// Journal records that need not precede any map change, written by a
+/// background task in batches (one commit, one fsync, per batch) so the
+/// pipeline never waits on them. A ban's own rule record is not among them:
+/// the enforcer commits it before touching the map.
+enum JournalEntry {
+    Debate {
+        incident_id: u64,
+        debate: Box<Debate>,
+        verdicts: Vec<(Action, String, Outcome)>,
+    },
+    Incident {
+        id: u64,
+        peer: IpAddr,
+        opened_at: i64,
+        closed_at: i64,
+        alert_count: u64,
+        summary: String,
+    },
+}
+
+/// Keeps a cached copy of the listening TCP ports up to date.
+fn spawn_port_watcher() -> Arc<std::sync::Mutex<Vec<u16>>> {
+    let ports = Arc::new(std::sync::Mutex::new(sys::listening_ports()));
+    let shared = Arc::downgrade(&ports);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let fresh = tokio::task::spawn_blocking(sys::listening_ports)
+                .await
+                .unwrap_or_default();
+            let Some(shared) = shared.upgrade() else {
+                break;
+            };
+            if let Ok(mut p) = shared.lock() {
+                *p = fresh;
+            }
+        }
+    });
+    ports
+}
+
+/// Starts the journal writer on its own connection to the store. Without a
+/// usable journal the records are dropped (and counted) as they arrive.
+fn spawn_journal(state_dir: &Path) -> mpsc::Sender<JournalEntry> {
+    let (tx, mut rx) = mpsc::channel::<JournalEntry>(4096);
+    let Ok(mut store) = Store::open_in(state_dir) else {
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        return tx;
+    };
+    tokio::task::spawn_blocking(move || {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let result = store.batch(|s| {
+                for entry in &batch {
+                    match entry {
+                        JournalEntry::Debate {
+                            incident_id,
+                            debate,
+                            verdicts,
+                        } => {
+                            let debate_id = s.record_debate(*incident_id, debate)?;
+                            for (action, justification, o) in verdicts {
+                                s.record_verdict(&VerdictRecord {
+                                    debate_id: Some(debate_id),
+                                    incident_id: Some(*incident_id),
+                                    peer: debate.peer,
+                                    action,
+                                    justification,
+                                    outcome: o.outcome,
+                                    detail: o.detail.as_deref(),
+                                    rule_id: o.rule_id,
+                                })?;
+                            }
+                        }
+                        JournalEntry::Incident {
+                            id,
+                            peer,
+                            opened_at,
+                            closed_at,
+                            alert_count,
+                            summary,
+                        } => {
+                            s.record_incident(&IncidentRecord {
+                                id: *id,
+                                peer: *peer,
+                                opened_at: *opened_at,
+                                closed_at: Some(*closed_at),
+                                alert_count: *alert_count,
+                                summary,
+                            })?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                warn!(
+                    "could not journal {} debate/incident records: {e}",
+                    batch.len()
+                );
+            }
+        }
+    });
+    tx
+}
+
 /// What became of a verdict, for the journal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Outcome {
@@ -417,10 +569,10 @@ impl Outcome {
 }
 
 /// The one path from a debate to the maps, for the daemon and `blocker
-/// debate` alike: the guard checks the verdict, then (unless `enforcer` is
-/// `None`: a dry run) the enforcer applies it. Every refusal is logged with
-/// its reason. The caller counts an applied block against the guard's rate
-/// with the outcome (done here).
+/// debate` alike: the guard checks the verdict (its text, then its
+/// action), then, unless `enforcer` is `None` (a dry run), the enforcer
+/// applies it. Every refusal is logged with its reason; an applied block
+/// is counted against the guard's rate here.
 pub fn execute(
     enforcer: Option<&mut Enforcer>,
     guard: &mut Guard,
@@ -502,7 +654,8 @@ pub fn execute(
     }
 }
 
-/// Journals a debate and what became of each verdict; the debate's id.
+/// Journals a debate and what became of each verdict, synchronously (the
+/// daemon batches the same records in the background); the debate's id.
 pub fn journal(
     store: &mut Store,
     view: &IncidentView,
@@ -534,9 +687,11 @@ pub fn journal(
 pub struct FactSources<'a> {
     /// The kernel tables, when loaded.
     pub tables: Option<&'a Tables>,
-    pub store: &'a Store,
+    /// The journal, when usable.
+    pub store: Option<&'a Store>,
     pub guard: &'a guard::GuardConfig,
     pub local_addrs: &'a [IpAddr],
+    pub listening_ports: &'a [u16],
     /// How the probes are attached.
     pub probes: &'a str,
     pub zero_window_syn_rate: u64,
@@ -562,17 +717,15 @@ pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
 /// Entries per exact blocklist map.
 pub fn block_fill(tables: &Tables) -> Option<HashMap<&'static str, u64>> {
     let rules = tables.rules(List::Block).ok()?;
-    let v4 = rules
-        .iter()
-        .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4())
-        .count();
-    let v6 = rules
-        .iter()
-        .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv6())
-        .count();
+    let count = |v4: bool| {
+        rules
+            .iter()
+            .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4() == v4)
+            .count() as u64
+    };
     Some(HashMap::from([
-        (map_names::BLOCK_V4, v4 as u64),
-        (map_names::BLOCK_V6, v6 as u64),
+        (map_names::BLOCK_V4, count(true)),
+        (map_names::BLOCK_V6, count(false)),
     ]))
 }
 
@@ -595,7 +748,7 @@ pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Fact
     let host = HostFacts {
         local_addrs: src.local_addrs.to_vec(),
         trusted,
-        listening_ports: sys::listening_ports(),
+        listening_ports: src.listening_ports.to_vec(),
     };
     if view.is_global() {
         return council::Facts {
@@ -605,7 +758,10 @@ pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Fact
         };
     }
     let hostnet = addr::host(view.peer);
-    let history = src.store.history(hostnet).unwrap_or_default();
+    let history = src
+        .store
+        .and_then(|s| s.history(hostnet).ok())
+        .unwrap_or_default();
     let bans: Vec<_> = history
         .iter()
         .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
@@ -650,6 +806,25 @@ pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> council::Fact
 struct Finished {
     trigger: Trigger,
     debate: Debate,
+    /// CLOCK_BOOTTIME when the debate task finished.
+    finished_ns: u64,
+}
+
+/// Where the time between the kernel's evidence and the map entry went.
+#[derive(Clone, Copy)]
+struct LatencySample {
+    /// Kernel timestamp to the tracker's trigger (ring buffer, queue).
+    intake_ns: u64,
+    /// Trigger to the end of the debate (scheduling, queueing, council).
+    council_ns: u64,
+    /// Debate end to the map write (guard, journal commit, map update).
+    apply_ns: u64,
+}
+
+impl LatencySample {
+    fn total(&self) -> u64 {
+        self.intake_ns + self.council_ns + self.apply_ns
+    }
 }
 
 /// Zero-window SYN flood sensing: the global rate and the sources that
@@ -677,15 +852,20 @@ struct Pipeline {
     probe_status: ProbeStatus,
     counters: Arc<PipelineCounters>,
     council_status: CouncilStatus,
-    /// Kernel event → map entry, nanoseconds.
-    latencies: VecDeque<u64>,
+    /// Kernel event → map entry, by stage.
+    latencies: VecDeque<LatencySample>,
     inflight: HashSet<IpAddr>,
     queue: VecDeque<Trigger>,
     flood: FloodMeter,
     local_addrs: Vec<IpAddr>,
+    /// TCP ports we listen on. Reading /proc/net/tcp walks the whole TCP
+    /// hash table (10-25 ms here), so a background task refreshes this
+    /// every 10 s instead of every debate paying for it.
+    listening_ports: Arc<std::sync::Mutex<Vec<u16>>>,
     /// Entries per exact blocklist map (refreshed by GC), for the filter agent.
     block_fill: HashMap<&'static str, u64>,
     done_tx: mpsc::Sender<Finished>,
+    journal_tx: mpsc::Sender<JournalEntry>,
 }
 
 impl Pipeline {
@@ -733,7 +913,14 @@ impl Pipeline {
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
             let debate = council.deliberate(&brief).await;
-            let _ = tx.send(Finished { trigger, debate }).await;
+            let finished_ns = clock::boottime_ns();
+            let _ = tx
+                .send(Finished {
+                    trigger,
+                    debate,
+                    finished_ns,
+                })
+                .await;
         });
     }
 
@@ -753,6 +940,7 @@ impl Pipeline {
                 Some(i) => Trigger {
                     view: i.view(clock::boottime_ns()),
                     observed_ns: t.observed_ns,
+                    triggered_ns: t.triggered_ns,
                 },
                 None => t,
             };
@@ -761,6 +949,11 @@ impl Pipeline {
     }
 
     fn facts(&self, view: &IncidentView) -> council::Facts {
+        let ports = self
+            .listening_ports
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
         gather_facts(
             view,
             &FactSources {
@@ -768,6 +961,7 @@ impl Pipeline {
                 store: self.enforcer.store(),
                 guard: &self.cfg.guard,
                 local_addrs: &self.local_addrs,
+                listening_ports: &ports,
                 probes: &self.probe_status.active,
                 zero_window_syn_rate: self.flood.rate,
                 zero_window_sources_recent: self.flood.recent.len() as u64,
@@ -777,23 +971,38 @@ impl Pipeline {
     }
 
     fn on_debate(&mut self, done: Finished) {
-        let Finished { trigger, debate } = done;
+        let Finished {
+            trigger,
+            debate,
+            finished_ns,
+        } = done;
         self.inflight.remove(&trigger.view.peer);
         self.council_status.debates += 1;
         narrate(&trigger.view, &debate);
         // Apply first: on the critical path only the rule's own journal
         // commit precedes the map write. The debate and its verdicts are
         // journaled right after.
-        let outcomes: Vec<Outcome> = debate
+        let verdicts: Vec<(Action, String, Outcome)> = debate
             .passed
             .iter()
-            .map(|d| self.apply(&trigger, d))
+            .map(|d| {
+                let o = self.apply(&trigger, d, finished_ns);
+                (
+                    d.action.clone(),
+                    crate::alert::sanitize_text(&d.justification),
+                    o,
+                )
+            })
             .collect();
-        journal(self.enforcer.store_mut(), &trigger.view, &debate, &outcomes);
+        self.journal(JournalEntry::Debate {
+            incident_id: trigger.view.id,
+            debate: Box::new(debate),
+            verdicts,
+        });
         self.launch_queued();
     }
 
-    fn apply(&mut self, trigger: &Trigger, draft: &Draft) -> Outcome {
+    fn apply(&mut self, trigger: &Trigger, draft: &Draft, finished_ns: u64) -> Outcome {
         let view = &trigger.view;
         let allowlist = live_allowlist(Some(self.enforcer.tables()));
         let evidence = view.addresses();
@@ -807,18 +1016,31 @@ impl Pipeline {
         let outcome = execute(enforcer, &mut self.guard, &ctx, view, draft, reason);
         match outcome.outcome {
             "refused" => self.council_status.refused += 1,
-            "dry-run" => self.council_status.dry_run += 1,
             "failed" => self.council_status.failed += 1,
+            "dry-run" => {
+                self.council_status.dry_run += 1;
+                // As if applied: one verdict per incident, not one per repeat of
+                // the same evidence.
+                if matches!(draft.action, Action::Block { .. }) {
+                    self.tracker.resolve(view.peer);
+                }
+            }
             _ => {
                 self.council_status.applied += 1;
                 if let Action::Block { target, ttl_secs } = &draft.action {
-                    let latency = clock::boottime_ns().saturating_sub(trigger.observed_ns);
+                    let now = clock::boottime_ns();
+                    let sample = LatencySample {
+                        intake_ns: trigger.triggered_ns.saturating_sub(trigger.observed_ns),
+                        council_ns: finished_ns.saturating_sub(trigger.triggered_ns),
+                        apply_ns: now.saturating_sub(finished_ns),
+                    };
+                    let latency = sample.total();
                     self.tracker.resolve(view.peer);
                     let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
                     if self.latencies.len() >= MAX_LATENCIES {
                         self.latencies.pop_front();
                     }
-                    self.latencies.push_back(latency);
+                    self.latencies.push_back(sample);
                     info!(
                         "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
                         addr::display(target),
@@ -908,15 +1130,22 @@ impl Pipeline {
             "deliberations": i.deliberations,
         })
         .to_string();
-        if let Err(e) = self.enforcer.store_mut().record_incident(&IncidentRecord {
+        self.journal(JournalEntry::Incident {
             id: i.id,
             peer: i.peer,
             opened_at: clock::unix_secs(opened),
-            closed_at: Some(clock::unix_secs(now)),
+            closed_at: clock::unix_secs(now),
             alert_count: i.alert_count,
-            summary: &summary,
-        }) {
-            warn!("could not journal incident #{}: {e}", i.id);
+            summary,
+        });
+    }
+
+    /// Hands a record to the journal writer; if it is behind by thousands
+    /// of records, the record is dropped and counted rather than stalling
+    /// the pipeline.
+    fn journal(&mut self, entry: JournalEntry) {
+        if self.journal_tx.try_send(entry).is_err() {
+            self.council_status.journal_dropped += 1;
         }
     }
 
@@ -931,23 +1160,31 @@ impl Pipeline {
         s.council = CouncilStatus {
             running: self.inflight.len(),
             queued: self.queue.len(),
+            evicted: self.enforcer.evicted,
+            journal_error: self.enforcer.journal_error().map(str::to_owned),
             ..self.council_status.clone()
         };
-        let mut ms: Vec<f64> = self.latencies.iter().map(|&n| n as f64 / 1e6).collect();
-        let recent: Vec<f64> = ms.iter().rev().take(1000).rev().copied().collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let pct = |p: f64| {
-            if ms.is_empty() {
+        let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {
+            self.latencies.iter().map(|l| f(l) as f64 / 1e6).collect()
+        };
+        let total = ms(LatencySample::total);
+        let recent: Vec<f64> = total.iter().rev().take(1000).rev().copied().collect();
+        let pct = |mut v: Vec<f64>, p: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            if v.is_empty() {
                 0.0
             } else {
-                ms[((ms.len() - 1) as f64 * p).round() as usize]
+                v[((v.len() - 1) as f64 * p).round() as usize]
             }
         };
         s.latency = LatencyStatus {
-            count: ms.len(),
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-            max_ms: ms.last().copied().unwrap_or(0.0),
+            count: total.len(),
+            p50_ms: pct(total.clone(), 0.5),
+            p99_ms: pct(total.clone(), 0.99),
+            max_ms: pct(total, 1.0),
+            intake_p50_ms: pct(ms(|l| l.intake_ns), 0.5),
+            council_p50_ms: pct(ms(|l| l.council_ns), 0.5),
+            apply_p50_ms: pct(ms(|l| l.apply_ns), 0.5),
             recent_ms: recent,
         };
     }

@@ -191,15 +191,17 @@ pub async fn run(
         .as_ref()
         .and_then(daemon::block_fill)
         .unwrap_or_default();
+    let ports = sys::listening_ports();
     let facts = match input.facts {
         Some(f) => f,
         None => daemon::gather_facts(
             &incident,
             &FactSources {
                 tables: tables.as_ref(),
-                store: &store,
+                store: Some(&store),
                 guard: &cfg.guard,
                 local_addrs: &local_addrs,
+                listening_ports: &ports,
                 probes: &probes,
                 zero_window_syn_rate: 0,
                 zero_window_sources_recent: 0,
@@ -233,30 +235,19 @@ pub async fn run(
         allowlist: &allowlist,
     };
     let reason = daemon::reason_code(&incident);
-    let (outcomes, debate_id) = match tables {
-        Some(tables) if !dry_run => {
-            let mut enforcer = Enforcer::new(tables, store);
-            let outcomes: Vec<Outcome> = debate
-                .passed
-                .iter()
-                .map(|d| {
-                    daemon::execute(Some(&mut enforcer), &mut guard, &ctx, &incident, d, reason)
-                })
-                .collect();
-            let id = daemon::journal(enforcer.store_mut(), &incident, &debate, &outcomes);
-            (outcomes, id)
-        }
-        _ => {
-            let mut store = store;
-            let outcomes: Vec<Outcome> = debate
-                .passed
-                .iter()
-                .map(|d| daemon::execute(None, &mut guard, &ctx, &incident, d, reason))
-                .collect();
-            let id = daemon::journal(&mut store, &incident, &debate, &outcomes);
-            (outcomes, id)
-        }
+    let mut enforcer = match tables {
+        // The enforcer journals rules on a connection of its own, like the
+        // daemon's; the debate goes through `store`.
+        Some(tables) if !dry_run => Some(Enforcer::new(tables, Store::open_in(&cfg.state_dir)?)),
+        _ => None,
     };
+    let outcomes: Vec<Outcome> = debate
+        .passed
+        .iter()
+        .map(|d| daemon::execute(enforcer.as_mut(), &mut guard, &ctx, &incident, d, reason))
+        .collect();
+    let mut store = store;
+    let debate_id = daemon::journal(&mut store, &incident, &debate, &outcomes);
     Ok(Report {
         debate_id,
         incident,

@@ -2,17 +2,24 @@
 //! that changes rules, for the CLI and the daemon alike.
 //!
 //! Order matters. A rule is committed to the store before the map is
-//! touched, so no ban is ever enforced without a record (if the disk is full
-//! the ban is refused, loudly); if the map write then fails (table full), the
-//! record is marked `failed`.
+//! touched, so no ban is ever enforced without a record: if the disk is full
+//! or the journal is unusable the ban is refused, loudly. If the map write
+//! then fails (table full), the record is marked `failed`.
+//!
+//! Without a usable journal the enforcer runs degraded: rules already in the
+//! maps keep being enforced (by the kernel, on its own), new ones are
+//! refused, and the error says how to recover.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use blocker_common::RuleEntry;
 use ipnet::IpNet;
+use serde::Serialize;
+use tracing::{info, warn};
 
 use crate::{
-    clock,
+    addr, clock,
+    config::WhenFull,
     store::{NewRule, Store, StoreError},
     tables::{List, Rule, Tables, TablesError},
 };
@@ -23,6 +30,10 @@ pub enum EnforceError {
     Tables(#[from] TablesError),
     #[error("{0} (the rule was not applied: blocker never enforces a rule it could not record)")]
     Store(#[from] StoreError),
+    #[error(
+        "the journal is unavailable ({0}); new rules are refused until it is fixed (rules already in the kernel keep being enforced). Move the file aside and restart `blocker run`: it adopts the kernel's rules into a fresh journal"
+    )]
+    NoJournal(String),
 }
 
 /// The outcome of [`Enforcer::add`].
@@ -48,14 +59,70 @@ pub struct Change<'a> {
     pub source: &'a str,
 }
 
+impl<'a> Change<'a> {
+    fn record(&self) -> NewRule<'a> {
+        NewRule {
+            list: self.list,
+            net: self.net,
+            ttl: self.ttl,
+            reason: self.reason,
+            reason_code: self.reason_code,
+            source: self.source,
+        }
+    }
+}
+
+/// What [`Enforcer::reconcile`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Reconciled {
+    /// Journaled rules missing from the maps (a reboot emptied bpffs), put
+    /// back with their remaining TTL.
+    pub restored: Vec<String>,
+    /// Journaled rules whose time ran out while nothing enforced them.
+    pub expired: usize,
+    /// Rules found in the maps with no journal record, now recorded.
+    pub adopted: Vec<String>,
+    /// Journaled rules that could not be restored (table full), with why.
+    pub failed: Vec<String>,
+    /// Rules present in both, left untouched (counters kept).
+    pub kept: usize,
+}
+
 pub struct Enforcer {
     tables: Tables,
-    store: Store,
+    store: Option<Store>,
+    /// Why there is no store, for the error message.
+    journal_error: Option<String>,
+    when_full: WhenFull,
+    /// Rules evicted to make room.
+    pub evicted: u64,
 }
 
 impl Enforcer {
     pub fn new(tables: Tables, store: Store) -> Self {
-        Self { tables, store }
+        Self {
+            tables,
+            store: Some(store),
+            journal_error: None,
+            when_full: WhenFull::Refuse,
+            evicted: 0,
+        }
+    }
+
+    /// An enforcer whose journal could not be opened: degraded.
+    pub fn without_journal(tables: Tables, why: String) -> Self {
+        Self {
+            tables,
+            store: None,
+            journal_error: Some(why),
+            when_full: WhenFull::Refuse,
+            evicted: 0,
+        }
+    }
+
+    pub fn with_when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
     }
 
     pub fn tables(&self) -> &Tables {
@@ -66,28 +133,71 @@ impl Enforcer {
         &mut self.tables
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    /// Why the journal is unavailable, if it is.
+    pub fn journal_error(&self) -> Option<&str> {
+        self.journal_error.as_deref()
+    }
+
+    fn store_or_err(&mut self) -> Result<&mut Store, EnforceError> {
+        let why = self
+            .journal_error
+            .clone()
+            .unwrap_or_else(|| "not opened".into());
+        self.store.as_mut().ok_or(EnforceError::NoJournal(why))
     }
 
     /// Records and applies a rule.
     pub fn add(&mut self, change: &Change<'_>) -> Result<Applied, EnforceError> {
-        let record_id = self.store.record(&NewRule {
-            list: change.list,
-            net: change.net,
-            ttl: change.ttl,
-            reason: change.reason,
-            reason_code: change.reason_code,
-            source: change.source,
-        })?;
-        match self
-            .tables
-            .upsert(change.list, change.net, change.ttl, change.reason_code)
+        let record_id = self.store_or_err()?.record(&change.record())?;
+        self.apply_recorded(change, record_id)
+    }
+
+    /// Records many rules in one journal commit, then applies each.
+    pub fn add_many(
+        &mut self,
+        changes: &[Change<'_>],
+    ) -> Result<Vec<Result<Applied, EnforceError>>, EnforceError> {
+        let records: Vec<NewRule<'_>> = changes.iter().map(Change::record).collect();
+        let ids = self.store_or_err()?.record_all(&records)?;
+        Ok(changes
+            .iter()
+            .zip(ids)
+            .map(|(c, id)| self.apply_recorded(c, id))
+            .collect())
+    }
+
+    fn apply_recorded(
+        &mut self,
+        change: &Change<'_>,
+        record_id: i64,
+    ) -> Result<Applied, EnforceError> {
+        let mut result =
+            self.tables
+                .upsert(change.list, change.net, change.ttl, change.reason_code);
+        if matches!(result, Err(TablesError::Full { .. }))
+            && self.when_full == WhenFull::EvictSoonest
+            && let Some(victim) = self.tables.evict_soonest(change.list, change.net)?
         {
+            self.evicted += 1;
+            warn!(
+                "{} is full: evicted the {} rule for {} (expiring soonest) to make room for {}",
+                change.list.as_str(),
+                victim.list.as_str(),
+                addr::display(&victim.net),
+                addr::display(&change.net)
+            );
+            if let Some(store) = self.store.as_mut() {
+                store.remove(victim.list, victim.net, "evicted")?;
+            }
+            result = self
+                .tables
+                .upsert(change.list, change.net, change.ttl, change.reason_code);
+        }
+        match result {
             Ok((entry, replaced)) => Ok(Applied {
                 list: change.list,
                 net: change.net,
@@ -96,7 +206,9 @@ impl Enforcer {
                 record_id,
             }),
             Err(e) => {
-                if let Err(undo) = self.store.remove_id(record_id, "failed") {
+                if let Some(store) = self.store.as_mut()
+                    && let Err(undo) = store.remove_id(record_id, "failed")
+                {
                     tracing::error!("could not mark store record {record_id} failed: {undo}");
                 }
                 Err(e.into())
@@ -105,19 +217,132 @@ impl Enforcer {
     }
 
     /// Removes the rule for exactly `net` from `list`, from the map and the
-    /// journal. `false` if neither had it.
+    /// journal. `false` if neither had it. Works without a journal (removing
+    /// a rule can never enforce anything unrecorded).
     pub fn remove(&mut self, list: List, net: IpNet, why: &str) -> Result<bool, EnforceError> {
         let in_map = self.tables.remove(list, net)?;
-        let in_store = self.store.remove(list, net, why)?;
+        let in_store = match self.store.as_mut() {
+            Some(s) => s.remove(list, net, why)?,
+            None => false,
+        };
         Ok(in_map || in_store)
     }
 
     /// Removes expired rules from the maps and marks them in the journal.
     pub fn collect_expired(&mut self) -> Result<Vec<Rule>, EnforceError> {
         let expired = self.tables.remove_expired(clock::boottime_ns())?;
-        for rule in &expired {
-            self.store.remove(rule.list, rule.net, "expired")?;
+        if let Some(store) = self.store.as_mut() {
+            for rule in &expired {
+                store.remove(rule.list, rule.net, "expired")?;
+            }
         }
         Ok(expired)
+    }
+
+    /// Brings the maps and the journal into agreement, at daemon start:
+    /// journaled rules missing from the maps are restored with their
+    /// remaining TTL (after a reboot bpffs is empty), those that expired
+    /// meanwhile are marked, and map rules nobody recorded are adopted so
+    /// they survive the next reboot.
+    pub fn reconcile(&mut self) -> Result<Reconciled, EnforceError> {
+        let mut report = Reconciled::default();
+        let Some(store) = self.store.as_mut() else {
+            return Err(EnforceError::NoJournal(
+                self.journal_error.clone().unwrap_or_default(),
+            ));
+        };
+        let now_unix = clock::unix_secs(SystemTime::now());
+        let now_boot = clock::boottime_ns();
+        let journaled = store.active_rules()?;
+        let mut in_maps: Vec<Rule> = self.tables.rules(List::Allow)?;
+        in_maps.extend(self.tables.rules(List::Block)?);
+
+        for r in &journaled {
+            let live_in_map = in_maps.iter().any(|m| m.list == r.list && m.net == r.net);
+            if r.expires_at.is_some_and(|e| e <= now_unix) {
+                store.remove(r.list, r.net, "expired")?;
+                if live_in_map {
+                    self.tables.remove(r.list, r.net)?;
+                }
+                report.expired += 1;
+                continue;
+            }
+            if live_in_map {
+                report.kept += 1;
+                continue;
+            }
+            let entry = RuleEntry {
+                expires_at_ns: r
+                    .expires_at
+                    .map_or(0, |e| clock::from_system(clock::from_unix_secs(e))),
+                added_at_ns: clock::from_system(clock::from_unix_secs(r.added_at)),
+                reason: r.reason_code,
+                ..RuleEntry::default()
+            };
+            match self.tables.insert(r.list, r.net, entry) {
+                Ok(()) => {
+                    report
+                        .restored
+                        .push(format!("{} {}", r.list.as_str(), addr::display(&r.net)))
+                }
+                Err(e) => report.failed.push(format!(
+                    "{} {}: {e}",
+                    r.list.as_str(),
+                    addr::display(&r.net)
+                )),
+            }
+        }
+
+        let orphans: Vec<&Rule> = in_maps
+            .iter()
+            .filter(|m| m.entry.is_live(now_boot))
+            .filter(|m| !journaled.iter().any(|r| r.list == m.list && r.net == m.net))
+            .collect();
+        if !orphans.is_empty() {
+            let reasons: Vec<String> = orphans
+                .iter()
+                .map(|m| {
+                    format!(
+                        "adopted from the kernel maps ({})",
+                        blocker_common::reason::name(m.entry.reason)
+                    )
+                })
+                .collect();
+            let records: Vec<NewRule<'_>> = orphans
+                .iter()
+                .zip(&reasons)
+                .map(|(m, reason)| NewRule {
+                    list: m.list,
+                    net: m.net,
+                    ttl: clock::remaining(m.entry.expires_at_ns, now_boot),
+                    reason,
+                    reason_code: m.entry.reason,
+                    source: "adopted",
+                })
+                .collect();
+            store.record_all(&records)?;
+            report.adopted = orphans
+                .iter()
+                .map(|m| format!("{} {}", m.list.as_str(), addr::display(&m.net)))
+                .collect();
+        }
+        if !report.restored.is_empty()
+            || report.expired > 0
+            || !report.adopted.is_empty()
+            || !report.failed.is_empty()
+        {
+            info!(
+                "reconciled the journal and the maps: {} restored, {} expired, {} adopted, {} kept, {} failed",
+                report.restored.len(),
+                report.expired,
+                report.adopted.len(),
+                report.kept,
+                report.failed.len()
+            );
+        }
+        for f in &report.failed {
+            warn!("could not restore {f}");
+        }
+        Ok(report)
     }
 }

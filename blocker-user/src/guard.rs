@@ -335,7 +335,8 @@ pub fn shell_like(text: &str) -> Option<String> {
 
 /// Refuses prefixes touching address space that is never a remote attacker.
 fn special(net: IpNet) -> Result<(), Refusal> {
-    let ranges: &[(&str, fn(IpNet) -> Refusal)] = &[
+    type Refuse = fn(IpNet) -> Refusal;
+    let ranges: &[(&str, Refuse)] = &[
         ("0.0.0.0/8", Refusal::Unspecified),
         ("::/128", Refusal::Unspecified),
         ("127.0.0.0/8", Refusal::Loopback),

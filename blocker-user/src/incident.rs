@@ -87,6 +87,8 @@ pub struct Trigger {
     /// CLOCK_BOOTTIME of the evidence that triggered it (to measure the
     /// event-to-map latency).
     pub observed_ns: u64,
+    /// CLOCK_BOOTTIME when the tracker triggered the debate.
+    pub triggered_ns: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +128,12 @@ impl Tracker {
 
     /// Adds `alert`; returns a trigger when it brings new evidence to an
     /// unresolved incident. `closed` receives an incident evicted to make room.
-    pub fn ingest(&mut self, alert: Alert, now_ns: u64, closed: &mut Vec<Incident>) -> Option<Trigger> {
+    pub fn ingest(
+        &mut self,
+        alert: Alert,
+        now_ns: u64,
+        closed: &mut Vec<Incident>,
+    ) -> Option<Trigger> {
         let peer = crate::addr::canonical(alert.peer);
         if !self.open.contains_key(&peer) && self.open.len() >= self.cfg.max_open.max(1) {
             // Bounded memory: close the stalest incident early.
@@ -185,6 +192,7 @@ impl Tracker {
         Some(Trigger {
             view: incident.view(now_ns),
             observed_ns,
+            triggered_ns: now_ns,
         })
     }
 
@@ -204,7 +212,10 @@ impl Tracker {
             .filter(|i| now_ns.saturating_sub(i.last_ns) >= window)
             .map(|i| i.peer)
             .collect();
-        let out: Vec<Incident> = idle.into_iter().filter_map(|p| self.open.remove(&p)).collect();
+        let out: Vec<Incident> = idle
+            .into_iter()
+            .filter_map(|p| self.open.remove(&p))
+            .collect();
         self.counters.closed += out.len() as u64;
         out
     }
@@ -241,7 +252,9 @@ mod tests {
         let mut t = tracker();
         let mut closed = Vec::new();
         let a = alert(AlertKind::ZeroWindowSeen, "198.18.0.2", "tcp_probe");
-        let first = t.ingest(a.clone(), S, &mut closed).expect("first alert triggers");
+        let first = t
+            .ingest(a.clone(), S, &mut closed)
+            .expect("first alert triggers");
         assert_eq!(first.view.alert_count, 1);
         assert_eq!(first.observed_ns, 5);
         // Same key again: the count doubles to 2 → escalation trigger.
@@ -251,10 +264,18 @@ mod tests {
         // Fourth doubles again.
         assert!(t.ingest(a.clone(), 4 * S, &mut closed).is_some());
         // A new kind is new evidence.
-        let b = alert(AlertKind::TreasonRetransmit, "198.18.0.2", "tcp_retransmit_skb");
+        let b = alert(
+            AlertKind::TreasonRetransmit,
+            "198.18.0.2",
+            "tcp_retransmit_skb",
+        );
         let trig = t.ingest(b, 5 * S, &mut closed).unwrap();
         assert_eq!(trig.view.by_kind[&AlertKind::ZeroWindowSeen], 4);
-        assert_eq!(trig.view.evidence.len(), 2, "duplicates are counted, not kept");
+        assert_eq!(
+            trig.view.evidence.len(),
+            2,
+            "duplicates are counted, not kept"
+        );
         // Another source is another incident.
         let c = alert(AlertKind::TreasonRetransmit, "2001:db8::2", "x");
         assert_eq!(t.ingest(c, 5 * S, &mut closed).unwrap().view.id, 2);
@@ -272,9 +293,16 @@ mod tests {
         t.ingest(a.clone(), 0, &mut closed).unwrap();
         t.ingest(a.clone(), S, &mut closed); // doubling
         assert!(t.ingest(a.clone(), 2 * S, &mut closed).is_none());
-        assert!(t.ingest(a.clone(), 400 * S, &mut closed).is_some(), "cooldown over");
+        assert!(
+            t.ingest(a.clone(), 400 * S, &mut closed).is_some(),
+            "cooldown over"
+        );
         t.resolve("198.18.0.3".parse().unwrap());
-        let trig = t.ingest(alert(AlertKind::Ids, "198.18.0.3", "sid:1"), 401 * S, &mut closed);
+        let trig = t.ingest(
+            alert(AlertKind::Ids, "198.18.0.3", "sid:1"),
+            401 * S,
+            &mut closed,
+        );
         assert!(trig.is_none(), "a resolved incident is not re-debated");
     }
 
@@ -288,12 +316,23 @@ mod tests {
             10,
         );
         let mut closed = Vec::new();
-        for (i, peer) in ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"].iter().enumerate() {
-            t.ingest(alert(AlertKind::ZeroWindowSyn, peer, "x"), i as u64 * S, &mut closed);
+        for (i, peer) in ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"]
+            .iter()
+            .enumerate()
+        {
+            t.ingest(
+                alert(AlertKind::ZeroWindowSyn, peer, "x"),
+                i as u64 * S,
+                &mut closed,
+            );
         }
         assert_eq!(t.open_count(), 3);
         assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].peer.to_string(), "198.18.0.1", "the stalest goes first");
+        assert_eq!(
+            closed[0].peer.to_string(),
+            "198.18.0.1",
+            "the stalest goes first"
+        );
         assert_eq!(closed[0].id, 10);
         assert!(t.expire(30 * S).is_empty());
         // Last alerts at 1 s, 2 s and 3 s: at 62.5 s two are a window old.
@@ -306,7 +345,11 @@ mod tests {
         let mut t = tracker();
         let mut closed = Vec::new();
         t.ingest(alert(AlertKind::Ids, "198.18.0.2", "a"), 0, &mut closed);
-        t.ingest(alert(AlertKind::Ids, "::ffff:198.18.0.2", "b"), 0, &mut closed);
+        t.ingest(
+            alert(AlertKind::Ids, "::ffff:198.18.0.2", "b"),
+            0,
+            &mut closed,
+        );
         assert_eq!(t.open_count(), 1);
     }
 }

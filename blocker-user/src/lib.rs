@@ -22,6 +22,7 @@ pub mod incident;
 pub mod loader;
 pub mod object;
 pub mod probes;
+pub mod rulefile;
 pub mod sources;
 pub mod store;
 pub mod sys;

@@ -68,6 +68,29 @@ pub enum LoadError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "cannot shrink map {name} to {wanted} entries: it holds {count}; set `{key}` under [maps] to at least {count}, or remove entries first"
+    )]
+    CannotShrink {
+        name: &'static str,
+        key: &'static str,
+        count: usize,
+        wanted: u32,
+    },
+    #[error("resizing map {name}: {source}")]
+    Resize {
+        name: &'static str,
+        source: io::Error,
+    },
+}
+
+/// A map whose capacity changed at daemon start.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Resized {
+    pub map: &'static str,
+    pub from: u32,
+    pub to: u32,
+    pub entries: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +288,91 @@ pub fn load_pinned_with(
     Ok(ebpf)
 }
 
+/// [`load_pinned_with`] for the daemon: first resizes pinned maps whose
+/// capacity differs from the config. The old pin is renamed aside, the
+/// loader creates the map at its new size, the entries are copied, and the
+/// old pin goes. The XDP program then swapped into the link uses the new
+/// maps. An interrupted resize (daemon killed halfway) is finished on the
+/// next start from the renamed pin. Only the daemon resizes: a CLI command
+/// must not pull maps out from under a running program.
+pub fn load_for_daemon(
+    pins: &PinDir,
+    capacities: &MapsConfig,
+    globals: &Globals,
+) -> Result<(Ebpf, Vec<Resized>), LoadError> {
+    pins.ensure()?;
+    let mut pending: Vec<(&'static str, PathBuf, u32, u32)> = Vec::new();
+    for (name, wanted, key) in capacities.entries() {
+        let path = pins.map(name);
+        // Not "NAME.resizing": bpffs refuses dots in names (bpf_lookup(),
+        // kernel/bpf/inode.c).
+        let aside = pins.map(&format!("{name}_resizing"));
+        let resize_err = |source| LoadError::Resize { name, source };
+        if aside.exists() {
+            if path.exists() {
+                // Killed after the new map was created: copy again (updates
+                // are idempotent) and finish.
+                let from = MapInfo::from_pin(&aside)
+                    .map(|i| i.max_entries())
+                    .unwrap_or(0);
+                pending.push((name, aside, from, wanted));
+                continue;
+            }
+            move_pin(&aside, &path).map_err(resize_err)?;
+        }
+        let Ok(info) = MapInfo::from_pin(&path) else {
+            continue;
+        };
+        if info.max_entries() == wanted {
+            continue;
+        }
+        let fd = sys::obj_get(&path).map_err(resize_err)?;
+        let count = sys::count_map(fd.as_fd(), info.key_size() as usize).map_err(resize_err)?;
+        if count > wanted as usize {
+            return Err(LoadError::CannotShrink {
+                name,
+                key,
+                count,
+                wanted,
+            });
+        }
+        move_pin(&path, &aside).map_err(resize_err)?;
+        pending.push((name, aside, info.max_entries(), wanted));
+    }
+    let ebpf = load_pinned_with(pins, capacities, globals)?;
+    let mut resized = Vec::new();
+    for (name, aside, from, to) in pending {
+        let resize_err = |source| LoadError::Resize { name, source };
+        let old = sys::obj_get(&aside).map_err(resize_err)?;
+        let new = sys::obj_get(&pins.map(name)).map_err(resize_err)?;
+        let info = MapInfo::from_pin(&aside).map_err(|source| LoadError::Map { name, source })?;
+        let entries = sys::copy_map(
+            old.as_fd(),
+            new.as_fd(),
+            info.key_size() as usize,
+            info.value_size() as usize,
+        )
+        .map_err(resize_err)?;
+        std::fs::remove_file(&aside).map_err(resize_err)?;
+        info!("resized map {name} from {from} to {to} entries ({entries} copied)");
+        resized.push(Resized {
+            map: name,
+            from,
+            to,
+            entries,
+        });
+    }
+    Ok((ebpf, resized))
+}
+
+/// Moves a pin: bpffs has no rename, so pin the object at `to`, then unlink
+/// `from`.
+fn move_pin(from: &Path, to: &Path) -> io::Result<()> {
+    let fd = sys::obj_get(from)?;
+    sys::obj_pin(fd.as_fd(), to)?;
+    std::fs::remove_file(from)
+}
+
 /// Loads the object with private, unpinned maps: for `BPF_PROG_TEST_RUN`
 /// tests and benchmarks, which must not touch a running blocker's state.
 pub fn load_unpinned(capacities: &MapsConfig) -> Result<Ebpf, LoadError> {
@@ -380,7 +488,7 @@ fn warn_on_capacity_drift(pins: &PinDir, capacities: &MapsConfig) {
             && info.max_entries() != wanted
         {
             warn!(
-                "map {name} is pinned with {} entries but [maps] {key} = {wanted}; the pinned size stays in effect",
+                "map {name} is pinned with {} entries but [maps] {key} = {wanted}; restart `blocker run` to resize it",
                 info.max_entries()
             );
         }

@@ -91,7 +91,11 @@ fn tracepoint_offsets() -> Result<TracepointOffsets, String> {
 
 /// Attaches the probes `mode` asks for. The object must have been loaded
 /// with `offsets` as its globals.
-pub fn attach(ebpf: &mut Ebpf, mode: ProbeMode, offsets: &Offsets) -> Result<ProbeStatus, ProbeError> {
+pub fn attach(
+    ebpf: &mut Ebpf,
+    mode: ProbeMode,
+    offsets: &Offsets,
+) -> Result<ProbeStatus, ProbeError> {
     let mut status = ProbeStatus {
         requested: mode,
         active: "off".into(),
@@ -124,7 +128,8 @@ pub fn attach(ebpf: &mut Ebpf, mode: ProbeMode, offsets: &Offsets) -> Result<Pro
                     p::TP_PROBE_EVENT
                 );
                 status.fallback_reason = Some(reason);
-                status.attached = attach_tracepoints(ebpf, offsets).map_err(ProbeError::Tracepoint)?;
+                status.attached =
+                    attach_tracepoints(ebpf, offsets).map_err(ProbeError::Tracepoint)?;
                 status.active = "tracepoint".into();
             }
         },
@@ -146,7 +151,8 @@ fn attach_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
                 .try_into()
                 .map_err(|e| format!("{prog}: {e}"))?;
             k.load().map_err(|e| format!("loading {prog}: {e}"))?;
-            k.attach(func, 0).map_err(|e| format!("kprobe {func}: {}", error_chain(&e)))?;
+            k.attach(func, 0)
+                .map_err(|e| format!("kprobe {func}: {}", error_chain(&e)))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -182,7 +188,8 @@ fn attach_tracepoints(ebpf: &mut Ebpf, offsets: &Offsets) -> Result<Vec<String>,
             .ok_or_else(|| format!("program {prog} missing from the object"))?
             .try_into()
             .map_err(|e| format!("{prog}: {e}"))?;
-        t.load().map_err(|e| format!("loading {prog}: {}", error_chain(&e)))?;
+        t.load()
+            .map_err(|e| format!("loading {prog}: {}", error_chain(&e)))?;
         t.attach(p::TP_CATEGORY, event)
             .map_err(|e| format!("tracepoint {}:{event}: {}", p::TP_CATEGORY, error_chain(&e)))?;
         attached.push(format!("tracepoint:{}:{event}", p::TP_CATEGORY));

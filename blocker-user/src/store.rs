@@ -34,6 +34,10 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error(
+        "store {path}: the disk is full ({free_kib} KiB free); blocker refuses new rules rather than enforce ones it cannot record: free some space"
+    )]
+    DiskFull { path: PathBuf, free_kib: u64 },
+    #[error(
         "store {path} has schema version {found}, newer than this blocker understands ({known}); upgrade blocker"
     )]
     TooNew {
@@ -41,6 +45,26 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+/// A SQLite error as the operator should read it. A full disk shows up as
+/// SQLITE_FULL, or as an I/O error when SQLite cannot even grow its
+/// shared-memory index; in both cases, say the disk is full.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    let code = source.sqlite_error_code();
+    let free = path.parent().and_then(|d| crate::sys::free_bytes(d).ok());
+    let tight = free.is_some_and(|f| f < 256 * 1024);
+    if code == Some(DiskFull) || (code == Some(SystemIoFailure) && tight) {
+        return StoreError::DiskFull {
+            path: path.to_owned(),
+            free_kib: free.unwrap_or(0) / 1024,
+        };
+    }
+    StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`.
@@ -194,10 +218,7 @@ impl Store {
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
+        let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
         // WAL: readers (CLI) never block the daemon's writes. NORMAL sync is
         // durable across process crashes; FULL also across power loss, which
@@ -220,10 +241,7 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        move |source| sqlite_error(&self.path, source)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -257,39 +275,56 @@ impl Store {
     /// Records `rule` as the active rule for its prefix (a previous active
     /// one is marked `replaced`), committed before returning. Returns its id.
     pub fn record(&mut self, rule: &NewRule<'_>) -> Result<i64, StoreError> {
+        let mut id = 0;
+        self.batch(|s| {
+            id = s.record_uncommitted(rule)?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Records several rules in one transaction (one fsync): imports and
+    /// restores. Returns their ids, in order.
+    pub fn record_all(&mut self, rules: &[NewRule<'_>]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(rules.len());
+        self.batch(|s| {
+            for r in rules {
+                ids.push(s.record_uncommitted(r)?);
+            }
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// The two statements of [`Store::record`], inside the caller's batch.
+    fn record_uncommitted(&mut self, rule: &NewRule<'_>) -> Result<i64, StoreError> {
         let now = clock::unix_secs(SystemTime::now());
         let expires = rule
             .ttl
             .map(|t| now.saturating_add(i64::try_from(t.as_secs()).unwrap_or(i64::MAX)));
-        let path = self.path.clone();
-        let err = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(&err)?;
-        tx.execute(
-            "UPDATE rules SET removed_at = ?1, removed_by = 'replaced'
-             WHERE list = ?2 AND prefix = ?3 AND removed_at IS NULL",
-            params![now, rule.list.as_str(), rule.net.to_string()],
-        )
-        .map_err(&err)?;
-        tx.execute(
-            "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                rule.list.as_str(),
-                rule.net.to_string(),
-                now,
-                expires,
-                rule.reason,
-                rule.reason_code,
-                rule.source
-            ],
-        )
-        .map_err(&err)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(&err)?;
-        Ok(id)
+        self.conn
+            .execute(
+                "UPDATE rules SET removed_at = ?1, removed_by = 'replaced'
+                 WHERE list = ?2 AND prefix = ?3 AND removed_at IS NULL",
+                params![now, rule.list.as_str(), rule.net.to_string()],
+            )
+            .map_err(self.err())?;
+        self.conn
+            .execute(
+                "INSERT INTO rules (list, prefix, added_at, expires_at, reason, reason_code, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    rule.list.as_str(),
+                    rule.net.to_string(),
+                    now,
+                    expires,
+                    rule.reason,
+                    rule.reason_code,
+                    rule.source
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Marks the active rule for `net` on `list` removed; `false` if none.
@@ -345,6 +380,24 @@ impl Store {
             &format!("{SELECT} WHERE prefix = ?1 ORDER BY id"),
             params![net.to_string()],
         )
+    }
+
+    /// Runs `f` inside one transaction: several journal records, one
+    /// commit (one fsync). `f` must not start another batch.
+    pub fn batch(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(self.err())?;
+        match f(self) {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(self.err()),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// The highest incident id recorded (the tracker continues after it).

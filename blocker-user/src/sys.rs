@@ -221,6 +221,135 @@ pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     .map(drop)
 }
 
+/// Copies every element of map `src` into map `dst` (same key and value
+/// sizes, not per-CPU), returning how many. Used to resize pinned maps.
+pub fn copy_map(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<usize> {
+    #[repr(C)]
+    struct NextKeyAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut value = vec![0u8; value_size];
+    let mut first = true;
+    let mut copied = 0;
+    loop {
+        let attr = NextKeyAttr {
+            map_fd: src.as_raw_fd() as u32,
+            pad: 0,
+            // A null key asks for the first key.
+            key: if first { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+        };
+        match bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(copied),
+            Err(e) => return Err(e),
+        }
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+        let lookup = ElemAttr {
+            map_fd: src.as_raw_fd() as u32,
+            pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        match bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &lookup) {
+            Ok(_) => {}
+            // Deleted between the two calls: skip it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        }
+        let update = ElemAttr {
+            map_fd: dst.as_raw_fd() as u32,
+            pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags: 0,
+        };
+        bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &update)?;
+        copied += 1;
+    }
+}
+
+/// Number of elements in a map (walking its keys).
+pub fn count_map(map: BorrowedFd<'_>, key_size: usize) -> io::Result<usize> {
+    #[repr(C)]
+    struct NextKeyAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut first = true;
+    let mut n = 0;
+    loop {
+        let attr = NextKeyAttr {
+            map_fd: map.as_raw_fd() as u32,
+            pad: 0,
+            key: if first { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+        };
+        match bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(n),
+            Err(e) => return Err(e),
+        }
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+        n += 1;
+    }
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let c = cstring(path)?;
+    // SAFETY: zeroed statvfs is a valid out-buffer; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `BPF_OBJ_PIN`: pins `fd` at `path` as well (an object may have several
+/// pins). bpffs has no rename, so this plus an unlink is how a pin moves.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c = cstring(path)?;
+    #[repr(C)]
+    struct ObjAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let attr = ObjAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(bpf_cmd::BPF_OBJ_PIN, &attr).map(drop)
+}
+
 /// `BPF_OBJ_GET`: opens a pinned object (aya's `PinnedLink` hides its fd).
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
@@ -281,7 +410,9 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
                 libc::AF_INET => {
                     // SAFETY: family checked.
                     let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                    out.push(std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    out.push(std::net::IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ));
                 }
                 libc::AF_INET6 => {
                     // SAFETY: family checked.

@@ -20,7 +20,9 @@ use crate::{
 };
 
 /// Which list a rule belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum List {
     /// Checked first: matching sources always pass.
@@ -455,6 +457,23 @@ impl Tables {
             }
         }
         Ok(())
+    }
+
+    /// Makes room in the table `net` would go to on `list` by removing the
+    /// rule that expires soonest (an already expired one first). Permanent
+    /// rules are never evicted. Returns the evicted rule, or `None` when the
+    /// table holds only permanent rules.
+    pub fn evict_soonest(&mut self, list: List, net: IpNet) -> Result<Option<Rule>, TablesError> {
+        let mut rules = Vec::new();
+        self.collect(Table::of(list, &net), &mut rules)?;
+        let victim = rules
+            .into_iter()
+            .filter(|r| r.entry.expires_at_ns != 0)
+            .min_by_key(|r| r.entry.expires_at_ns);
+        match victim {
+            Some(v) if self.remove(v.list, v.net)? => Ok(Some(v)),
+            _ => Ok(None),
+        }
     }
 
     /// Removes rules that expired before `now_ns` (CLOCK_BOOTTIME) and

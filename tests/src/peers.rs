@@ -1127,6 +1127,23 @@ pub fn parse_ss(text: &str) -> Vec<SsSocket> {
     out
 }
 
+/// Sends raw Ethernet frames out of the client's veth (from inside the
+/// client namespace): spoofed-source floods that no kernel socket could
+/// produce. Returns how many were sent. The frames' MAC addresses do not
+/// matter to XDP, which sees every frame on the veth before any MAC check.
+pub fn inject(lab: &Lab, frames: &[Vec<u8>]) -> io::Result<usize> {
+    let iface = lab.client_if.clone();
+    lab.client.run_in(move || {
+        let sock = PacketSocket::open(&iface)?;
+        let mut sent = 0;
+        for f in frames {
+            sock.send(f)?;
+            sent += 1;
+        }
+        Ok(sent)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

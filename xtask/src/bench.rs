@@ -15,8 +15,8 @@ pub struct Args {
     /// Rounds (the median is reported).
     #[arg(long, default_value_t = 7)]
     pub rounds: u32,
-    /// Also write the results as JSON to this file (the XDP benchmark's;
-    /// the debate's goes beside it with a `.debate.json` suffix).
+    /// Also write the results as JSON beside this file, one per benchmark
+    /// (`.xdp.json`, `.pipeline.json`, `.debate.json`).
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
     /// Run only this benchmark.
@@ -31,6 +31,8 @@ pub struct Args {
 pub enum Which {
     /// XDP per-packet cost against a pass-only program (needs root).
     Xdp,
+    /// Evidence-to-map latency and probe overhead (needs root).
+    Pipeline,
     /// A 4-agent, 4-round LLM debate, concurrent against sequential.
     Debate,
 }
@@ -38,11 +40,11 @@ pub enum Which {
 pub fn run_all(args: &Args) -> anyhow::Result<()> {
     let want = |w| args.only.is_none_or(|o| o == w);
     anyhow::ensure!(
-        is_root() || !want(Which::Xdp),
-        "the XDP benchmark loads BPF programs; run `sudo -E cargo xtask bench` (or --only debate)"
+        is_root() || args.only == Some(Which::Debate),
+        "benchmarks load BPF programs; run `sudo -E cargo xtask bench` (or --only debate)"
     );
     bootstrap::packages(bootstrap::TEST_PACKAGES)?;
-    if want(Which::Xdp) {
+    if want(Which::Xdp) || want(Which::Pipeline) {
         bootstrap::packages(bootstrap::BENCH_PACKAGES)?;
     }
     let obj = compile::ebpf()?;
@@ -53,7 +55,19 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             .env("BENCH_REPEAT", args.repeat.to_string())
             .env("BENCH_ROUNDS", args.rounds.to_string());
         if let Some(j) = &args.json {
-            cmd.env("BENCH_JSON", j);
+            cmd.env("BENCH_JSON", j.with_extension("xdp.json"));
+        }
+        run(&mut cmd)?;
+    }
+    if want(Which::Pipeline) {
+        note("pipeline: evidence → map latency over many incidents, probe overhead on vs off");
+        let bin = compile::all(true)?;
+        let mut cmd = compile::host_cargo(&obj);
+        cmd.args(["bench", "-p", "blocker-tests", "--bench", "pipeline"])
+            .env("BLOCKER_BIN", &bin)
+            .env("BENCH_ROUNDS", args.rounds.min(5).to_string());
+        if let Some(j) = &args.json {
+            cmd.env("BENCH_JSON", j.with_extension("pipeline.json"));
         }
         run(&mut cmd)?;
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod bootstrap;
 mod compile;
+mod demo;
 mod test;
 mod util;
 
@@ -43,6 +44,10 @@ enum Cmd {
     /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
     /// privileged integration tests. Needs root.
     Test(test::Args),
+    /// The main job on a fresh machine: a lab of network namespaces where
+    /// attackers (slow reader, window shrinker, zero-window SYN flooder)
+    /// meet blocker and its offline council, narrated. Needs root.
+    Demo,
     /// Benchmarks: XDP per-packet cost against a pass-only program, and an
     /// LLM debate against a sequential baseline, side by side. The XDP one
     /// needs root.
@@ -76,5 +81,6 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test(args) => test::run_all(&args),
         Cmd::Bench(args) => bench::run_all(&args),
+        Cmd::Demo => demo::run_demo(),
     }
 }

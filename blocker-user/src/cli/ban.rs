@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    enforcer::{Change, Enforcer},
+    enforcer::{Change, EnforceError, Enforcer},
     loader,
     store::Store,
     tables::{List, Tables},
@@ -60,8 +60,8 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
     loader::require_caps(loader::MAP_CAPS)?;
     let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
-    let store = Store::open_in(&ctx.state_dir)?;
-    let mut enforcer = Enforcer::new(tables, store);
+    let store = Store::open_in(&ctx.state_dir).map_err(EnforceError::Store)?;
+    let mut enforcer = Enforcer::new(tables, store).with_when_full(ctx.config.maps.when_full);
     let reason_text = args.reason.clone().unwrap_or_else(|| "manual".into());
     let mut written = Vec::new();
     for net in &args.targets {

@@ -7,6 +7,8 @@ mod config;
 mod debate;
 mod debates;
 mod detach;
+mod export;
+mod import;
 mod list;
 mod output;
 mod policy;
@@ -91,6 +93,8 @@ enum Commands {
     Stats(stats::Args),
     ZeroWindow(zero_window::Args),
     Policy(policy::Args),
+    Export(export::Args),
+    Import(import::Args),
     Status(status::Args),
     Debate(debate::Args),
     Debates(debates::Args),
@@ -186,9 +190,11 @@ fn init_logging(verbose: u8, daemon: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(verbose > 0)
         .init();
 }
@@ -244,6 +250,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Stats(args) => stats::run(&ctx, args),
         Commands::ZeroWindow(args) => zero_window::run(&ctx, args),
         Commands::Policy(args) => policy::run(&ctx, args),
+        Commands::Export(args) => export::run(&ctx, args),
+        Commands::Import(args) => import::run(&ctx, args),
         Commands::Status(args) => status::run(&ctx, args),
         Commands::Debate(args) => debate::run(&ctx, args),
         Commands::Debates(args) => debates::run(&ctx, args),

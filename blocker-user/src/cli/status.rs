@@ -167,8 +167,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             );
             if d.latency.count > 0 {
                 println!(
-                    "evidence → ban: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} bans",
-                    d.latency.p50_ms, d.latency.p99_ms, d.latency.max_ms, d.latency.count
+                    "evidence → ban: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} bans (median stages: intake {:.2} ms, council {:.2} ms, journal+map {:.2} ms)",
+                    d.latency.p50_ms,
+                    d.latency.p99_ms,
+                    d.latency.max_ms,
+                    d.latency.count,
+                    d.latency.intake_p50_ms,
+                    d.latency.council_p50_ms,
+                    d.latency.apply_p50_ms
                 );
             }
         }

@@ -26,8 +26,15 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
     loader::require_caps(loader::MAP_CAPS)?;
     let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
-    let store = Store::open_in(&ctx.state_dir)?;
-    let mut enforcer = Enforcer::new(tables, store);
+    // Removing a rule never enforces anything unrecorded: allowed even with
+    // a broken journal.
+    let mut enforcer = match Store::open_in(&ctx.state_dir) {
+        Ok(store) => Enforcer::new(tables, store),
+        Err(e) => {
+            tracing::warn!("journal unavailable ({e}); removing from the kernel maps only");
+            Enforcer::without_journal(tables, e.to_string())
+        }
+    };
     let why = if list == List::Block {
         "unban"
     } else {

@@ -163,9 +163,19 @@ impl RuleAgent {
             ));
         }
         if logged > 0 {
-            why.push(format!("the kernel logged the treason message for it ({logged}×)"));
+            why.push(format!(
+                "the kernel logged the treason message for it ({logged}×)"
+            ));
         }
-        if syn > 0 {
+        // During a flood of zero-window SYNs from many sources the sources
+        // are likely spoofed: banning them one by one protects nothing and
+        // spends the guard's ban budget. The global policy (proposed on the
+        // global incident) is the answer; SYN evidence alone is not enough
+        // here.
+        let flooding = k.zero_window_sources_recent >= self.cfg.flood_sources
+            || k.zero_window_syn_rate >= self.cfg.flood_rate
+            || k.zero_window_policy_secs_left.is_some();
+        if syn > 0 && !flooding {
             why.push("it crossed the zero-window SYN threshold in XDP".to_string());
         }
         if why.is_empty() {
@@ -320,9 +330,10 @@ impl RuleAgent {
                     format!("TTL fits {} earlier bans", j.previous_bans)
                 })
             }
-            Action::Unblock { .. } if j.previous_bans >= 2 => {
-                object(format!("{} earlier bans: a recidivist stays in", j.previous_bans))
-            }
+            Action::Unblock { .. } if j.previous_bans >= 2 => object(format!(
+                "{} earlier bans: a recidivist stays in",
+                j.previous_bans
+            )),
             _ => approve("no history against it"),
         }
     }
@@ -332,7 +343,9 @@ impl RuleAgent {
         match &p.action {
             Action::Block { ttl_secs, .. } => {
                 if f.allowlisted {
-                    return object("the source is allowlisted; the allowlist wins in XDP, so a ban would be dead weight");
+                    return object(
+                        "the source is allowlisted; the allowlist wins in XDP, so a ban would be dead weight",
+                    );
                 }
                 match f.blocked {
                     Some(None) => return object("already blocked permanently"),
@@ -345,17 +358,21 @@ impl RuleAgent {
                     _ => {}
                 }
                 if f.block_capacity > 0 && f.block_entries >= f.block_capacity {
-                    return object(format!("the blocklist is full ({} entries)", f.block_capacity));
+                    return object(format!(
+                        "the blocklist is full ({} entries)",
+                        f.block_capacity
+                    ));
                 }
                 approve("room in the table, not yet blocked")
             }
             Action::Unblock { .. } if f.blocked.is_none() => object("nothing to unblock"),
-            Action::ZeroWindowSynPolicy { enable: true, ttl_secs } => {
-                match b.facts.kernel.zero_window_policy_secs_left {
-                    Some(left) if left >= *ttl_secs => object("the policy is already on for longer"),
-                    _ => approve("the policy is off or ending"),
-                }
-            }
+            Action::ZeroWindowSynPolicy {
+                enable: true,
+                ttl_secs,
+            } => match b.facts.kernel.zero_window_policy_secs_left {
+                Some(left) if left >= *ttl_secs => object("the policy is already on for longer"),
+                _ => approve("the policy is off or ending"),
+            },
             _ => approve("no table conflict"),
         }
     }
@@ -380,7 +397,8 @@ pub fn escalated_ttl(cfg: &RulesConfig, previous_bans: u32) -> u64 {
             break;
         }
     }
-    ttl.min(cfg.max_ttl.as_secs()).max(base.min(cfg.max_ttl.as_secs()))
+    ttl.min(cfg.max_ttl.as_secs())
+        .max(base.min(cfg.max_ttl.as_secs()))
 }
 
 #[async_trait]

@@ -207,6 +207,30 @@ async fn spoofed_floods_get_the_policy_switch_not_bans() {
     assert!(offline().deliberate(&b).await.passed.is_empty());
 }
 
+#[tokio::test]
+async fn per_source_syn_bans_give_way_to_the_policy_during_a_flood() {
+    let b = brief(vec![alert(AlertKind::ZeroWindowSyn, PEER)]);
+    assert_eq!(
+        offline().deliberate(&b).await.passed.len(),
+        1,
+        "no flood: ban the source"
+    );
+    let mut b = brief(vec![alert(AlertKind::ZeroWindowSyn, PEER)]);
+    b.facts.kernel.zero_window_sources_recent = 500;
+    assert_eq!(
+        offline().deliberate(&b).await.stop,
+        Stop::NoProposals,
+        "flood: leave it to the policy"
+    );
+    // Stronger evidence still bans during a flood.
+    let mut b = brief(vec![
+        alert(AlertKind::ZeroWindowSyn, PEER),
+        alert(AlertKind::TreasonRetransmit, PEER),
+    ]);
+    b.facts.kernel.zero_window_policy_secs_left = Some(300);
+    assert_eq!(offline().deliberate(&b).await.passed.len(), 1);
+}
+
 #[test]
 fn escalation_is_capped() {
     let cfg = RulesConfig::default();

@@ -17,10 +17,22 @@ use crate::{
 pub fn alert_from_event(ev: &Event) -> Option<Alert> {
     let peer = addr::from_event(ev.family, ev.peer_addr)?;
     let (source, kind, signature) = match ev.kind {
-        event_kind::ZERO_WINDOW_SYN => (AlertSource::Xdp, AlertKind::ZeroWindowSyn, "xdp-zero-window-syn"),
-        event_kind::TREASON_RETRANSMIT => (AlertSource::Probe, AlertKind::TreasonRetransmit, "retransmit-zero-window"),
+        event_kind::ZERO_WINDOW_SYN => (
+            AlertSource::Xdp,
+            AlertKind::ZeroWindowSyn,
+            "xdp-zero-window-syn",
+        ),
+        event_kind::TREASON_RETRANSMIT => (
+            AlertSource::Probe,
+            AlertKind::TreasonRetransmit,
+            "retransmit-zero-window",
+        ),
         event_kind::TREASON_PROBE => (AlertSource::Probe, AlertKind::TreasonProbe, "persist-probe"),
-        event_kind::ZERO_WINDOW_SEEN => (AlertSource::Probe, AlertKind::ZeroWindowSeen, "tcp-probe-zero-window"),
+        event_kind::ZERO_WINDOW_SEEN => (
+            AlertSource::Probe,
+            AlertKind::ZeroWindowSeen,
+            "tcp-probe-zero-window",
+        ),
         _ => return None,
     };
     let from_socket = source == AlertSource::Probe;
@@ -38,7 +50,7 @@ pub fn alert_from_event(ev: &Event) -> Option<Alert> {
         observed_ns: ev.ts_ns,
         signature: signature.to_string(),
         count: if from_socket { 1 } else { ev.count },
-        tcp: from_socket.then(|| TcpFacts {
+        tcp: from_socket.then_some(TcpFacts {
             snd_wnd: ev.snd_wnd,
             state: ev.state,
             pending_bytes: ev.count,
@@ -120,7 +132,10 @@ mod tests {
             count: 20,
             ..Event::default()
         };
-        ev.peer_addr = "::ffff:198.18.0.7".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        ev.peer_addr = "::ffff:198.18.0.7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         let a = alert_from_event(&ev).unwrap();
         assert_eq!((a.source, a.count), (AlertSource::Xdp, 20));
         assert_eq!(a.peer.to_string(), "198.18.0.7");
@@ -129,7 +144,21 @@ mod tests {
 
     #[test]
     fn unknown_events_are_rejected() {
-        assert!(alert_from_event(&Event { kind: 99, family: AF_INET, ..Event::default() }).is_none());
-        assert!(alert_from_event(&Event { kind: event_kind::TREASON_PROBE, family: 7, ..Event::default() }).is_none());
+        assert!(
+            alert_from_event(&Event {
+                kind: 99,
+                family: AF_INET,
+                ..Event::default()
+            })
+            .is_none()
+        );
+        assert!(
+            alert_from_event(&Event {
+                kind: event_kind::TREASON_PROBE,
+                family: 7,
+                ..Event::default()
+            })
+            .is_none()
+        );
     }
 }

@@ -1,0 +1,70 @@
+//! `blocker export`
+
+use std::{process::ExitCode, time::SystemTime};
+
+use blocker::{
+    clock, loader,
+    rulefile::{self, Export, ExportedRule},
+    store::Store,
+    tables::{List, Tables},
+};
+
+use super::{Context, output};
+
+/// Print the live rules for another host: JSON (for `blocker import`), or
+/// a plain address list.
+///
+/// Example: blocker export --json > rules.json
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// blocker's JSON format (keeps lists, expiries and reasons). Without
+    /// it: one blocked address or CIDR per line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    loader::require_caps(loader::MAP_CAPS)?;
+    let tables = Tables::open(&ctx.pins)?;
+    let store = Store::open_in(&ctx.state_dir).ok();
+    let now = clock::boottime_ns();
+    let mut rules = Vec::new();
+    for list in [List::Allow, List::Block] {
+        for r in tables.rules(list)? {
+            if !r.entry.is_live(now) {
+                continue;
+            }
+            let record = store
+                .as_ref()
+                .and_then(|s| s.active(r.list, r.net).ok().flatten());
+            rules.push(ExportedRule {
+                list: r.list,
+                prefix: r.net,
+                expires_at: (r.entry.expires_at_ns != 0)
+                    .then(|| clock::rfc3339(clock::to_system(r.entry.expires_at_ns))),
+                reason: record.as_ref().map_or_else(
+                    || blocker_common::reason::name(r.entry.reason).to_string(),
+                    |rec| rec.reason.clone(),
+                ),
+                source: record.map_or_else(|| "kernel".to_string(), |rec| rec.source),
+            });
+        }
+    }
+    if args.json {
+        output::json(&Export {
+            format: rulefile::FORMAT.into(),
+            version: 1,
+            exported_at: clock::rfc3339(SystemTime::now()),
+            rules,
+        })?;
+    } else {
+        println!(
+            "# blocker export: blocked prefixes, {}",
+            clock::rfc3339(SystemTime::now())
+        );
+        for r in rules.iter().filter(|r| r.list == List::Block) {
+            println!("{}", blocker::addr::display(&r.prefix));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,279 @@
+//! End-to-end pipeline measurements, in a namespace lab with the real daemon:
+//!
+//! 1. **Evidence → map latency**: many incidents, each from its own source,
+//!    through the whole pipeline (kernel event with its CLOCK_BOOTTIME stamp →
+//!    ring buffer → incident → council → guard → journal commit → map entry).
+//!    The daemon measures each ban from the kernel's timestamp; we report the
+//!    median and p99. Most incidents come from XDP zero-window SYN threshold
+//!    events (cheap to produce by the hundred); a smaller set comes from the
+//!    treason probes (window-shrinking raw peers).
+//! 2. **Probe overhead**: the same bulk TCP transfer with the treason
+//!    tracepoints attached and with probes off, alternating rounds, ratio of
+//!    medians; plus the kernel's own per-run cost of each probe program
+//!    (`kernel.bpf_stats_enabled`).
+//!
+//! Environment: `BLOCKER_BIN` (release build recommended), `BENCH_INCIDENTS`
+//! (default 150), `BENCH_ROUNDS` (default 5), `BENCH_MB` (default 512),
+//! `BENCH_JSON` (write results there).
+
+use std::{
+    io::Read as _,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use blocker_tests::{
+    State,
+    frames::Spec,
+    lab::{Daemon, Lab, SERVER_V4, sh},
+    peers::{self, RawPeer},
+};
+
+const PORT: u16 = 8080;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn status(state: &State) -> serde_json::Value {
+    let t = std::fs::read_to_string(state.state_dir.join(blocker::daemon::STATUS_FILE))
+        .unwrap_or_default();
+    serde_json::from_str(&t).unwrap_or(serde_json::Value::Null)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn config(state: &State, extra: &str) -> String {
+    let p = state.state_dir.join("bench.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[treason]\nstall = \"2s\"\n[sources]\nkmsg = false\n[xdp]\nzero_window_threshold = 20\n\
+             [guard]\nmax_bans_per_minute = 100000\n[council]\nmax_concurrent = 8\n{extra}"
+        ),
+    )
+    .unwrap();
+    p.display().to_string()
+}
+
+fn latency(incidents: u64) -> serde_json::Value {
+    let lab = Lab::new();
+    let _srv = lab.victim_server(PORT, 1 << 20);
+    let state = State::new();
+    let cfg = config(&state, "");
+    let _d = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
+    // XDP incidents: 25 zero-window SYNs (threshold 20) from each source in
+    // 198.19.0.0/16, one source every 20 ms so the pipeline is measured, not
+    // a queue.
+    let started = Instant::now();
+    for i in 0..incidents {
+        let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
+        let frames: Vec<Vec<u8>> = (0..25)
+            .map(|_| Spec::zero_window_syn(&src, SERVER_V4).build())
+            .collect();
+        peers::inject(&lab, &frames).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        wait(
+            Duration::from_secs(30),
+            || status(&state)["latency"]["count"].as_u64() >= Some(incidents)
+        ),
+        "only {} of {incidents} XDP incidents banned",
+        status(&state)["latency"]["count"]
+    );
+    let xdp_wall = started.elapsed();
+    let mut xdp: Vec<f64> = status(&state)["latency"]["recent_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    // Probe incidents: window-shrinking raw peers, one after another (each
+    // needs the victim to retransmit into the closed window).
+    let probe_n = 10u64;
+    for i in 0..probe_n {
+        let src: IpAddr = format!("198.18.0.{}", 100 + i).parse().unwrap();
+        let peer =
+            RawPeer::window_shrinker(&lab, src, SocketAddr::new(SERVER_V4.parse().unwrap(), PORT));
+        let want = incidents + i + 1;
+        let ok = wait(Duration::from_secs(20), || {
+            status(&state)["latency"]["count"].as_u64() >= Some(want)
+        });
+        drop(peer);
+        assert!(ok, "window shrinker {src} not banned");
+    }
+    let all: Vec<f64> = status(&state)["latency"]["recent_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let mut probe: Vec<f64> = all[all.len() - probe_n as usize..].to_vec();
+    let (n_xdp, n_probe) = (xdp.len(), probe.len());
+    let st = status(&state)["latency"].clone();
+    println!(
+        "  median stages over all bans: intake {:.2} ms, council {:.2} ms, journal commit + map {:.2} ms",
+        st["intake_p50_ms"].as_f64().unwrap_or(0.0),
+        st["council_p50_ms"].as_f64().unwrap_or(0.0),
+        st["apply_p50_ms"].as_f64().unwrap_or(0.0)
+    );
+    let r = serde_json::json!({
+        "xdp_incidents": n_xdp,
+        "xdp_p50_ms": pct(&mut xdp, 0.5), "xdp_p99_ms": pct(&mut xdp, 0.99), "xdp_max_ms": pct(&mut xdp, 1.0),
+        "probe_incidents": n_probe,
+        "probe_p50_ms": pct(&mut probe, 0.5), "probe_p99_ms": pct(&mut probe, 0.99), "probe_max_ms": pct(&mut probe, 1.0),
+        "xdp_phase_wall_s": xdp_wall.as_secs_f64(),
+        "stages_p50_ms": { "intake": st["intake_p50_ms"], "council": st["council_p50_ms"], "apply": st["apply_p50_ms"] },
+    });
+    println!(
+        "evidence → map entry latency (kernel timestamp to map write, measured by the daemon):"
+    );
+    println!(
+        "  XDP zero-window SYN incidents: {n_xdp}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r["xdp_p50_ms"].as_f64().unwrap(),
+        r["xdp_p99_ms"].as_f64().unwrap(),
+        r["xdp_max_ms"].as_f64().unwrap()
+    );
+    println!(
+        "  treason-probe incidents (window shrinkers): {n_probe}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r["probe_p50_ms"].as_f64().unwrap(),
+        r["probe_p99_ms"].as_f64().unwrap(),
+        r["probe_max_ms"].as_f64().unwrap()
+    );
+    r
+}
+
+/// One bulk transfer of `mb` MiB from the victim to a reading client;
+/// returns seconds.
+fn transfer(lab: &Lab, mb: u64) -> f64 {
+    let bytes = (mb << 20) as usize;
+    let srv = lab.victim_server(PORT, bytes);
+    let server = SocketAddr::new(SERVER_V4.parse().unwrap(), PORT);
+    let t = lab.client.run_in(move || {
+        let mut s = std::net::TcpStream::connect(server).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0usize;
+        let t0 = Instant::now();
+        while got < bytes {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "stream ended early");
+            got += n;
+        }
+        t0.elapsed().as_secs_f64()
+    });
+    drop(srv);
+    t
+}
+
+fn probe_overhead(rounds: u64, mb: u64) -> serde_json::Value {
+    let lab = Lab::new();
+    let state = State::new();
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..rounds {
+        for mode in ["tracepoint", "off"] {
+            let cfg = config(&state, "");
+            let mut d = Daemon::start(
+                &state,
+                &lab.server,
+                &lab.server_if,
+                &["--config", &cfg, "--treason-probe", mode],
+            );
+            let secs = transfer(&lab, mb);
+            d.stop();
+            if mode == "off" {
+                off.push(secs)
+            } else {
+                on.push(secs)
+            }
+        }
+    }
+    // Per-run cost of the probe programs as the kernel accounts it.
+    sh(&["sysctl", "-q", "kernel.bpf_stats_enabled=1"]);
+    let cfg = config(&state, "");
+    let mut d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--treason-probe", "tracepoint"],
+    );
+    let _ = transfer(&lab, mb / 2);
+    let progs = sh(&["bpftool", "-j", "prog", "show"]);
+    d.stop();
+    sh(&["sysctl", "-q", "kernel.bpf_stats_enabled=0"]);
+    let progs: serde_json::Value = serde_json::from_str(&progs).unwrap();
+    let mut per_run = serde_json::Map::new();
+    for p in progs.as_array().unwrap() {
+        let name = p["name"].as_str().unwrap_or("");
+        if name.starts_with("treason_tp") {
+            let (ns, cnt) = (
+                p["run_time_ns"].as_u64().unwrap_or(0),
+                p["run_cnt"].as_u64().unwrap_or(0),
+            );
+            if cnt > 0 {
+                per_run.insert(
+                    name.to_string(),
+                    serde_json::json!({ "runs": cnt, "ns_per_run": ns as f64 / cnt as f64 }),
+                );
+            }
+        }
+    }
+    let (mut on_s, mut off_s) = (on.clone(), off.clone());
+    let (m_on, m_off) = (pct(&mut on_s, 0.5), pct(&mut off_s, 0.5));
+    println!(
+        "treason probe overhead: {mb} MiB TCP transfers over veth, {rounds} alternating rounds (median seconds):"
+    );
+    println!(
+        "  probes off {m_off:.3} s ({:.0} MiB/s), tracepoints on {m_on:.3} s ({:.0} MiB/s): on/off time ratio {:.3}",
+        mb as f64 / m_off,
+        mb as f64 / m_on,
+        m_on / m_off
+    );
+    for (k, v) in &per_run {
+        println!(
+            "  {k}: {} runs, {:.1} ns per run (kernel.bpf_stats_enabled)",
+            v["runs"],
+            v["ns_per_run"].as_f64().unwrap()
+        );
+    }
+    serde_json::json!({
+        "mb": mb, "rounds": rounds, "seconds_on": on, "seconds_off": off,
+        "median_on_s": m_on, "median_off_s": m_off, "ratio_on_off": m_on / m_off,
+        "programs": per_run,
+    })
+}
+
+fn main() {
+    blocker_tests::require_root();
+    let incidents = env_num("BENCH_INCIDENTS", 150);
+    let rounds = env_num("BENCH_ROUNDS", 5);
+    let mb = env_num("BENCH_MB", 512);
+    let lat = latency(incidents);
+    let ovh = probe_overhead(rounds, mb);
+    if let Ok(path) = std::env::var("BENCH_JSON") {
+        let doc = serde_json::json!({ "latency": lat, "probe_overhead": ovh });
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        println!("results written to {path}");
+    }
+}
