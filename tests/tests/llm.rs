@@ -891,3 +891,122 @@ fn the_offline_council_debates_an_alert_file_too() {
     let ip: IpAddr = SUSPECT.parse().unwrap();
     assert!(list.to_string().contains(&ip.to_string()));
 }
+
+#[test]
+fn the_daemon_runs_llm_debates_dry_and_cancels_them_on_shutdown() {
+    use std::io::Write as _;
+
+    use blocker_tests::lab::{CLIENT_V4, Daemon, Lab};
+    blocker_tests::require_root();
+    let lab = Lab::new();
+    let state = State::new();
+    let (quick, stuck) = (CLIENT_V4[0], CLIENT_V4[1]);
+    // The quick source's debate ends in a block; the stuck source's models
+    // never answer, so that debate is still running at shutdown.
+    let script = Script::new(move |req: &Request| {
+        let suspect = req.suspect().unwrap_or_default();
+        match (suspect.as_str(), req.round, req.agent.as_str()) {
+            (s, _, _) if s == stuck => Reply::Hang,
+            (_, 1, "host") => proposals(&[(
+                block(&suspect, 3600),
+                "IDS severity 1 against our FTP service",
+            )]),
+            _ => agreeable(req),
+        }
+    });
+    // The daemon lives in the lab's server namespace: so does its model server.
+    let server = lab
+        .server
+        .run_in(|| LlmServer::start(script, Duration::from_millis(20)));
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let cfg = state.state_dir.join("llm.toml");
+    std::fs::write(
+        &cfg,
+        "[sources]\nkmsg = false\n[treason]\nprobe = \"off\"\n",
+    )
+    .unwrap();
+    let url = server.base_url();
+    let mut d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--eve-json",
+            eve.to_str().unwrap(),
+            "--dry-run",
+            "--agents",
+            "llm",
+            "--llm-base-url",
+            &url,
+            "--model",
+            "test-model",
+        ],
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+    writeln!(f, "{}", eve_line(quick, INJECTION)).unwrap();
+    writeln!(f, "{}", eve_line(stuck, "USER root")).unwrap();
+    drop(f);
+    let wait = |what: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end && !d.log().contains(what) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(d.log().contains(what), "no {what:?} in:\n{}", d.log());
+    };
+    wait(&format!("dry run: would block {quick} for 1h"));
+    assert!(d.log().contains("host (llm, test-model)"), "{}", d.log());
+    // The stuck debate has its four calls out when the daemon is stopped.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while server
+        .requests()
+        .iter()
+        .filter(|r| r.suspect().as_deref() == Some(stuck))
+        .count()
+        < 4
+    {
+        assert!(std::time::Instant::now() < end, "{:#?}", server.requests());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = std::time::Instant::now();
+    assert!(d.stop().success(), "{}", d.log());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the models"
+    );
+    let log = d.log();
+    assert!(
+        log.contains(&format!("debate about {stuck} cancelled")),
+        "{log}"
+    );
+    // The dropped calls were seen by the server, and nothing was banned.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.suspect().as_deref() == Some(stuck))
+            .all(|r| r.abandoned),
+        "{:#?}",
+        server.requests()
+    );
+    let debates = state.json(&["debates", "list"]);
+    let stops: Vec<&str> = debates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["stop"].as_str().unwrap())
+        .collect();
+    assert!(
+        stops.contains(&"cancelled") && stops.contains(&"converged"),
+        "{debates:#}"
+    );
+    assert!(
+        debates
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["calls"].as_u64() >= Some(4))
+    );
+}

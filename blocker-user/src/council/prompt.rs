@@ -282,7 +282,7 @@ pub fn review(
         .map(|p| format!("#{}", p.id))
         .collect();
     format!(
-        "{}\n{}\nRound {round} of at most {max_rounds}: vote on {} (yours, not to be voted on: {}).\nReply schema: {{\"votes\":[{{\"proposal\":ID,\"stance\":\"approve\"|\"object\"|\"abstain\",\"reason\":\"...\",\"alternative\":{{\"action\":{{...}},\"justification\":\"...\"}}}}]}} (\"alternative\" is optional and only goes with \"object\")",
+        "{}\n{}\nRound {round} of at most {max_rounds}: vote on {} (yours, not to be voted on: {}).\nReply schema: {{\"votes\":[{{\"proposal\":ID,\"stance\":\"approve\"|\"object\"|\"abstain\",\"reason\":\"...\",\"alternative\":{{\"action\":{{...}},\"justification\":\"...\"}}}}]}} (\"alternative\" is optional and only goes with \"object\"){}",
         quote(&situation),
         quote(&table),
         if theirs.is_empty() {
@@ -294,6 +294,12 @@ pub fn review(
             "none".to_string()
         } else {
             mine.join(", ")
+        },
+        // Alternatives offered now could not be voted on any more.
+        if round >= max_rounds {
+            "\nThis is the last round: only proposals that every other member approves now pass."
+        } else {
+            ""
         },
     )
 }
@@ -466,7 +472,12 @@ mod tests {
             p.contains("Round 3 of at most 4: vote on nothing (yours, not to be voted on: #1)"),
             "{p}"
         );
-        let p = review(&b, &[Component::Host], "host", 3, 4, &open, &votes);
+        assert!(!p.contains("last round"));
+        let p = review(&b, &[Component::Host], "host", 4, 4, &open, &votes);
+        assert!(
+            p.ends_with("only proposals that every other member approves now pass."),
+            "{p}"
+        );
         assert!(
             p.contains("vote on #1 (yours, not to be voted on: none)"),
             "{p}"
