@@ -15,7 +15,7 @@ use super::{
 /// print the transcript and the verdicts.
 ///
 /// FILE holds eve.json alert lines about one source, an incident as JSON
-/// (`blocker debates show ID --json` prints them), or a brief
+/// (`blocker debate --json` prints one under "incident"), or a brief
 /// (`{"incident": ..., "facts": ...}`). The verdicts go through the guard
 /// and, unless --dry-run, into the kernel maps, exactly as the daemon's do;
 /// the debate is journaled either way (`blocker debates list`). Works with
@@ -94,6 +94,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             verdicts: &verdicts,
         })?;
     } else {
+        let i = &report.incident;
+        let kinds: Vec<String> = i
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{} ×{n}", k.as_str()))
+            .collect();
+        println!(
+            "Incident #{}: {} alert(s) about {}: {}",
+            i.id,
+            i.alert_count,
+            if i.is_global() {
+                "all sources".to_string()
+            } else {
+                i.peer.to_string()
+            },
+            kinds.join(", ")
+        );
+        for a in i.evidence.iter().filter_map(|a| a.ids.as_ref()) {
+            println!(
+                "  IDS rule {} (severity {}): {:?}",
+                a.signature_id, a.severity, a.signature
+            );
+        }
         print!(
             "{}",
             transcript::render(
