@@ -81,8 +81,8 @@ pub struct Request {
     pub attempt: u32,
     /// Since the server started: the request was read completely.
     pub arrived: Duration,
-    /// Since the server started: the reply was written (None: never, e.g.
-    /// a hang the client gave up on).
+    /// Since the server started: the reply was sent (stamped just before
+    /// writing it; None: never, e.g. a hang the client gave up on).
     pub replied: Option<Duration>,
     /// The client closed the connection before any reply (timeout or
     /// cancellation).
@@ -449,12 +449,16 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
+    // Recorded before the bytes go out: a client that has its answer must
+    // find the record complete.
+    {
+        let mut records = shared.records.lock().unwrap();
+        records[index].replied = Some(shared.start.elapsed());
+        records[index].status = status;
+        records[index].completion_tokens = completion_tokens;
+    }
     let _ = conn.write_all(response.as_bytes()).await;
     let _ = conn.shutdown().await;
-    let mut records = shared.records.lock().unwrap();
-    records[index].replied = Some(shared.start.elapsed());
-    records[index].status = status;
-    records[index].completion_tokens = completion_tokens;
 }
 
 fn completion(req: &Request, content: &str) -> Value {
