@@ -664,6 +664,21 @@ impl Pipeline {
         }
     }
 
+    /// The allowlist prefixes that are in force now.
+    fn live_allowlist(&self) -> Vec<ipnet::IpNet> {
+        let now_ns = clock::boottime_ns();
+        self.enforcer
+            .tables()
+            .rules(List::Allow)
+            .map(|r| {
+                r.into_iter()
+                    .filter(|r| r.entry.is_live(now_ns))
+                    .map(|r| r.net)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn facts(&self, view: &IncidentView) -> council::Facts {
         let tables = self.enforcer.tables();
         let now_ns = clock::boottime_ns();
@@ -675,15 +690,7 @@ impl Pipeline {
             zero_window_policy_secs_left: (policy_until > now_ns)
                 .then(|| (policy_until - now_ns) / 1_000_000_000),
         };
-        let allowlist: Vec<ipnet::IpNet> = tables
-            .rules(List::Allow)
-            .map(|r| {
-                r.into_iter()
-                    .filter(|r| r.entry.is_live(now_ns))
-                    .map(|r| r.net)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let allowlist = self.live_allowlist();
         let mut trusted = self.cfg.guard.trusted_nets().unwrap_or_default();
         trusted.extend(allowlist);
         let host = HostFacts {
@@ -779,18 +786,7 @@ impl Pipeline {
         let view = &trigger.view;
         let action = &draft.action;
         let justification = crate::alert::sanitize_text(&draft.justification);
-        let now_ns = clock::boottime_ns();
-        let allowlist: Vec<ipnet::IpNet> = self
-            .enforcer
-            .tables()
-            .rules(List::Allow)
-            .map(|r| {
-                r.into_iter()
-                    .filter(|r| r.entry.is_live(now_ns))
-                    .map(|r| r.net)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let allowlist = self.live_allowlist();
         let evidence = view.addresses();
         let checked = self.guard.check(
             action,
