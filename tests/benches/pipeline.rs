@@ -79,7 +79,7 @@ fn latency(incidents: u64) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        wait(Duration::from_secs(30), || state.daemon_status()["latency"]
+        wait_until(Duration::from_secs(30), || state.daemon_status()["latency"]
             ["count"]
             .as_u64()
             >= Some(incidents)),
