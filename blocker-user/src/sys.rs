@@ -221,6 +221,51 @@ pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     .map(drop)
 }
 
+#[repr(C)]
+struct NextKeyAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    next_key: u64,
+}
+
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Calls `f` with every key of `map` (`BPF_MAP_GET_NEXT_KEY` walk).
+fn for_each_key(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut first = true;
+    loop {
+        let attr = NextKeyAttr {
+            map_fd: map.as_raw_fd() as u32,
+            pad: 0,
+            // A null key asks for the first key.
+            key: if first { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+        };
+        match bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+        f(&key)?;
+    }
+}
+
 /// Copies every element of map `src` into map `dst` (same key and value
 /// sizes, not per-CPU), returning how many. Used to resize pinned maps.
 pub fn copy_map(
@@ -229,41 +274,9 @@ pub fn copy_map(
     key_size: usize,
     value_size: usize,
 ) -> io::Result<usize> {
-    #[repr(C)]
-    struct NextKeyAttr {
-        map_fd: u32,
-        pad: u32,
-        key: u64,
-        next_key: u64,
-    }
-    #[repr(C)]
-    struct ElemAttr {
-        map_fd: u32,
-        pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    let mut key = vec![0u8; key_size];
-    let mut next = vec![0u8; key_size];
     let mut value = vec![0u8; value_size];
-    let mut first = true;
     let mut copied = 0;
-    loop {
-        let attr = NextKeyAttr {
-            map_fd: src.as_raw_fd() as u32,
-            pad: 0,
-            // A null key asks for the first key.
-            key: if first { 0 } else { key.as_ptr() as u64 },
-            next_key: next.as_mut_ptr() as u64,
-        };
-        match bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &attr) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(copied),
-            Err(e) => return Err(e),
-        }
-        first = false;
-        std::mem::swap(&mut key, &mut next);
+    for_each_key(src, key_size, |key| {
         let lookup = ElemAttr {
             map_fd: src.as_raw_fd() as u32,
             pad: 0,
@@ -274,7 +287,7 @@ pub fn copy_map(
         match bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &lookup) {
             Ok(_) => {}
             // Deleted between the two calls: skip it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
         let update = ElemAttr {
@@ -286,38 +299,19 @@ pub fn copy_map(
         };
         bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &update)?;
         copied += 1;
-    }
+        Ok(())
+    })?;
+    Ok(copied)
 }
 
 /// Number of elements in a map (walking its keys).
 pub fn count_map(map: BorrowedFd<'_>, key_size: usize) -> io::Result<usize> {
-    #[repr(C)]
-    struct NextKeyAttr {
-        map_fd: u32,
-        pad: u32,
-        key: u64,
-        next_key: u64,
-    }
-    let mut key = vec![0u8; key_size];
-    let mut next = vec![0u8; key_size];
-    let mut first = true;
     let mut n = 0;
-    loop {
-        let attr = NextKeyAttr {
-            map_fd: map.as_raw_fd() as u32,
-            pad: 0,
-            key: if first { 0 } else { key.as_ptr() as u64 },
-            next_key: next.as_mut_ptr() as u64,
-        };
-        match bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &attr) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(n),
-            Err(e) => return Err(e),
-        }
-        first = false;
-        std::mem::swap(&mut key, &mut next);
+    for_each_key(map, key_size, |_| {
         n += 1;
-    }
+        Ok(())
+    })?;
+    Ok(n)
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `path`.

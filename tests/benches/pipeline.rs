@@ -27,6 +27,7 @@ use blocker_tests::{
     frames::Spec,
     lab::{Daemon, Lab, SERVER_V4, sh},
     peers::{self, RawPeer},
+    wait_until,
 };
 
 const PORT: u16 = 8080;
@@ -38,29 +39,12 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn status(state: &State) -> serde_json::Value {
-    let t = std::fs::read_to_string(state.state_dir.join(blocker::daemon::STATUS_FILE))
-        .unwrap_or_default();
-    serde_json::from_str(&t).unwrap_or(serde_json::Value::Null)
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return f64::NAN;
     }
     v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 fn config(state: &State, extra: &str) -> String {
@@ -95,15 +79,15 @@ fn latency(incidents: u64) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        wait(
-            Duration::from_secs(30),
-            || status(&state)["latency"]["count"].as_u64() >= Some(incidents)
-        ),
+        wait_until(Duration::from_secs(30), || state.daemon_status()["latency"]
+            ["count"]
+            .as_u64()
+            >= Some(incidents)),
         "only {} of {incidents} XDP incidents banned",
-        status(&state)["latency"]["count"]
+        state.daemon_status()["latency"]["count"]
     );
     let xdp_wall = started.elapsed();
-    let mut xdp: Vec<f64> = status(&state)["latency"]["recent_ms"]
+    let mut xdp: Vec<f64> = state.daemon_status()["latency"]["recent_ms"]
         .as_array()
         .unwrap()
         .iter()
@@ -117,13 +101,13 @@ fn latency(incidents: u64) -> serde_json::Value {
         let peer =
             RawPeer::window_shrinker(&lab, src, SocketAddr::new(SERVER_V4.parse().unwrap(), PORT));
         let want = incidents + i + 1;
-        let ok = wait(Duration::from_secs(20), || {
-            status(&state)["latency"]["count"].as_u64() >= Some(want)
+        let ok = wait_until(Duration::from_secs(20), || {
+            state.daemon_status()["latency"]["count"].as_u64() >= Some(want)
         });
         drop(peer);
         assert!(ok, "window shrinker {src} not banned");
     }
-    let all: Vec<f64> = status(&state)["latency"]["recent_ms"]
+    let all: Vec<f64> = state.daemon_status()["latency"]["recent_ms"]
         .as_array()
         .unwrap()
         .iter()
@@ -131,7 +115,7 @@ fn latency(incidents: u64) -> serde_json::Value {
         .collect();
     let mut probe: Vec<f64> = all[all.len() - probe_n as usize..].to_vec();
     let (n_xdp, n_probe) = (xdp.len(), probe.len());
-    let st = status(&state)["latency"].clone();
+    let st = state.daemon_status()["latency"].clone();
     println!(
         "  median stages over all bans: intake {:.2} ms, council {:.2} ms, journal commit + map {:.2} ms",
         st["intake_p50_ms"].as_f64().unwrap_or(0.0),

@@ -98,6 +98,15 @@ impl State {
     }
 }
 
+impl State {
+    /// What the running daemon last published (`daemon.json`), or null.
+    pub fn daemon_status(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir.join(blocker::daemon::STATUS_FILE))
+            .unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 impl Default for State {
     fn default() -> Self {
         Self::new()
@@ -112,6 +121,19 @@ impl Drop for State {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
+}
+
+/// Polls `f` every 100 ms until it holds or `timeout` passes; returns
+/// whether it held.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
 }
 
 /// stdout and stderr of a command, for assertion messages.

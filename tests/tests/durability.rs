@@ -2,18 +2,13 @@
 //! (SIGKILL mid-burst, a "reboot" that empties bpffs, a corrupt or deleted
 //! journal, a full disk, full tables, resized maps) and what survives them.
 
-use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, net::SocketAddr, process::Command, time::Duration};
 
 use blocker_tests::{
     State, describe,
     frames::Spec,
     lab::{CLIENT_V4, Daemon, Lab, SERVER_V4},
-    peers,
+    peers, wait_until,
 };
 
 const PORT: u16 = 8080;
@@ -21,17 +16,6 @@ const TCP_TIMEOUT: Duration = Duration::from_millis(700);
 
 fn server4() -> SocketAddr {
     SocketAddr::new(SERVER_V4.parse().unwrap(), PORT)
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 fn config(state: &State, extra: &str) -> String {
@@ -53,12 +37,6 @@ fn map_rules(state: &State) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
-}
-
-fn status(state: &State) -> serde_json::Value {
-    let t = std::fs::read_to_string(state.state_dir.join(blocker::daemon::STATUS_FILE))
-        .unwrap_or_default();
-    serde_json::from_str(&t).unwrap_or(serde_json::Value::Null)
 }
 
 /// Removes every pin, as a reboot would (bpffs is in memory).
@@ -213,7 +191,7 @@ fn corrupt_journal_keeps_enforcing_refuses_new_bans_and_recovers() {
         lab.tcp_connect(CLIENT_V4[1], server4(), TCP_TIMEOUT),
         "the refused ban was not enforced"
     );
-    assert!(status(&state)["council"]["journal_error"].is_string());
+    assert!(state.daemon_status()["council"]["journal_error"].is_string());
     d.stop();
 
     // Recovery as the message says: move it aside and restart.
@@ -475,7 +453,7 @@ fn spoofed_flood_from_thousands_of_sources_never_blocks_a_friend_and_stays_bound
         d.log()
     );
     std::thread::sleep(Duration::from_secs(2));
-    let s = status(&state);
+    let s = state.daemon_status();
     let rss_after = rss(d.pid());
     println!(
         "flood: 20,000 zero-window SYNs from 5,000 sources; alerts {} (dropped {}), incidents open {} (evicted {}), bans {}, daemon RSS {} KiB -> {} KiB",

@@ -953,11 +953,8 @@ fn the_daemon_runs_llm_debates_dry_and_cancels_them_on_shutdown() {
     writeln!(f, "{}", eve_line(stuck, "USER root")).unwrap();
     drop(f);
     let wait = |what: &str| {
-        let end = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < end && !d.log().contains(what) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(d.log().contains(what), "no {what:?} in:\n{}", d.log());
+        let seen = blocker_tests::wait_until(Duration::from_secs(20), || d.log().contains(what));
+        assert!(seen, "no {what:?} in:\n{}", d.log());
     };
     wait(&format!("dry run: would block {quick} for 1h"));
     assert!(d.log().contains("host (llm, test-model)"), "{}", d.log());

@@ -8,7 +8,7 @@ use std::{
     io::Write as _,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use blocker_tests::{
@@ -16,6 +16,7 @@ use blocker_tests::{
     frames::Spec,
     lab::{CLIENT_V4, CLIENT_V6, Daemon, Lab, NetNs, SERVER_V4, SERVER_V6},
     peers::{self, KernelPeer, RAW_PEER_V4, RAW_PEER_V6, RawPeer},
+    wait_until,
 };
 
 const PORT: u16 = 8080;
@@ -53,17 +54,6 @@ fn start(state: &State, lab: &Lab, extra_config: &str, args: &[&str]) -> Daemon 
     Daemon::start(state, &lab.server, &lab.server_if, &a)
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
 /// The block rule for exactly `addr`, if any.
 fn block_rule(state: &State, addr: &str) -> Option<serde_json::Value> {
     let list = state.json(&["list"]);
@@ -73,12 +63,6 @@ fn block_rule(state: &State, addr: &str) -> Option<serde_json::Value> {
         .iter()
         .find(|r| r["list"] == "block" && r["address"] == addr)
         .cloned()
-}
-
-fn daemon_status(state: &State) -> serde_json::Value {
-    let text = std::fs::read_to_string(state.state_dir.join(blocker::daemon::STATUS_FILE))
-        .unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
 fn kprobes_available() -> bool {
@@ -123,7 +107,7 @@ fn slow_reader_is_caught_banned_and_dropped() {
         d.log()
     );
     // The daemon says how it saw it, and how fast.
-    let s = daemon_status(&state);
+    let s = state.daemon_status();
     let expected = if kprobes_available() {
         "kprobe"
     } else {
@@ -152,7 +136,7 @@ fn allowlisted_slow_reader_is_debated_but_never_banned() {
     let _slow = KernelPeer::slow_reader(&lab.client, ip(CLIENT_V4[0]), server4());
     // The evidence arrives and is debated...
     assert!(
-        wait_until(DETECT, || daemon_status(&state)["council"]["debates"]
+        wait_until(DETECT, || state.daemon_status()["council"]["debates"]
             .as_u64()
             >= Some(1)),
         "no debate:\n{}",
@@ -355,7 +339,7 @@ fn suricata_alerts_are_debated_as_data() {
         "{}",
         d.log()
     );
-    assert!(wait_until(Duration::from_secs(5), || daemon_status(&state)
+    assert!(wait_until(Duration::from_secs(5), || state.daemon_status()
         ["council"]["debates"]
         .as_u64()
         >= Some(4)));
@@ -380,7 +364,7 @@ fn suricata_alerts_are_debated_as_data() {
             .iter()
             .any(|r| r["list"] == "allow" && r["address"] == CLIENT_V4[2])
     );
-    let s = daemon_status(&state);
+    let s = state.daemon_status();
     assert_eq!(s["alerts"]["malformed"], 1, "{s}");
     assert_eq!(s["alerts"]["ignored"], 1, "{s}");
 }
@@ -402,7 +386,7 @@ fn the_guard_refuses_to_ban_this_hosts_own_address() {
     let ns: &NetNs = &lab.server;
     let _self_reader = KernelPeer::slow_reader(ns, ip(SERVER_V4), server4());
     assert!(
-        wait_until(DETECT, || daemon_status(&state)["council"]["refused"]
+        wait_until(DETECT, || state.daemon_status()["council"]["refused"]
             .as_u64()
             >= Some(1)),
         "{}",
@@ -434,7 +418,7 @@ fn dry_run_logs_verdicts_and_touches_no_map() {
     );
     assert!(block_rule(&state, CLIENT_V4[0]).is_none());
     // The status file is rewritten every second.
-    assert!(wait_until(Duration::from_secs(3), || daemon_status(&state)
+    assert!(wait_until(Duration::from_secs(3), || state.daemon_status()
         ["council"]["dry_run"]
         == 1));
 }
@@ -469,12 +453,12 @@ fn probe_selection_kprobe_or_fallback_is_real() {
     if kprobes_available() {
         let mut child = out;
         assert!(
-            wait_until(Duration::from_secs(20), || daemon_status(&state)["probes"]
+            wait_until(Duration::from_secs(20), || state.daemon_status()["probes"]
                 ["active"]
                 == "kprobe"),
             "kprobes not attached"
         );
-        let s = daemon_status(&state);
+        let s = state.daemon_status();
         assert!(
             s["probes"]["attached"]
                 .to_string()
@@ -496,7 +480,7 @@ fn probe_selection_kprobe_or_fallback_is_real() {
     // Auto: the same choice, and the fallback says why in one line.
     let state = State::new();
     let d = start(&state, &lab, "", &[]);
-    let s = daemon_status(&state);
+    let s = state.daemon_status();
     if kprobes_available() {
         assert_eq!(s["probes"]["active"], "kprobe", "{s}");
     } else {
