@@ -948,6 +948,14 @@ fn the_daemon_runs_llm_debates_dry_and_cancels_them_on_shutdown() {
             "test-model",
         ],
     );
+    // Lines written before the follower opened the file would be skipped.
+    assert!(
+        blocker_tests::wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("following eve.json")),
+        "{}",
+        d.log()
+    );
     let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
     writeln!(f, "{}", eve_line(quick, INJECTION)).unwrap();
     writeln!(f, "{}", eve_line(stuck, "USER root")).unwrap();
