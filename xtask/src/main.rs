@@ -8,6 +8,7 @@ mod bootstrap;
 mod compile;
 mod test;
 mod util;
+mod vm;
 
 use std::{os::unix::process::CommandExt as _, process::Command};
 
@@ -43,6 +44,12 @@ enum Cmd {
     /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
     /// privileged integration tests. Needs root.
     Test(test::Args),
+    /// The privileged tests on other kernels: the host natively, Debian's
+    /// 6.1 and 6.12 kernels in QEMU guests (kprobes, other struct layouts).
+    /// Needs root.
+    ///
+    /// Example: cargo xtask vmtest --kernel 6.1 --filter xdp
+    Vmtest(vm::Args),
     /// Benchmarks: XDP per-packet cost against a pass-only program, side by
     /// side. Needs root.
     Bench(bench::Args),
@@ -72,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             Err(anyhow::anyhow!("exec {}: {}", bin.display(), cmd.exec()))
         }
         Cmd::Test(args) => test::run_all(&args),
+        Cmd::Vmtest(args) => vm::run_matrix(&args),
         Cmd::Bench(args) => bench::run_all(&args),
     }
 }
