@@ -41,8 +41,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
-    /// privileged integration tests. Needs root.
+    /// fmt check, clippy -D warnings (host and eBPF), unit tests, the
+    /// privileged integration tests, then the same tests in Debian's 6.1
+    /// and 6.12 kernels under QEMU (`--no-vm` skips those). Needs root.
     Test(test::Args),
     /// The privileged tests on other kernels: the host natively, Debian's
     /// 6.1 and 6.12 kernels in QEMU guests (kprobes, other struct layouts).

@@ -103,23 +103,34 @@ pub fn resolve(cache: &Path, spec: &str) -> anyhow::Result<Kernel> {
     if spec.ends_with(".deb") {
         return from_deb(cache, spec, Path::new(spec));
     }
-    if let Some(series) = SERIES.iter().find(|s| s.name == spec) {
-        return from_series(cache, series);
+    let series = SERIES.iter().find(|s| s.name == spec);
+    if series.is_none() && !spec.starts_with("linux-image-") {
+        bail!(
+            "unknown kernel {spec:?}: use `host`, {}, a Debian package name \
+             (linux-image-...) or the path of a .deb",
+            SERIES
+                .iter()
+                .map(|s| format!("`{}`", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    if spec.starts_with("linux-image-") {
-        let version =
-            candidate_version(spec)?.with_context(|| format!("apt knows no package {spec}"))?;
-        return from_package(cache, spec, spec, &version);
-    }
-    bail!(
-        "unknown kernel {spec:?}: use `host`, {}, a Debian package name \
-         (linux-image-...) or the path of a .deb",
-        SERIES
-            .iter()
-            .map(|s| format!("`{}`", s.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    let once = || match series {
+        Some(series) => from_series(cache, series),
+        None => {
+            let version =
+                candidate_version(spec)?.with_context(|| format!("apt knows no package {spec}"))?;
+            from_package(cache, spec, spec, &version)
+        }
+    };
+    once().or_else(|e| {
+        // Stale package lists name versions the archive no longer has.
+        note(&format!(
+            "{e:#}; refreshing the apt package lists (apt-get update) and retrying"
+        ));
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        once()
+    })
 }
 
 fn from_series(cache: &Path, series: &Series) -> anyhow::Result<Kernel> {
