@@ -603,6 +603,18 @@ fn one_guest(
             r.facts.get("event_sources")
         ));
     }
+    // ... and a kprobe must really arm, on the function that matters most.
+    let first = guest::KPROBE_TARGETS[0];
+    let armed = r.facts.get("kprobe_attach").cloned().unwrap_or_default();
+    if r.begin_uptime.is_some()
+        && !armed
+            .split_whitespace()
+            .any(|w| w == format!("{first}=yes"))
+    {
+        problems.push(format!(
+            "could not arm a kprobe on {first} through tracefs ({armed:?})"
+        ));
+    }
     for p in plan.iter().filter(|_| r.begin_uptime.is_some()) {
         match r.suites.iter().find(|s| s.name == p.name) {
             None if r.done_uptime.is_some() => problems.push(format!("{} never started", p.name)),
@@ -633,9 +645,13 @@ fn one_guest(
     }
     let boot_secs = r.begin_uptime.unwrap_or(0.0);
     let mut detail = format!(
-        "boot {boot_secs:.1}s, QEMU {:.0}s, kprobe {}, BTF {}",
+        "boot {boot_secs:.1}s, QEMU {:.0}s, kprobe PMU {}, kprobes armed:{}, BTF {}",
         boot.wall.as_secs_f64(),
         r.facts.get("kprobe").map_or("?", String::as_str),
+        armed
+            .split_whitespace()
+            .filter_map(|w| w.strip_suffix("=yes"))
+            .fold(String::new(), |acc, f| acc + " " + f),
         r.facts.get("btf").map_or("?", String::as_str),
     );
     for s in &r.suites {

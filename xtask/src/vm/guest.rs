@@ -29,6 +29,16 @@ pub const PLAN: &str = "/etc/vmtest/plan";
 
 const MARK: &str = "@@vmtest";
 
+/// Functions `/init` arms a kprobe on (the first one must work: it is where
+/// the kernel's own zero-window check lives). The others are reported, for
+/// whoever writes probes.
+pub const KPROBE_TARGETS: &[&str] = &[
+    "tcp_retransmit_timer",
+    "tcp_send_probe0",
+    "tcp_probe_timer",
+    "tcp_write_timer_handler",
+];
+
 /// `/init`: busybox sh. Every step that can fail reports on the result
 /// channel; the host treats a missing `done` as a crash or timeout.
 pub fn init_script() -> String {
@@ -68,6 +78,34 @@ has btf /sys/kernel/btf/vmlinux
 has dynamic_debug /sys/kernel/debug/dynamic_debug/control
 has tracing /sys/kernel/tracing/events
 
+# Arm a real kprobe on each function through tracefs (the same kprobe
+# machinery BPF kprobes use) and check the kernel lists it as armed.
+T=/sys/kernel/tracing
+armed=""
+for f in {KPROBE_TARGETS}; do
+    ok=no
+    if ! echo "p:vmtest/$f $f" 2>/dev/null >>$T/kprobe_events; then
+        echo "no kprobe on $f: not a probe-able function in this kernel (static and inlined?)"
+    else
+        if echo 1 >$T/events/vmtest/$f/enable &&
+            grep -q "[[:space:]]$f+0x[0-9a-f]*[[:space:]]" /sys/kernel/debug/kprobes/list; then
+            ok=yes
+        else
+            echo "kprobe on $f did not arm; armed kprobes:"
+            cat /sys/kernel/debug/kprobes/list
+        fi
+        echo 0 >$T/events/vmtest/$f/enable
+        echo "-:vmtest/$f" >>$T/kprobe_events
+    fi
+    armed="$armed $f=$ok"
+done
+say "fact kprobe_attach$armed"
+
+# The treason message's dynamic-debug sites (the kmsg source needs them).
+DD=/sys/kernel/debug/dynamic_debug/control
+grep 'tcp_timer.c' $DD
+say "fact ddebug_tcp_timer_sites $(grep -c 'tcp_timer.c' $DD)"
+
 while read -r m; do
     if out=$(insmod "$m" 2>&1); then
         say "module ok ${{m##*/}}"
@@ -95,6 +133,7 @@ poweroff -f
 echo o >/proc/sysrq-trigger
 "#,
         bin = GUEST_BIN_DIR,
+        KPROBE_TARGETS = KPROBE_TARGETS.join(" "),
     )
 }
 
