@@ -189,10 +189,8 @@ pub fn run_matrix(args: &Args) -> anyhow::Result<()> {
     let obj = compile::ebpf()?;
     let bin = compile::all(false)?;
     let mut outcomes = Vec::new();
-    for k in &kernels {
-        if k == "host" {
-            outcomes.push(host_tier(&obj, &bin, args.filter.as_deref()));
-        }
+    if kernels.iter().any(|k| k == "host") {
+        outcomes.push(host_tier(&obj, &bin, args.filter.as_deref()));
     }
     let guests: Vec<String> = kernels.into_iter().filter(|k| k != "host").collect();
     if !guests.is_empty() {
@@ -315,8 +313,11 @@ fn guest_tiers(
         let dest = format!("{GUEST_TEST_DIR}/{}", s.bin);
         let mut args: Vec<String> = s.args.iter().map(|a| a.to_string()).collect();
         match filter {
-            // A user filter narrows within the suite's own selection.
-            Some(f) if s.filters.is_empty() => args.push(f.to_string()),
+            // A user filter narrows within the suite's own selection (libtest
+            // ORs its filters, so pass whichever of the two is narrower).
+            Some(f) if s.filters.is_empty() || s.filters.iter().any(|x| f.contains(x)) => {
+                args.push(f.to_string());
+            }
             Some(f) => args.extend(
                 s.filters
                     .iter()
