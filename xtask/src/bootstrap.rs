@@ -120,7 +120,8 @@ fn nightly_llvm() -> anyhow::Result<(PathBuf, String, u32)> {
     Ok((lib.join(&file), file, major))
 }
 
-fn cache_dir() -> PathBuf {
+/// `~/.cache/blocker` (or under `$XDG_CACHE_HOME`): what xtask builds and downloads once.
+pub fn cache_dir() -> PathBuf {
     env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -9,6 +9,7 @@ mod compile;
 mod demo;
 mod test;
 mod util;
+mod vm;
 
 use std::{os::unix::process::CommandExt as _, process::Command};
 
@@ -41,13 +42,20 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
-    /// privileged integration tests. Needs root.
+    /// fmt check, clippy -D warnings (host and eBPF), unit tests, the
+    /// privileged integration tests, then the same tests in Debian's 6.1
+    /// and 6.12 kernels under QEMU (`--no-vm` skips those). Needs root.
     Test(test::Args),
     /// The main job on a fresh machine: a lab of network namespaces where
     /// attackers (slow reader, window shrinker, zero-window SYN flooder)
     /// meet blocker and its offline council, narrated. Needs root.
     Demo,
+    /// The privileged tests on other kernels: the host natively, Debian's
+    /// 6.1 and 6.12 kernels in QEMU guests (kprobes, other struct layouts).
+    /// Needs root.
+    ///
+    /// Example: cargo xtask vmtest --kernel 6.1 --filter xdp
+    Vmtest(vm::Args),
     /// Benchmarks: XDP per-packet cost against a pass-only program, and an
     /// LLM debate against a sequential baseline, side by side. The XDP one
     /// needs root.
@@ -80,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Err(anyhow::anyhow!("exec {}: {}", bin.display(), cmd.exec()))
         }
         Cmd::Test(args) => test::run_all(&args),
+        Cmd::Vmtest(args) => vm::run_matrix(&args),
         Cmd::Bench(args) => bench::run_all(&args),
         Cmd::Demo => demo::run_demo(),
     }

@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use crate::{
     bootstrap, compile,
     util::{is_root, note, run},
+    vm,
 };
 
 #[derive(Debug, clap::Args)]
@@ -14,6 +15,17 @@ pub struct Args {
     /// Only run integration tests whose name contains this.
     #[arg(long, value_name = "FILTER")]
     pub filter: Option<String>,
+    /// Guest kernels to run the integration tests in after the host's
+    /// (QEMU, see `cargo xtask vmtest --help`): comma-separated series
+    /// (`6.1`, `6.12`), package names or .deb files. Default, and with no
+    /// value: every series.
+    #[arg(long, value_delimiter = ',', num_args = 0.., value_name = "KERNELS")]
+    pub kernels: Option<Vec<String>>,
+    /// Skip the guest kernels (quick local runs; CI runs them).
+    #[arg(long, conflicts_with = "kernels")]
+    pub no_vm: bool,
+    #[command(flatten)]
+    pub vm: vm::VmOptions,
 }
 
 pub fn run_all(args: &Args) -> anyhow::Result<()> {
@@ -32,8 +44,16 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         Ok(())
     };
 
+    let kernels: Vec<String> = match &args.kernels {
+        _ if args.no_vm => Vec::new(),
+        Some(k) if !k.is_empty() => k.clone(),
+        _ => vm::all_guest_kernels(),
+    };
     step("bootstrap", &mut || {
         bootstrap::packages(bootstrap::TEST_PACKAGES)?;
+        if !kernels.is_empty() {
+            bootstrap::packages(vm::VM_PACKAGES)?;
+        }
         bootstrap::toolchain().map(drop)
     })?;
     let mut obj = None;
@@ -77,17 +97,26 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             "blocker-tests",
         ]))
     })?;
+    let mut bin = None;
     step("integration tests (privileged)", &mut || {
-        let bin = compile::all(false)?;
+        let built = compile::all(false)?;
         let mut cmd = compile::host_cargo(&obj);
         cmd.args(["test", "-p", "blocker-tests", "--"])
-            .env("BLOCKER_BIN", &bin)
+            .env("BLOCKER_BIN", &built)
             .env("RUST_BACKTRACE", "1");
         if let Some(f) = &args.filter {
             cmd.arg(f);
         }
+        bin = Some(built);
         run(&mut cmd)
     })?;
+    let bin = bin.expect("built above");
+    if !kernels.is_empty() {
+        step(
+            &format!("guest kernels in QEMU ({})", kernels.join(", ")),
+            &mut || vm::run_guests(&kernels, &obj, &bin, args.filter.as_deref(), &args.vm),
+        )?;
+    }
 
     note("summary:");
     for (name, secs) in &steps {
