@@ -1213,10 +1213,21 @@ pub fn reason_code(view: &IncidentView) -> u32 {
 /// Logs a debate the way an operator reads it: evidence, proposals, votes,
 /// what passed.
 fn narrate(view: &IncidentView, d: &Debate) {
+    // Kinds with the signatures seen (e.g. which spelling of the kernel's
+    // treason message), so an operator sees what the evidence was.
     let kinds: Vec<String> = view
         .by_kind
         .iter()
-        .map(|(k, n)| format!("{} ×{n}", k.as_str()))
+        .map(|(k, n)| {
+            let mut sigs: Vec<&str> = view
+                .evidence
+                .iter()
+                .filter(|a| a.kind == *k)
+                .map(|a| a.signature.as_str())
+                .collect();
+            sigs.dedup();
+            format!("{} ×{n} [{}]", k.as_str(), sigs.join(", "))
+        })
         .collect();
     let subject = if view.is_global() {
         "all sources".to_string()

@@ -510,3 +510,65 @@ fn probe_selection_kprobe_or_fallback_is_real() {
         );
     }
 }
+
+/// The kernel's own treason message reaches the kmsg source and is enough
+/// on its own (probes off). The kernel prints it with `net_dbg_ratelimited()`
+/// in `tcp_retransmit_timer()`, compiled in only with `CONFIG_DYNAMIC_DEBUG`
+/// and printed only once switched on for tcp_timer.c.
+#[test]
+#[ignore = "needs CONFIG_DYNAMIC_DEBUG, absent from our 6.18: `cargo xtask vmtest` runs it in Debian 6.1 and 6.12"]
+fn kernel_log_treason_message_reaches_the_kmsg_source() {
+    let control = ["/proc/dynamic_debug/control", "/sys/kernel/debug/dynamic_debug/control"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("no dynamic debug control file: kernel without CONFIG_DYNAMIC_DEBUG, or debugfs not mounted");
+    struct DynamicDebug(&'static str);
+    impl Drop for DynamicDebug {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, "file net/ipv4/tcp_timer.c -p");
+        }
+    }
+    std::fs::write(control, "file net/ipv4/tcp_timer.c +p")
+        .expect("switch on dynamic debug for tcp_timer.c");
+    let _dyndbg = DynamicDebug(control);
+
+    let lab = Lab::new();
+    let _srv = lab.victim_server(PORT, 1 << 20);
+    let state = State::new();
+    let cfg = state.state_dir.join("kmsg.toml");
+    std::fs::write(&cfg, "[treason]\nprobe = \"off\"\n[sources]\nkmsg = true\n").unwrap();
+    let d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let peer = RawPeer::window_shrinker(&lab, ip(RAW_PEER_V4), server4());
+    assert!(
+        wait_until(DETECT, || block_rule(&state, RAW_PEER_V4).is_some()),
+        "no ban from the kernel log (peer: {:?}):\n{}",
+        peer.stats(),
+        d.log()
+    );
+    let reason = block_rule(&state, RAW_PEER_V4).unwrap()["reason"].to_string();
+    assert!(
+        reason.contains("the kernel logged the treason message"),
+        "{reason}"
+    );
+    // The spelling of this kernel: renamed in 6.6.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    let spelling = if (major, minor) >= (6, 6) {
+        "probing-zero-window"
+    } else {
+        "unexpectedly-shrunk-window"
+    };
+    assert!(
+        d.log().contains(&format!("kernel-log ×1 [{spelling}]")),
+        "{release}: {}",
+        d.log()
+    );
+}

@@ -108,6 +108,22 @@ pub const GUEST_SUITES: &[Suite] = &[
         timeout_secs: 300,
         why: "the CLI's errors and bpffs handling on this kernel",
     },
+    Suite {
+        bin: "treason",
+        filters: &[
+            "slow_reader_is_caught",
+            "window_shrinking_peer",
+            "sockstress_zero_window_handshake",
+            "probe_selection",
+            "kernel_log_treason_message",
+        ],
+        args: &["--include-ignored"],
+        timeout_secs: 900,
+        why: "the kprobe treason path for real: auto picks kprobes here, the \
+              tcp_retransmit_timer and tcp_send_probe0 kprobes catch a window shrinker, \
+              a slow reader and a sockstress peer through this kernel's BTF offsets; \
+              the kmsg source reads the kernel's own treason message (dynamic debug)",
+    },
 ];
 
 /// Host tools the tests call, copied into the guests with their libraries.
