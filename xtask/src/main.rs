@@ -6,6 +6,7 @@
 mod bench;
 mod bootstrap;
 mod compile;
+mod fuzz;
 mod test;
 mod util;
 
@@ -43,6 +44,12 @@ enum Cmd {
     /// fmt check, clippy -D warnings (host and eBPF), unit tests, and the
     /// privileged integration tests. Needs root.
     Test(test::Args),
+    /// Fuzz the parsers of hostile input (eve.json, kmsg, verdicts, config,
+    /// BTF, addresses) with cargo-fuzz, each for a bounded time; fails on
+    /// any crash. `cargo xtask test` runs a short round of this.
+    ///
+    /// Example: cargo xtask fuzz --seconds 600 --target eve
+    Fuzz(fuzz::Args),
     /// Benchmarks: XDP per-packet cost against a pass-only program, side by
     /// side. Needs root.
     Bench(bench::Args),
@@ -72,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             Err(anyhow::anyhow!("exec {}: {}", bin.display(), cmd.exec()))
         }
         Cmd::Test(args) => test::run_all(&args),
+        Cmd::Fuzz(args) => fuzz::run_all(&args),
         Cmd::Bench(args) => bench::run_all(&args),
     }
 }
