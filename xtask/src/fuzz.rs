@@ -97,9 +97,6 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
     }
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
     let bin_dir = bootstrap::cargo_fuzz()?;
-    // cargo-fuzz builds the standard library with the sanitizer
-    // (-Z build-std), which needs the nightly's rust-src.
-    bootstrap::toolchain()?;
 
     let t = Instant::now();
     crate::util::run(&mut cargo_fuzz(&bin_dir, "build")).context("building the fuzz targets")?;
@@ -172,9 +169,10 @@ fn run_one(bin_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Outcome
         }
         bail!(
             "fuzz target {target} failed ({status}); the input is in {} and the full log in {}. \
-             Reproduce: cargo +nightly fuzz run --fuzz-dir fuzz {target} <input>",
+             Reproduce: PATH={}:$PATH cargo +nightly fuzz run --fuzz-dir fuzz -a {target} <input>",
             artifacts.display(),
-            log.display()
+            log.display(),
+            bin_dir.display()
         );
     }
     let outcome = Outcome {
