@@ -339,7 +339,7 @@ pub mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        let d = humantime::parse_duration(&s)
+        let d = crate::ttl::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (examples: 30s, 5m, 1h)")))?;
         // Durations reach the kernel and the incident tracker as u64
         // nanoseconds (CLOCK_BOOTTIME). Longer ones would wrap there and
