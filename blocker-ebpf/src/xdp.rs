@@ -5,13 +5,15 @@
 //!    Anything else passes: non-IP frames count as `non_ip`, frames cut short
 //!    or with invalid headers as `malformed`.
 //! 2. The source address: allowlist → PASS; a live exact or CIDR block rule
-//!    → DROP; an expired rule is ignored (and counted).
+//!    → DROP; an expired rule is ignored (and counted), also when it is the
+//!    longest prefix in front of a live one (see [`find_lpm`]).
 //! 3. TCP SYN without ACK and with window 0: counted per source (LRU), one
 //!    event when a source crosses the threshold, and dropped while the global
 //!    zero-window policy is on.
 //!
-//! Nothing here logs or loops over map entries; the only loop is the bounded
-//! walk over IPv6 extension headers.
+//! Nothing here logs or loops over map entries; the only loops are the
+//! bounded walk over IPv6 extension headers and, for a source whose longest
+//! matching prefix has expired, a bounded search for the live one behind it.
 
 use aya_ebpf::{
     bindings::xdp_action, btf_maps::lpm_trie::Key, helpers::bpf_ktime_get_boot_ns,
@@ -134,7 +136,7 @@ fn try_ipv4(
     }
 
     let key = LpmV4::new(src);
-    let lpm_key = Key::new(LPM_V4_LOOKUP_BITS, key);
+    let mut lpm_key = Key::new(LPM_V4_LOOKUP_BITS, key);
     let tables = Tables {
         allow: MapRef::of(&ALLOW_V4),
         allow_slot: config::ALLOW_V4_ACTIVE,
@@ -143,7 +145,7 @@ fn try_ipv4(
         net: MapRef::of(&BLOCK_NET_V4),
         net_slot: config::BLOCK_NET_V4_ACTIVE,
     };
-    if let Some(action) = tables.check(&src, &lpm_key, stats, frame_len) {
+    if let Some(action) = tables.check(&src, &mut lpm_key, stats, frame_len) {
         return Ok(action);
     }
 
@@ -168,7 +170,7 @@ fn try_ipv6(
         return Err(Malformed);
     }
 
-    let lpm_key = Key::new(LPM_V6_LOOKUP_BITS, src);
+    let mut lpm_key = Key::new(LPM_V6_LOOKUP_BITS, src);
     let tables = Tables {
         allow: MapRef::of(&ALLOW_V6),
         allow_slot: config::ALLOW_V6_ACTIVE,
@@ -177,7 +179,7 @@ fn try_ipv6(
         net: MapRef::of(&BLOCK_NET_V6),
         net_slot: config::BLOCK_NET_V6_ACTIVE,
     };
-    if let Some(action) = tables.check(&src, &lpm_key, stats, frame_len) {
+    if let Some(action) = tables.check(&src, &mut lpm_key, stats, frame_len) {
         return Ok(action);
     }
 
@@ -341,12 +343,12 @@ impl Tables {
     fn check<K, L>(
         &self,
         addr: &K,
-        lpm_key: &Key<L>,
+        lpm_key: &mut Key<L>,
         stats: &mut XdpStats,
         frame_len: u64,
     ) -> Option<u32> {
         if config(self.allow_slot) != 0
-            && let Found::Live(rule) = find(self.allow, lpm_key, stats)
+            && let Found::Live(rule) = find_lpm(self.allow, lpm_key, stats)
         {
             count_match(rule, frame_len);
             stats.allowlisted += 1;
@@ -359,7 +361,7 @@ impl Tables {
             return Some(xdp_action::XDP_DROP);
         }
         if config(self.net_slot) != 0
-            && let Found::Live(rule) = find(self.net, lpm_key, stats)
+            && let Found::Live(rule) = find_lpm(self.net, lpm_key, stats)
         {
             count_match(rule, frame_len);
             return Some(xdp_action::XDP_DROP);
@@ -373,15 +375,93 @@ fn find<K>(map: MapRef, key: &K, stats: &mut XdpStats) -> Found {
     let Some(rule) = lookup_mut::<K, RuleEntry>(map, key) else {
         return Found::Nothing;
     };
-    // SAFETY: live map value of a rule map.
-    let rule_ref = unsafe { &*rule };
-    // Permanent rules skip the clock read.
-    if rule_ref.expires_at_ns == 0 || rule_ref.is_live(boot_ns()) {
+    if is_live(rule) {
         Found::Live(rule)
     } else {
         stats.expired += 1;
         Found::Expired
     }
+}
+
+#[inline(always)]
+fn is_live(rule: *mut RuleEntry) -> bool {
+    // SAFETY: live map value of a rule map.
+    let rule = unsafe { &*rule };
+    // Permanent rules skip the clock read.
+    rule.expires_at_ns == 0 || rule.is_live(boot_ns())
+}
+
+/// Further expired prefixes one LPM lookup steps over, after the first,
+/// before it gives up (and treats the source as unmatched). Expired rules
+/// only linger until the daemon's next garbage collection, so nested chains
+/// of them are short.
+const MAX_EXPIRED_STEPS: usize = 3;
+
+/// Steps of the binary search for a prefix length: enough for 0..=128.
+const PREFIX_SEARCH_STEPS: usize = 8;
+
+/// The longest *live* prefix in LPM trie `map` that covers `key.data`.
+///
+/// A trie lookup returns only the longest matching prefix. If that rule has
+/// expired but the daemon has not removed it yet (or is not running), a
+/// shorter live rule behind it must still apply: an expired temporary allow
+/// of a /28 must not hand a permanently allowlisted /24 over to a ban, and
+/// an expired narrower ban must not lift a wider one. So on an expired hit
+/// we find the expired rule's prefix length L (the shortest lookup length
+/// that still returns it: lookups with length >= L return it, shorter ones
+/// cannot) and look up again with L - 1. `key.prefix_len` is restored.
+///
+/// This costs nothing on the common path (one lookup, as before) and about
+/// ten lookups per expired prefix otherwise. It compares map value pointers,
+/// which the verifier allows privileged loaders only; blocker loads as root.
+#[inline(always)]
+fn find_lpm<L>(map: MapRef, key: &mut Key<L>, stats: &mut XdpStats) -> Found {
+    let full = key.prefix_len;
+    let found = find_lpm_from(map, key, stats);
+    key.prefix_len = full;
+    found
+}
+
+#[inline(always)]
+fn find_lpm_from<L>(map: MapRef, key: &mut Key<L>, stats: &mut XdpStats) -> Found {
+    let Some(mut rule) = lookup_mut::<Key<L>, RuleEntry>(map, key) else {
+        return Found::Nothing;
+    };
+    if is_live(rule) {
+        return Found::Live(rule);
+    }
+    // Counted once per table, however many expired prefixes are passed.
+    stats.expired += 1;
+    for _ in 0..MAX_EXPIRED_STEPS {
+        // Binary search for the smallest length in (lo, hi] whose lookup
+        // still returns `rule`; lookups with `hi` do.
+        let (mut lo, mut hi) = (0u32, key.prefix_len);
+        for _ in 0..PREFIX_SEARCH_STEPS {
+            if lo + 1 >= hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            key.prefix_len = mid;
+            if lookup_mut::<Key<L>, RuleEntry>(map, key) == Some(rule) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        // The search never looks at length 0: with `hi` at 1 the rule is a
+        // /1 or a /0, and nothing is shorter than a /0.
+        key.prefix_len = 0;
+        if hi <= 1 && lookup_mut::<Key<L>, RuleEntry>(map, key) == Some(rule) {
+            return Found::Expired;
+        }
+        key.prefix_len = hi - 1;
+        match lookup_mut::<Key<L>, RuleEntry>(map, key) {
+            Some(shorter) if is_live(shorter) => return Found::Live(shorter),
+            Some(shorter) => rule = shorter,
+            None => return Found::Expired,
+        }
+    }
+    Found::Expired
 }
 
 #[inline(always)]

@@ -107,6 +107,16 @@ pub enum BtfError {
     #[error("{struct_name}.{path} is too large to describe")]
     TooLarge { struct_name: String, path: String },
     #[error(
+        "{struct_name}.{path} ({size} bytes at offset {offset}) lies outside the {struct_size}-byte struct: malformed BTF"
+    )]
+    OutsideStruct {
+        struct_name: String,
+        path: String,
+        offset: u32,
+        size: u32,
+        struct_size: u32,
+    },
+    #[error(
         "{struct_name}.{path} is {size} bytes in the kernel's BTF, expected {expected}; the kernel changed the field's type"
     )]
     UnexpectedSize {
@@ -586,6 +596,22 @@ impl Btf {
                 });
             }
         };
+        // The probes read `size` bytes at `offset` from a pointer to the
+        // outer struct; a member reaching past its end would have them read
+        // whatever lies beyond. The kernel refuses such BTF for its own types
+        // (btf_struct_check_member(): "Member exceeds struct_size"), and so
+        // does this reader: found by the `btf` fuzz target (an array member
+        // whose element count was changed to 2^31).
+        let outer = self.types[root as usize].size_or_type;
+        if u64::from(offset) + u64::from(size) > u64::from(outer) {
+            return Err(BtfError::OutsideStruct {
+                struct_name: struct_name.into(),
+                path: full(),
+                offset,
+                size,
+                struct_size: outer,
+            });
+        }
         Ok((Field { offset, size }, cur))
     }
 
@@ -1193,6 +1219,57 @@ mod tests {
         assert!(matches!(err("self_anon", &["x"]), BtfError::TooDeep { .. }));
         let e = err("dangling", &["bad"]);
         assert!(matches!(e, BtfError::BadTypeId { id: 999, .. }), "{e:?}");
+    }
+
+    /// Members that reach past the end of their struct are refused, as the
+    /// kernel refuses them: the `btf` fuzz target's finding, an array whose
+    /// element count grew to 2^31, then the plain case of a bad offset.
+    #[test]
+    fn members_outside_their_struct_are_errors() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let u8_ = b.int("unsigned char", 1);
+        let huge = b.ty("", ARRAY, false, 0, 0, &[u8_, u32_, 1 << 31]);
+        let small = b.ty("", ARRAY, false, 0, 0, &[u8_, u32_, 16]);
+        b.strukt(
+            "sock",
+            24,
+            &[
+                ("ok", small, 0),
+                ("huge", huge, 0),
+                ("last", u32_, 160),
+                ("past", u32_, 192),
+            ],
+        );
+        let btf = Btf::parse(b.blob()).unwrap();
+        assert_eq!(
+            btf.member("sock", &["ok"]).unwrap(),
+            Field {
+                offset: 0,
+                size: 16
+            }
+        );
+        assert_eq!(
+            btf.member("sock", &["last"]).unwrap(),
+            Field {
+                offset: 20,
+                size: 4
+            }
+        );
+        for name in ["huge", "past"] {
+            let e = btf.member("sock", &[name]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    BtfError::OutsideStruct {
+                        struct_size: 24,
+                        ..
+                    }
+                ),
+                "{name}: {e:?}"
+            );
+            assert!(e.to_string().contains(&format!("sock.{name}")), "{e}");
+        }
     }
 
     #[test]

@@ -440,8 +440,18 @@ pub mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (examples: 30s, 5m, 1h)")))
+        let d = crate::ttl::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (examples: 30s, 5m, 1h)")))?;
+        // Durations reach the kernel and the incident tracker as u64
+        // nanoseconds (CLOCK_BOOTTIME). Longer ones would wrap there and
+        // slip past the lower bounds `validate` checks: "584years 200days"
+        // is a `stall` of a few hours, 2^64 ns one of zero.
+        if u64::try_from(d.as_nanos()).is_err() {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is longer than the longest duration blocker handles (about 584 years)"
+            )));
+        }
+        Ok(d)
     }
 }
 
@@ -525,6 +535,17 @@ mod tests {
             q.council.consensus(),
             crate::council::Consensus::Quorum { min_approvals: 2 }
         );
+    }
+
+    #[test]
+    fn durations_past_u64_nanoseconds_are_refused() {
+        // 2^64 ns exactly: `as u64` made it a stall of 0.
+        let e = Config::parse("[treason]\nstall = \"18446744073s 709551616ns\"\n").unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        assert!(Config::parse("[incidents]\nwindow = \"600years\"\n").is_err());
+        // The longest that fits is fine.
+        let c = Config::parse("[incidents]\ncooldown = \"18446744073s 709551615ns\"\n").unwrap();
+        assert_eq!(c.incidents.cooldown.as_nanos(), u128::from(u64::MAX));
     }
 
     #[test]

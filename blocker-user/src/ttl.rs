@@ -25,11 +25,47 @@ pub fn parse_ttl(input: &str) -> Result<Ttl, TtlError> {
     if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TtlError::Invalid(input.to_string()));
     }
-    let d = humantime::parse_duration(s).map_err(|_| TtlError::Invalid(input.to_string()))?;
+    let d = parse_duration(s).map_err(|_| TtlError::Invalid(input.to_string()))?;
     if d.is_zero() {
         return Err(TtlError::Zero(input.to_string()));
     }
     Ok(Some(d))
+}
+
+/// `humantime::parse_duration` without its panic. humantime 2.4.0 (the
+/// latest) carries nanoseconds into seconds only above 10^9, not at it, so
+/// spans adding up to exactly u64::MAX seconds plus one second in parts
+/// (`18446744073709551615s 45ms 955ms`, found by the `addr` fuzz target)
+/// reach `Duration::new`'s overflow panic. Every TTL and config duration
+/// goes through here.
+///
+/// The guard: humantime's running total never exceeds the sum, over every
+/// run of digits (whitespace removed, since humantime skips it inside
+/// numbers), of (run + 1) times its largest unit, a year; fractions and
+/// sub-second parts add less. When that bound stays below u64::MAX
+/// seconds, the panic cannot happen; otherwise the input is refused as an
+/// overflow, which no TTL or interval of less than 10^11 years trips.
+pub fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    /// humantime's longest unit (365.25 days), in seconds.
+    const YEAR_SECS: u128 = 31_557_600;
+    let mut bound: u128 = 0;
+    let mut run: Option<u128> = None;
+    for c in s.chars().filter(|c| !c.is_whitespace()).chain(['.']) {
+        match (c.to_digit(10), run) {
+            (Some(d), r) => {
+                run = Some(r.unwrap_or(0).saturating_mul(10).saturating_add(d.into()));
+            }
+            (None, Some(r)) => {
+                bound = bound.saturating_add(r.saturating_add(1).saturating_mul(YEAR_SECS));
+                run = None;
+            }
+            (None, None) => {}
+        }
+    }
+    if bound >= u128::from(u64::MAX) {
+        return Err(humantime::DurationError::NumberOverflow);
+    }
+    humantime::parse_duration(s)
 }
 
 /// `1h 2m`-style rendering with at most two units, rounded down to seconds:
@@ -90,6 +126,34 @@ mod tests {
             );
         }
         assert!(matches!(parse_ttl("0s"), Err(TtlError::Zero(_))));
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        // The `addr` fuzz target's input: humantime alone panics on it.
+        for bad in [
+            "18446744073709551615s045ms955ms45ms",
+            "18446744073709551615s 1000ms",
+            "1844674407370955161 5s 1s",
+            "584542046091y",
+        ] {
+            assert!(
+                matches!(parse_ttl(bad), Err(TtlError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        // Long but sane durations still parse.
+        assert_eq!(
+            parse_duration("18446744073s 709551615ns")
+                .unwrap()
+                .as_nanos(),
+            u128::from(u64::MAX)
+        );
+        assert_eq!(
+            parse_duration("1000years").unwrap(),
+            Duration::from_secs(31_557_600_000)
+        );
+        assert_eq!(parse_duration("1 2s").unwrap(), Duration::from_secs(12));
     }
 
     #[test]

@@ -162,6 +162,81 @@ fn expired_rules_are_ignored_and_counted() {
     assert_eq!(h.run(&Spec::syn(OTHER4, SERVER4).build()), XDP_DROP);
 }
 
+/// An LPM lookup returns only the longest matching prefix. Until the daemon
+/// garbage-collects an expired rule (or forever, with no daemon running), a
+/// longest match that has expired must not hide a live shorter one: found
+/// by `xdp_fuzz`, where an expired temporary allow of a /64 inside a
+/// permanently allowed /48 let an exact ban drop the allowlisted source.
+#[test]
+fn expired_narrower_rules_do_not_shadow_live_wider_ones() {
+    let mut h = Harness::new();
+    let gone = Some(Duration::from_millis(1));
+    h.allow("198.18.8.0/24");
+    h.rule(List::Allow, "198.18.8.0/28", gone);
+    h.rule(List::Allow, "198.18.8.0/30", gone);
+    h.ban("198.18.8.2");
+    h.allow("2001:db8:8::/48");
+    h.rule(List::Allow, "2001:db8:8::/64", gone);
+    h.ban("2001:db8:8::5");
+    h.ban("198.18.7.0/24");
+    h.rule(List::Block, "198.18.7.0/28", gone);
+    h.ban("2001:db8:7::/48");
+    h.rule(List::Block, "2001:db8:7::/127", gone);
+    // An expired /0 with nothing behind it is simply no match.
+    h.rule(List::Allow, "0.0.0.0/0", gone);
+    std::thread::sleep(Duration::from_millis(5));
+
+    let f = Spec::syn("198.18.8.2", SERVER4).build();
+    assert_eq!(
+        h.run_counted(&f),
+        (
+            XDP_PASS,
+            XdpStats {
+                passed: 1,
+                allowlisted: 1,
+                expired: 1,
+                ..Default::default()
+            }
+        ),
+        "allowlisted through the /24 behind two expired allows"
+    );
+    assert_eq!(
+        h.run(&Spec::syn("2001:db8:8::5", SERVER6).build()),
+        XDP_PASS
+    );
+    let f = Spec::syn("198.18.7.1", SERVER4).build();
+    assert_eq!(
+        h.run_counted(&f),
+        (
+            XDP_DROP,
+            XdpStats {
+                dropped: 1,
+                dropped_bytes: f.len() as u64,
+                expired: 2,
+                ..Default::default()
+            }
+        ),
+        "banned by the /24 behind the expired /28 (and the expired /0 allow)"
+    );
+    assert_eq!(
+        h.run(&Spec::syn("2001:db8:7::1", SERVER6).build()),
+        XDP_DROP
+    );
+    // Outside every live rule: passed, the expired /0 allow counted.
+    let (action, d) = h.run_counted(&Spec::syn("198.18.9.1", SERVER4).build());
+    assert_eq!((action, d.expired), (XDP_PASS, 1));
+    // The live rules' counters saw the frames, the expired ones did not.
+    let allow = h.tables.rules(List::Allow).unwrap();
+    let hits = |net: &str| {
+        allow
+            .iter()
+            .find(|r| r.net.to_string() == net)
+            .map(|r| r.entry.packets)
+    };
+    assert_eq!(hits("198.18.8.0/24"), Some(1));
+    assert_eq!(hits("198.18.8.0/28"), Some(0));
+}
+
 #[test]
 fn vlan_and_qinq_are_parsed() {
     let mut h = Harness::new();

@@ -6,6 +6,7 @@
 //! - `bpf-linker`, built against the nightly's own libLLVM, because there is
 //!   no prebuilt download for this LLVM and linking must use the same LLVM
 //!   that produced the bitcode;
+//! - `cargo-fuzz`, pinned, for the fuzz targets in `fuzz/`;
 //! - Debian packages the tests, demo and benchmarks drive (`ip`, `ping`,
 //!   `bpftool`, `hping3`, ...), when running as root with apt; otherwise the
 //!   exact command to run is printed.
@@ -22,6 +23,10 @@ use crate::util::{cmd_output, is_root, note, run};
 
 /// bpf-linker release known to build against LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// cargo-fuzz release `cargo xtask fuzz` drives (its flags and output are
+/// what `fuzz.rs` relies on).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Debian packages the test suite needs, with the reason for each.
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -179,6 +184,47 @@ fn ensure_bpf_linker() -> anyhow::Result<PathBuf> {
     run(&mut install).context("building bpf-linker failed")?;
     if !linker.exists() {
         bail!("bpf-linker was not installed at {}", linker.display());
+    }
+    Ok(bin_dir)
+}
+
+/// Installs the pinned `cargo-fuzz` (and the nightly it needs: libFuzzer
+/// builds use `-Z sanitizer`) if missing. Returns the directory holding it.
+///
+/// It goes into a root of its own under the cache, like bpf-linker, not into
+/// `~/.cargo/bin`: a developer's own cargo-fuzz of another version stays
+/// untouched, and every machine fuzzes with the same version.
+pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
+    ensure_nightly()?;
+    let root = cache_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
+    let bin_dir = root.join("bin");
+    let bin = bin_dir.join("cargo-fuzz");
+    if bin.exists()
+        && Command::new(&bin)
+            .args(["fuzz", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        return Ok(bin_dir);
+    }
+    note(&format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}: the fuzz targets run through it (about a minute)",
+        root.display()
+    ));
+    let mut install = Command::new(cargo());
+    install
+        .args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ])
+        .arg("--root")
+        .arg(&root);
+    run(&mut install).context("installing cargo-fuzz failed")?;
+    if !bin.exists() {
+        bail!("cargo-fuzz was not installed at {}", bin.display());
     }
     Ok(bin_dir)
 }

@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod compile;
 mod demo;
+mod fuzz;
 mod test;
 mod util;
 mod vm;
@@ -56,6 +57,12 @@ enum Cmd {
     ///
     /// Example: cargo xtask vmtest --kernel 6.1 --filter xdp
     Vmtest(vm::Args),
+    /// Fuzz the parsers of hostile input (eve.json, kmsg, verdicts, config,
+    /// BTF, addresses) with cargo-fuzz, each for a bounded time; fails on
+    /// any crash. `cargo xtask test` runs a short round of this.
+    ///
+    /// Example: cargo xtask fuzz --seconds 600 --target eve
+    Fuzz(fuzz::Args),
     /// Benchmarks: XDP per-packet cost against a pass-only program, and an
     /// LLM debate against a sequential baseline, side by side. The XDP one
     /// needs root.
@@ -91,5 +98,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Vmtest(args) => vm::run_matrix(&args),
         Cmd::Bench(args) => bench::run_all(&args),
         Cmd::Demo => demo::run_demo(),
+        Cmd::Fuzz(args) => fuzz::run_all(&args),
     }
 }

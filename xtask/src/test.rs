@@ -5,7 +5,7 @@ use std::{process::Command, time::Instant};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    bootstrap, compile,
+    bootstrap, compile, fuzz,
     util::{is_root, note, run},
     vm,
 };
@@ -26,6 +26,10 @@ pub struct Args {
     pub no_vm: bool,
     #[command(flatten)]
     pub vm: vm::VmOptions,
+    /// Seconds each fuzz target runs (the fuzz step is bounded; run
+    /// `cargo xtask fuzz` by hand for longer).
+    #[arg(long, value_name = "SECONDS", default_value_t = fuzz::CI_SECONDS)]
+    pub fuzz_seconds: u64,
 }
 
 pub fn run_all(args: &Args) -> anyhow::Result<()> {
@@ -65,7 +69,11 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
     step("rustfmt --check", &mut || {
         run(Command::new(bootstrap::cargo())
             .current_dir(compile::root())
-            .args(["fmt", "--all", "--", "--check"]))
+            .args(["fmt", "--all", "--", "--check"]))?;
+        // The fuzz crate is a workspace of its own.
+        run(Command::new(bootstrap::cargo())
+            .current_dir(compile::root())
+            .args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]))
     })?;
     step("clippy (host crates)", &mut || {
         run(compile::host_cargo(&obj).args([
@@ -86,6 +94,20 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         compile::ebpf_args(&mut cmd);
         cmd.args(["--", "-D", "warnings"]);
         run(&mut cmd)
+    })?;
+    step("clippy (fuzz crate)", &mut || {
+        // A workspace of its own (see fuzz/Cargo.toml), with its own lock
+        // file; checked on stable like the host crates.
+        run(Command::new(bootstrap::cargo())
+            .current_dir(compile::root())
+            .args([
+                "clippy",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(compile::target_dir().join("fuzz/clippy"))
+            .args(["--all-targets", "--", "-D", "warnings"]))
     })?;
     step("unit tests", &mut || {
         run(compile::host_cargo(&obj).args([
@@ -110,6 +132,15 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         bin = Some(built);
         run(&mut cmd)
     })?;
+    step(
+        &format!("fuzz ({}s per target)", args.fuzz_seconds),
+        &mut || {
+            fuzz::run_all(&fuzz::Args {
+                seconds: args.fuzz_seconds,
+                targets: Vec::new(),
+            })
+        },
+    )?;
     let bin = bin.expect("built above");
     if !kernels.is_empty() {
         step(
