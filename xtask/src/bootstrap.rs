@@ -6,7 +6,7 @@
 //! - `bpf-linker`, built against the nightly's own libLLVM, because there is
 //!   no prebuilt download for this LLVM and linking must use the same LLVM
 //!   that produced the bitcode;
-//! - `cargo-fuzz`, pinned, for the fuzz targets in `fuzz/`;
+//! - `cargo-fuzz`, pinned, for the fuzz targets in `tests/fuzz/`;
 //! - Debian packages the tests, demo and benchmarks drive (`ip`, `ping`,
 //!   `bpftool`, `hping3`, ...), when running as root with apt; otherwise the
 //!   exact command to run is printed.

@@ -1,7 +1,7 @@
-//! `cargo xtask fuzz`: the cargo-fuzz targets in `fuzz/`, each for a bounded
+//! `cargo xtask fuzz`: the cargo-fuzz targets in `tests/fuzz/`, each for a bounded
 //! time, failing on the first crash, panic, sanitizer report or hang.
 //!
-//! Seeds live in `fuzz/seeds/<target>/` (committed, read only); what
+//! Seeds live in `tests/fuzz/seeds/<target>/` (committed, read only); what
 //! libFuzzer adds goes to `target/fuzz/corpus/<target>/`, so a longer run by
 //! hand keeps building on earlier runs on the same machine, and the work tree
 //! stays clean. Crashing inputs land in `target/fuzz/artifacts/<target>/`.
@@ -52,7 +52,7 @@ struct Outcome {
 }
 
 fn fuzz_dir() -> PathBuf {
-    compile::root().join("fuzz")
+    compile::root().join("tests/fuzz")
 }
 
 fn work_dir() -> PathBuf {
@@ -169,7 +169,7 @@ fn run_one(bin_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Outcome
         }
         bail!(
             "fuzz target {target} failed ({status}); the input is in {} and the full log in {}. \
-             Reproduce: PATH={}:$PATH cargo +nightly fuzz run --fuzz-dir fuzz -a {target} <input>",
+             Reproduce: PATH={}:$PATH cargo +nightly fuzz run --fuzz-dir tests/fuzz -a {target} <input>",
             artifacts.display(),
             log.display(),
             bin_dir.display()

@@ -73,7 +73,7 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         // The fuzz crate is a workspace of its own.
         run(Command::new(bootstrap::cargo())
             .current_dir(compile::root())
-            .args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]))
+            .args(["fmt", "--manifest-path", "tests/fuzz/Cargo.toml", "--", "--check"]))
     })?;
     step("clippy (host crates)", &mut || {
         run(compile::host_cargo(&obj).args([
@@ -96,14 +96,14 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         run(&mut cmd)
     })?;
     step("clippy (fuzz crate)", &mut || {
-        // A workspace of its own (see fuzz/Cargo.toml), with its own lock
+        // A workspace of its own (see tests/fuzz/Cargo.toml), with its own lock
         // file; checked on stable like the host crates.
         run(Command::new(bootstrap::cargo())
             .current_dir(compile::root())
             .args([
                 "clippy",
                 "--manifest-path",
-                "fuzz/Cargo.toml",
+                "tests/fuzz/Cargo.toml",
                 "--target-dir",
             ])
             .arg(compile::target_dir().join("fuzz/clippy"))

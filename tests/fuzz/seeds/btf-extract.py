@@ -9,7 +9,7 @@ sock, sock_common, their anonymous unions, typedefs, arrays, bitfields) plus
 the closure stays small. Type ids are renumbered; the result is a valid
 standalone blob that `Btf::parse` + `sock_offsets` accept.
 
-Usage: btf-extract.py [/sys/kernel/btf/vmlinux] > fuzz/seeds/btf/tcp_sock.btf
+Usage: btf-extract.py [/sys/kernel/btf/vmlinux] > tests/fuzz/seeds/btf/tcp_sock.btf
 """
 import struct
 import sys
