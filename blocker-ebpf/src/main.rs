@@ -39,28 +39,36 @@ pub fn blocker_xdp_baseline(_ctx: XdpContext) -> u32 {
 /// kprobe on `tcp_retransmit_timer()`.
 #[kprobe]
 pub fn treason_rtx_timer(ctx: ProbeContext) -> u32 {
-    let _ = treason::try_kprobe_retransmit(&ctx);
+    if treason::try_kprobe_retransmit(&ctx).is_err() {
+        treason::log_read_failure(&ctx, "tcp_retransmit_timer");
+    }
     0
 }
 
 /// kprobe on `tcp_send_probe0()`.
 #[kprobe]
 pub fn treason_probe0(ctx: ProbeContext) -> u32 {
-    let _ = treason::try_kprobe_probe0(&ctx);
+    if treason::try_kprobe_probe0(&ctx).is_err() {
+        treason::log_read_failure(&ctx, "tcp_send_probe0");
+    }
     0
 }
 
 /// Tracepoint `tcp:tcp_retransmit_skb` (fallback without kprobes).
 #[tracepoint]
 pub fn treason_tp_rtx(ctx: TracePointContext) -> u32 {
-    let _ = treason::try_tp_retransmit(&ctx);
+    if treason::try_tp_retransmit(&ctx).is_err() {
+        treason::log_read_failure(&ctx, "tcp:tcp_retransmit_skb");
+    }
     0
 }
 
 /// Tracepoint `tcp:tcp_probe` (fallback without kprobes).
 #[tracepoint]
 pub fn treason_tp_probe(ctx: TracePointContext) -> u32 {
-    let _ = treason::try_tp_probe(&ctx);
+    if treason::try_tp_probe(&ctx).is_err() {
+        treason::log_read_failure(&ctx, "tcp:tcp_probe");
+    }
     0
 }
 

@@ -25,7 +25,7 @@
 //! the ring buffer.
 
 use aya_ebpf::{
-    Global,
+    EbpfContext, Global,
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
     programs::{ProbeContext, TracePointContext},
 };
@@ -53,6 +53,18 @@ const SOCK_DEAD_BIT: u64 = 1;
 
 /// A read of kernel memory failed (the socket went away under us).
 pub struct ReadFailed;
+
+/// Logs a failed read. Rare by construction: probe reads of a live socket
+/// do not fail unless the BTF-derived offsets are wrong, which is exactly
+/// what an operator must hear about. Never called per packet.
+#[inline(never)]
+pub fn log_read_failure<C: EbpfContext>(ctx: &C, probe: &'static str) {
+    aya_log_ebpf::warn!(
+        ctx,
+        "treason probe {}: reading the socket failed; are the BTF offsets of this kernel right?",
+        probe
+    );
+}
 
 #[inline(always)]
 fn read<T>(base: u64, offset: u32) -> Result<T, ReadFailed> {

@@ -273,6 +273,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         }
         Err(e) => return Err(e.into()),
     };
+    spawn_ebpf_logger(&mut ebpf);
     let ring = ebpf
         .take_map(map_names::EVENTS)
         .ok_or_else(|| DaemonError::Config("the object has no EVENTS map".into()))
@@ -451,6 +452,33 @@ enum JournalEntry {
         alert_count: u64,
         summary: String,
     },
+}
+
+/// Forwards the eBPF programs' log records (rare events only: see the
+/// probes' `log_read_failure`) into our log.
+fn spawn_ebpf_logger(ebpf: &mut aya::Ebpf) {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("eBPF log records will not be shown: {e}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer's fd for as long as the
+    // AsyncFd owns the logger, and always reports the same fd.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let Ok(mut fd) = fd else {
+        warn!("eBPF log records will not be shown: cannot poll their ring buffer");
+        return;
+    };
+    tokio::spawn(async move {
+        while let Ok(mut guard) = fd.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
 }
 
 /// Keeps a cached copy of the listening TCP ports up to date.

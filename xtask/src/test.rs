@@ -73,7 +73,13 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         // The fuzz crate is a workspace of its own.
         run(Command::new(bootstrap::cargo())
             .current_dir(compile::root())
-            .args(["fmt", "--manifest-path", "tests/fuzz/Cargo.toml", "--", "--check"]))
+            .args([
+                "fmt",
+                "--manifest-path",
+                "tests/fuzz/Cargo.toml",
+                "--",
+                "--check",
+            ]))
     })?;
     step("clippy (host crates)", &mut || {
         run(compile::host_cargo(&obj).args([
