@@ -27,7 +27,7 @@ pub struct Args {
     file: PathBuf,
     /// For plain lists: which list the addresses go to.
     #[arg(long, value_enum, default_value = "block")]
-    list: ListArg,
+    list: List,
     /// For plain lists: how long the rules last (90s, 1h, 7d, never).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl_arg, default_value = "never")]
     ttl: ttl::Ttl,
@@ -46,12 +46,6 @@ pub struct Args {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum ListArg {
-    Allow,
-    Block,
 }
 
 struct Planned {
@@ -121,10 +115,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 .into());
             }
         }
-        let list = match args.list {
-            ListArg::Allow => List::Allow,
-            ListArg::Block => List::Block,
-        };
+        let list = args.list;
         planned.extend(nets.into_iter().map(|net| Planned {
             list,
             net,

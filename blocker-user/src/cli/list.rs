@@ -21,16 +21,10 @@ use super::{Context, output};
 pub struct Args {
     /// Only this list.
     #[arg(long, value_enum, value_name = "LIST")]
-    list: Option<ListArg>,
+    list: Option<List>,
     /// Machine-readable output (stable field names).
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum ListArg {
-    Allow,
-    Block,
 }
 
 /// One rule in `blocker list --json`.
@@ -70,11 +64,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let now = clock::boottime_ns();
-    let lists = match args.list {
-        Some(ListArg::Allow) => vec![List::Allow],
-        Some(ListArg::Block) => vec![List::Block],
-        None => vec![List::Allow, List::Block],
-    };
+    let lists = args
+        .list
+        .map_or_else(|| vec![List::Allow, List::Block], |l| vec![l]);
     let mut views = Vec::new();
     for list in lists {
         for rule in tables.rules(list)? {
