@@ -51,6 +51,7 @@ pub struct Config {
     pub guard: GuardConfig,
     pub maps: MapsConfig,
     pub daemon: DaemonConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -66,6 +67,7 @@ impl Default for Config {
             guard: GuardConfig::default(),
             maps: MapsConfig::default(),
             daemon: DaemonConfig::default(),
+            fleet: crate::fleet::FleetConfig::default(),
         }
     }
 }
@@ -421,6 +423,7 @@ impl Config {
         if self.treason.event_interval < Duration::from_millis(1) {
             return Err("[treason] event_interval must be at least 1ms".into());
         }
+        self.fleet.validate()?;
         if self.treason.stall < Duration::from_millis(100) {
             return Err("[treason] stall must be at least 100ms".into());
         }

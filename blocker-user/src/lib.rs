@@ -17,6 +17,7 @@ pub mod council;
 pub mod daemon;
 pub mod debate;
 pub mod enforcer;
+pub mod fleet;
 pub mod guard;
 pub mod incident;
 pub mod loader;

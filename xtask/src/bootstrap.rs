@@ -41,6 +41,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "util-linux",
         "`nsenter` runs blocker inside a namespace with the host's bpffs",
     ),
+    (
+        "nats-server",
+        "the fleet tests share decisions through a real NATS JetStream server",
+    ),
 ];
 
 /// Extra packages for `cargo xtask bench`.
