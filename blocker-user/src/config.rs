@@ -17,7 +17,7 @@ pub use crate::{
     },
     guard::GuardConfig,
     incident::IncidentConfig,
-    probes::ProbeMode,
+    kernel::probes::ProbeMode,
 };
 
 /// The documented default configuration file.

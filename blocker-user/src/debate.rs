@@ -11,17 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     addr,
-    alert::Alert,
+    evidence::alert::Alert,
     config::Config,
     council::{Brief, Debate, Facts, facts::IncidentView},
     daemon::{self, DaemonError, DaemonStatus, FactSources, Outcome},
-    enforcer::Enforcer,
+    state::enforcer::Enforcer,
     guard::{self, Guard},
-    loader::{self, PinDir},
-    sources::eve,
-    store::Store,
-    sys,
-    tables::Tables,
+    kernel::pins::{self, PinDir},
+    evidence::eve,
+    state::journal::Store,
+    kernel::sys,
+    kernel::maps::Tables,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -156,11 +156,11 @@ pub async fn run(
     let council = daemon::build_council(cfg)?.with_cancel(cancel);
     let pins = PinDir::new(&cfg.pin_dir);
     let tables = if !dry_run {
-        loader::require_caps(loader::MAP_CAPS)?;
-        let mut ebpf = loader::load_pinned(&pins, &cfg.maps)?;
+        pins::require_caps(pins::MAP_CAPS)?;
+        let mut ebpf = pins::load_pinned(&pins, &cfg.maps)?;
         Some(Tables::from_ebpf(&mut ebpf)?)
-    } else if pins.is_loaded() && loader::require_caps(loader::MAP_CAPS).is_ok() {
-        match loader::load_pinned(&pins, &cfg.maps)
+    } else if pins.is_loaded() && pins::require_caps(pins::MAP_CAPS).is_ok() {
+        match pins::load_pinned(&pins, &cfg.maps)
             .map_err(DaemonError::from)
             .and_then(|mut e| Tables::from_ebpf(&mut e).map_err(DaemonError::from))
         {

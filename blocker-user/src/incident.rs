@@ -17,7 +17,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    alert::{Alert, AlertKind, AlertSource},
+    evidence::alert::{Alert, AlertKind, AlertSource},
     council::facts::IncidentView,
 };
 

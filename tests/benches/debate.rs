@@ -22,7 +22,7 @@ use std::{
 
 use async_trait::async_trait;
 use blocker::{
-    alert::{Alert, AlertKind, AlertSource, TcpFacts},
+    evidence::alert::{Alert, AlertKind, AlertSource, TcpFacts},
     council::{
         Agent, Ballot, Brief, Consensus, Council, Draft, Facts, Proposal, Turn, TurnFailure, Vote,
         facts::IncidentView,

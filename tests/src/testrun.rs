@@ -10,8 +10,8 @@ use aya::{
 use blocker::{
     addr,
     config::MapsConfig,
-    loader,
-    tables::{List, Tables},
+    kernel::pins,
+    kernel::maps::{List, Tables},
 };
 use blocker_common::{XdpStats, programs, reason};
 
@@ -34,7 +34,7 @@ impl Harness {
     /// Any XDP program of the object (`programs::XDP_BASELINE` for benches).
     pub fn with(program: &'static str, capacities: &MapsConfig) -> Self {
         crate::require_root();
-        let mut ebpf = loader::load_unpinned(capacities).expect("load the eBPF object");
+        let mut ebpf = pins::load_unpinned(capacities).expect("load the eBPF object");
         let prog: &mut Xdp = ebpf
             .program_mut(program)
             .expect("program in object")

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use blocker::{
-    alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts},
+    evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts},
     council::{
         Agent, Brief, Consensus, Council, Facts, Stop,
         facts::IncidentView,

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    enforcer::{Change, EnforceError, Enforcer},
-    loader,
-    store::Store,
-    tables::{List, Tables},
+    state::enforcer::{Change, EnforceError, Enforcer},
+    kernel::pins,
+    state::journal::Store,
+    kernel::maps::{List, Tables},
     ttl,
 };
 use blocker_common::reason;
@@ -57,8 +57,8 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    loader::require_caps(loader::MAP_CAPS)?;
-    let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
+    pins::require_caps(pins::MAP_CAPS)?;
+    let mut ebpf = pins::load_pinned(&ctx.pins, &ctx.config.maps)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
     let store = Store::open_in(&ctx.state_dir).map_err(EnforceError::Store)?;
     let mut enforcer = Enforcer::new(tables, store).with_when_full(ctx.config.maps.when_full);

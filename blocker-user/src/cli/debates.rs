@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::store::Store;
+use blocker::state::journal::Store;
 use serde::Serialize;
 
 use super::{

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use blocker::{daemon::DaemonStatus, loader};
+use blocker::{daemon::DaemonStatus, kernel::pins};
 
 use super::{Context, UsageError};
 
@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let interfaces = if args.all {
         ctx.pins.linked_interfaces()
     } else {
@@ -41,7 +41,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut missing = Vec::new();
     for iface in &interfaces {
-        if loader::detach_xdp(&ctx.pins, iface)? {
+        if pins::detach_xdp(&ctx.pins, iface)? {
             println!("detached blocker from {iface}");
         } else {
             missing.push(iface.clone());

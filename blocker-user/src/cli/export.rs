@@ -3,10 +3,10 @@
 use std::{process::ExitCode, time::SystemTime};
 
 use blocker::{
-    clock, loader,
-    rulefile::{self, Export, ExportedRule},
-    store::Store,
-    tables::{List, Tables},
+    clock, kernel::pins,
+    state::rulefile::{self, Export, ExportedRule},
+    state::journal::Store,
+    kernel::maps::{List, Tables},
 };
 
 use super::{Context, output};
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let store = Store::open_in(&ctx.state_dir).ok();
     let now = clock::boottime_ns();

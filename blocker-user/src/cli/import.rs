@@ -5,10 +5,10 @@ use std::{path::PathBuf, process::ExitCode, time::SystemTime};
 use anyhow::Context as _;
 use blocker::{
     addr,
-    enforcer::{Change, EnforceError, Enforcer},
-    loader, rulefile,
-    store::Store,
-    tables::{List, Tables},
+    state::enforcer::{Change, EnforceError, Enforcer},
+    kernel::pins, state::rulefile,
+    state::journal::Store,
+    kernel::maps::{List, Tables},
     ttl,
 };
 use blocker_common::reason;
@@ -146,8 +146,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    loader::require_caps(loader::MAP_CAPS)?;
-    let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
+    pins::require_caps(pins::MAP_CAPS)?;
+    let mut ebpf = pins::load_pinned(&ctx.pins, &ctx.config.maps)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
     let store = Store::open_in(&ctx.state_dir).map_err(EnforceError::Store)?;
     let mut enforcer = Enforcer::new(tables, store).with_when_full(ctx.config.maps.when_full);

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use blocker::{
-    addr, clock, loader,
-    store::Store,
-    tables::{List, Tables},
+    addr, clock, kernel::pins,
+    state::journal::Store,
+    kernel::maps::{List, Tables},
     ttl,
 };
 use blocker_common::reason;
@@ -54,7 +54,7 @@ pub struct RuleView {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let store = match Store::open_in(&ctx.state_dir) {
         Ok(s) => Some(s),

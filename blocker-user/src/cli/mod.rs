@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use blocker::{config::Config, loader::PinDir};
+use blocker::{config::Config, kernel::pins::PinDir};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// A kernel-side IP blocker: XDP drops packets from banned addresses before
@@ -219,7 +219,7 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    use blocker::tables::List;
+    use blocker::kernel::maps::List;
     match cli.command {
         Commands::Completions { shell } => {
             clap_complete::generate(

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{clock, loader, tables::Tables, ttl};
+use blocker::{clock, kernel::pins, kernel::maps::Tables, ttl};
 use blocker_common::config as slot;
 
 use super::{Context, parse_ttl_arg};
@@ -37,7 +37,7 @@ enum OnOff {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let Policy::ZeroWindowSyn { state, ttl } = args.policy;
     let mut tables = Tables::open(&ctx.pins)?;
     match state {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use blocker::{config::XdpMode, daemon, probes::ProbeMode};
+use blocker::{config::XdpMode, daemon, kernel::probes::ProbeMode};
 
 use super::{Context, CouncilArgs};
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{loader, tables::Tables};
+use blocker::{kernel::pins, kernel::maps::Tables};
 use serde::Serialize;
 
 use super::{Context, output};
@@ -35,7 +35,7 @@ struct StatsView {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let s = tables.stats()?;
     let (allow_rules, block_rules) = tables.counts()?;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{daemon::DaemonStatus, loader, tables::Tables};
+use blocker::{daemon::DaemonStatus, kernel::pins, kernel::maps::Tables};
 use serde::Serialize;
 
 use super::{Context, output};
@@ -47,14 +47,14 @@ struct TableView {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let loaded = ctx.pins.is_loaded();
     let interfaces: Vec<InterfaceView> = ctx
         .pins
         .linked_interfaces()
         .into_iter()
         .map(|iface| {
-            let info = loader::link_info(&ctx.pins, &iface);
+            let info = pins::link_info(&ctx.pins, &iface);
             InterfaceView {
                 attached: info.is_some_and(|i| i.ifindex != 0),
                 ifindex: info.map_or(0, |i| i.ifindex),
@@ -69,7 +69,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if loaded {
         let tables = Tables::open(&ctx.pins)?;
         let mut count = std::collections::HashMap::<String, usize>::new();
-        for list in [blocker::tables::List::Allow, blocker::tables::List::Block] {
+        for list in [blocker::kernel::maps::List::Allow, blocker::kernel::maps::List::Block] {
             for rule in tables.rules(list)? {
                 *count.entry(table_of(&rule)).or_default() += 1;
             }
@@ -221,13 +221,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn table_of(rule: &blocker::tables::Rule) -> String {
+fn table_of(rule: &blocker::kernel::maps::Rule) -> String {
     use blocker_common::maps::*;
     let host = blocker::addr::is_host(&rule.net);
     let v4 = rule.net.addr().is_ipv4();
     match (rule.list, v4, host) {
-        (blocker::tables::List::Allow, true, _) => ALLOW_V4,
-        (blocker::tables::List::Allow, false, _) => ALLOW_V6,
+        (blocker::kernel::maps::List::Allow, true, _) => ALLOW_V4,
+        (blocker::kernel::maps::List::Allow, false, _) => ALLOW_V6,
         (_, true, true) => BLOCK_V4,
         (_, false, true) => BLOCK_V6,
         (_, true, false) => BLOCK_NET_V4,

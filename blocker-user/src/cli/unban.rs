@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    enforcer::Enforcer,
-    loader,
-    store::Store,
-    tables::{List, Tables},
+    state::enforcer::Enforcer,
+    kernel::pins,
+    state::journal::Store,
+    kernel::maps::{List, Tables},
 };
 
 use super::{Context, output, parse_net_arg};
@@ -23,8 +23,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
-    let mut ebpf = loader::load_pinned(&ctx.pins, &ctx.config.maps)?;
+    pins::require_caps(pins::MAP_CAPS)?;
+    let mut ebpf = pins::load_pinned(&ctx.pins, &ctx.config.maps)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
     // Removing a rule never enforces anything unrecorded: allowed even with
     // a broken journal.

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{clock, loader, tables::Tables};
+use blocker::{clock, kernel::pins, kernel::maps::Tables};
 use serde::Serialize;
 
 use super::{Context, output};
@@ -32,7 +32,7 @@ struct SourceView {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    loader::require_caps(loader::MAP_CAPS)?;
+    pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let mut sources = tables.zero_window()?;
     let total = sources.len();

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Alert, AlertKind};
+use crate::evidence::alert::{Alert, AlertKind};
 
 /// The incident as the council sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

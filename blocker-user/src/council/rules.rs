@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Agent, Ballot, Brief, Draft, Proposal, Stance, Turn, TurnFailure, Vote};
-use crate::{addr, alert::AlertKind};
+use crate::{addr, evidence::alert::AlertKind};
 
 /// Tunables of the rule agents (`[council.rules]` in the config).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

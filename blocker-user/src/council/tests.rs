@@ -7,7 +7,7 @@ use super::{
     rules::{RuleAgent, RulesConfig, escalated_ttl},
     *,
 };
-use crate::alert::{Alert, AlertKind, AlertSource, IdsFacts};
+use crate::evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts};
 
 const PEER: &str = "198.18.0.2";
 
@@ -142,7 +142,7 @@ async fn stalls_are_conclusive_and_the_justification_says_why() {
     // The kernel only reports windows that stayed closed past the stall
     // threshold, so one stall event is enough.
     let mut a = alert(AlertKind::ZeroWindowSeen, PEER);
-    a.tcp = Some(crate::alert::TcpFacts {
+    a.tcp = Some(crate::evidence::alert::TcpFacts {
         stalled_ms: 12_400,
         socket: 7,
         ..Default::default()

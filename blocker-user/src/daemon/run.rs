@@ -30,22 +30,22 @@ use tracing::{info, warn};
 
 use crate::{
     addr,
-    alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
+    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
     clock,
     config::{AgentKind, Config, XdpMode},
     council::{
         self, Action, Brief, Council, Debate, Draft, Stance,
         facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
     },
-    enforcer::{Change, EnforceError, Enforcer},
+    state::enforcer::{Change, EnforceError, Enforcer},
     guard::{self, Guard},
     incident::{Incident, Tracker, TrackerCounters, Trigger},
-    loader::{self, AttachError, Attached, Globals, LoadError, PinDir},
-    probes::{self, ProbeError, ProbeMode, ProbeStatus},
-    sources,
-    store::{IncidentRecord, Store, StoreError, VerdictRecord},
-    sys,
-    tables::{List, Tables, TablesError},
+    kernel::pins::{self, AttachError, Attached, Globals, LoadError, PinDir},
+    kernel::probes::{self, ProbeError, ProbeMode, ProbeStatus},
+    evidence,
+    state::journal::{IncidentRecord, Store, StoreError, VerdictRecord},
+    kernel::sys,
+    kernel::maps::{List, Tables, TablesError},
 };
 
 /// File in the state directory where a running daemon describes itself.
@@ -211,7 +211,7 @@ pub fn build_council(cfg: &Config) -> Result<Council, DaemonError> {
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let cfg = &opts.config;
-    loader::require_caps(loader::RUN_CAPS)?;
+    pins::require_caps(pins::RUN_CAPS)?;
     // Cancelled on shutdown: debates in flight stop (nothing passes) and
     // their HTTP calls are dropped.
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -236,10 +236,10 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         event_interval_ns: cfg.treason.event_interval.as_nanos() as u64,
         stall_ns: cfg.treason.stall.as_nanos() as u64,
     };
-    let (mut ebpf, _resized) = loader::load_for_daemon(&pins, &cfg.maps, &globals)?;
+    let (mut ebpf, _resized) = pins::load_for_daemon(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
-        let attached = loader::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
+        let attached = pins::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
         match attached {
             Attached::Replaced => info!(
                 "replaced the XDP program on {iface} atomically (pinned link {})",
@@ -294,7 +294,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         Err(e) => {
             warn!(
                 "DEGRADED: {e}. Rules already in the kernel keep being enforced; new bans are refused until the journal is fixed. To recover, move {} aside and restart: the kernel's rules are adopted into a fresh journal",
-                cfg.state_dir.join(crate::store::DB_FILE).display()
+                cfg.state_dir.join(crate::state::journal::DB_FILE).display()
             );
             (Enforcer::without_journal(tables, e.to_string()), 1)
         }
@@ -313,7 +313,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // Sources → one bounded queue.
     let counters = Arc::new(PipelineCounters::default());
     let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
-    tokio::spawn(sources::probe::run(
+    tokio::spawn(evidence::probe::run(
         ring,
         alert_tx.clone(),
         counters.clone(),
@@ -321,8 +321,8 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     if cfg.sources.kmsg {
         let (tx, c) = (alert_tx.clone(), counters.clone());
         tokio::spawn(async move {
-            let opts = sources::kmsg::KmsgOptions::default();
-            if let Err(e) = sources::kmsg::run(PathBuf::from("/dev/kmsg"), tx, c, opts).await {
+            let opts = evidence::kmsg::KmsgOptions::default();
+            if let Err(e) = evidence::kmsg::run(PathBuf::from("/dev/kmsg"), tx, c, opts).await {
                 warn!("kernel log source stopped: {e} (disable it with --no-kmsg)");
             }
         });
@@ -331,11 +331,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     if !cfg.sources.eve_json.is_empty() {
         let path = PathBuf::from(&cfg.sources.eve_json);
         info!("following Suricata alerts in {}", path.display());
-        tokio::spawn(sources::eve::follow(
+        tokio::spawn(evidence::eve::follow(
             path,
             alert_tx.clone(),
             counters.clone(),
-            sources::eve::EveOptions::default(),
+            evidence::eve::EveOptions::default(),
         ));
     }
     drop(alert_tx);
@@ -621,7 +621,7 @@ pub fn execute(
         info!("dry run: would {action} (incident #{})", view.id);
         return Outcome::new("dry-run", None);
     };
-    let justification = crate::alert::sanitize_text(&draft.justification);
+    let justification = crate::evidence::alert::sanitize_text(&draft.justification);
     let mut rule_id = None;
     let result: Result<(), String> = match action {
         Action::Block { target, ttl_secs } => enforcer
@@ -701,7 +701,7 @@ pub fn journal(
                 incident_id: Some(view.id),
                 peer: view.peer,
                 action: &draft.action,
-                justification: &crate::alert::sanitize_text(&draft.justification),
+                justification: &crate::evidence::alert::sanitize_text(&draft.justification),
                 outcome: o.outcome,
                 detail: o.detail.as_deref(),
                 rule_id: o.rule_id,
@@ -1017,7 +1017,7 @@ impl Pipeline {
                 let o = self.apply(&trigger, d, finished_ns);
                 (
                     d.action.clone(),
-                    crate::alert::sanitize_text(&d.justification),
+                    crate::evidence::alert::sanitize_text(&d.justification),
                     o,
                 )
             })

@@ -29,10 +29,10 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::text::{Line, LineBuf, Throttle};
+use super::follow::{Line, LineBuf, Throttle};
 use crate::{
     addr,
-    alert::{self, Alert, AlertKind, AlertSource, IdsFacts, PipelineCounters},
+    evidence::alert::{self, Alert, AlertKind, AlertSource, IdsFacts, PipelineCounters},
     clock,
 };
 

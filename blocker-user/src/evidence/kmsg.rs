@@ -61,10 +61,10 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::text::{Line, LineBuf, Throttle};
+use super::follow::{Line, LineBuf, Throttle};
 use crate::{
     addr,
-    alert::{self, Alert, AlertKind, AlertSource, PipelineCounters},
+    evidence::alert::{self, Alert, AlertKind, AlertSource, PipelineCounters},
     clock,
 };
 

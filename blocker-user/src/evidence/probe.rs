@@ -9,7 +9,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
     addr,
-    alert::{Alert, AlertKind, AlertSource, PipelineCounters, TcpFacts, deliver},
+    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, TcpFacts, deliver},
 };
 
 /// The alert an event stands for; `None` for an event this version does not

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::{
     addr, clock,
-    loader::{LoadError, PinDir, open_pinned},
+    kernel::pins::{LoadError, PinDir, open_pinned},
 };
 
 /// Which list a rule belongs to.

@@ -1,6 +1,6 @@
 //! The eBPF object, embedded at build time (see `build.rs`).
 
-use crate::loader::LoadError;
+use crate::kernel::pins::LoadError;
 
 /// The eBPF object's bytes, 4-byte aligned as `EbpfLoader::load` requires.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/blocker.bpf.o"));

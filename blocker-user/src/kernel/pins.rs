@@ -25,8 +25,8 @@ use tracing::{info, warn};
 
 use crate::{
     config::{MapsConfig, XdpMode},
-    object,
-    sys::{self, Cap},
+    kernel::object,
+    kernel::sys::{self, Cap},
 };
 
 /// Capabilities every command that touches the maps needs.

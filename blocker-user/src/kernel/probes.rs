@@ -14,7 +14,7 @@ use blocker_common::{SockOffsets, TracepointOffsets, programs as p};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::{btf, tracefs};
+use crate::{kernel::offsets, kernel::tracefs};
 
 /// `--treason-probe`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -72,8 +72,8 @@ pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
     if mode == ProbeMode::Off {
         return Ok(Offsets::default());
     }
-    let kernel_btf = btf::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
-    let sock = btf::sock_offsets(&kernel_btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+    let kernel_btf = offsets::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+    let sock = offsets::sock_offsets(&kernel_btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
     let tracepoints = match (mode, tracepoint_offsets()) {
         (_, Ok(t)) => t,
         (ProbeMode::Tracepoint, Err(e)) => return Err(ProbeError::Tracefs(e)),

@@ -18,7 +18,7 @@ use std::{
 use blocker_common::TracepointOffsets;
 use tracing::{debug, info};
 
-use crate::sys;
+use crate::kernel::sys;
 
 /// Where tracefs lives since Linux 4.1 (Documentation/trace/ftrace.rst).
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -358,7 +358,7 @@ pub fn read_tracepoint_offsets() -> Result<TracepointOffsets, TracefsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::Btf;
+    use crate::kernel::offsets::Btf;
 
     const PROBE_6_18: &str = include_str!("../testdata/tracefs/linux-6.18/tcp_probe.format");
     const RETRANSMIT_6_18: &str =

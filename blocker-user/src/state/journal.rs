@@ -14,7 +14,7 @@ use std::{
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{clock, tables::List};
+use crate::{clock, kernel::maps::List};
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "blocker.db";
@@ -53,7 +53,7 @@ pub enum StoreError {
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
     let code = source.sqlite_error_code();
-    let free = path.parent().and_then(|d| crate::sys::free_bytes(d).ok());
+    let free = path.parent().and_then(|d| crate::kernel::sys::free_bytes(d).ok());
     let tight = free.is_some_and(|f| f < 256 * 1024);
     if code == Some(DiskFull) || (code == Some(SystemIoFailure) && tight) {
         return StoreError::DiskFull {

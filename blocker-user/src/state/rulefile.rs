@@ -5,7 +5,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{addr, tables::List};
+use crate::{addr, kernel::maps::List};
 
 /// Format tag of [`Export`].
 pub const FORMAT: &str = "blocker-rules";
@@ -55,7 +55,7 @@ pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
         if tokens.next().is_some() {
             errors.push(LineError {
                 line: i + 1,
-                text: crate::alert::sanitize_text(raw).chars().take(80).collect(),
+                text: crate::evidence::alert::sanitize_text(raw).chars().take(80).collect(),
                 error: "more than one value on the line (one address or CIDR per line)".into(),
             });
             continue;
@@ -65,7 +65,7 @@ pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
             Ok(_) => {}
             Err(e) => errors.push(LineError {
                 line: i + 1,
-                text: crate::alert::sanitize_text(raw).chars().take(80).collect(),
+                text: crate::evidence::alert::sanitize_text(raw).chars().take(80).collect(),
                 error: e.to_string(),
             }),
         }

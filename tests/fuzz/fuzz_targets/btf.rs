@@ -1,4 +1,4 @@
-//! BTF blobs (`btf::Btf::parse`): the loader reads the running kernel's
+//! BTF blobs (`offsets::Btf::parse`): the loader reads the running kernel's
 //! `/sys/kernel/btf/vmlinux`, which a broken or hostile kernel build could
 //! shape. The module promises errors, never panics or endless loops, for
 //! arbitrary bytes; this holds it to that, through every lookup the probes
@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use blocker::btf::{Btf, sock_offsets};
+use blocker::kernel::offsets::{Btf, sock_offsets};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|blob: &[u8]| {

@@ -1,4 +1,4 @@
-//! Suricata `eve.json` lines (`sources::eve::parse_line`): every byte of a
+//! Suricata `eve.json` lines (`evidence::eve::parse_line`): every byte of a
 //! line is attacker-influenced. Never panics, and whatever it accepts is
 //! bounded, printable data about a canonical address.
 
@@ -6,8 +6,8 @@
 
 use blocker::{
     addr,
-    alert::{AlertKind, AlertSource, MAX_TEXT},
-    sources::eve::{self, EveError},
+    evidence::alert::{AlertKind, AlertSource, MAX_TEXT},
+    evidence::eve::{self, EveError},
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,4 @@
-//! Kernel log lines (`sources::kmsg::classify`): anything a `/dev/kmsg`
+//! Kernel log lines (`evidence::kmsg::classify`): anything a `/dev/kmsg`
 //! record, `dmesg` output or a replayed log file can hold. Never panics; a
 //! line it takes for the treason message states facts that survive being
 //! printed again the way the kernel prints them.
@@ -9,13 +9,13 @@ use std::net::IpAddr;
 
 use blocker::{
     addr,
-    alert::{AlertKind, AlertSource},
-    sources::kmsg::{self, Parsed, Spelling, TreasonMessage},
+    evidence::alert::{AlertKind, AlertSource},
+    evidence::kmsg::{self, Parsed, Spelling, TreasonMessage},
 };
 use libfuzzer_sys::fuzz_target;
 
 /// The message as the kernel would print it (formats in the module docs of
-/// `sources::kmsg`): `%pI4`, or `%pI6`, which is never compressed.
+/// `evidence::kmsg`): `%pI4`, or `%pI6`, which is never compressed.
 fn render(m: &TreasonMessage) -> String {
     let peer = match m.peer {
         IpAddr::V4(a) => a.to_string(),

@@ -1,0 +1,5 @@
+//! `blocker run`: the long-running daemon.
+
+mod run;
+
+pub use run::*;
