@@ -360,9 +360,9 @@ mod tests {
     use super::*;
     use crate::kernel::offsets::Btf;
 
-    const PROBE_6_18: &str = include_str!("../testdata/tracefs/linux-6.18/tcp_probe.format");
+    const PROBE_6_18: &str = include_str!("../../testdata/tracefs/linux-6.18/tcp_probe.format");
     const RETRANSMIT_6_18: &str =
-        include_str!("../testdata/tracefs/linux-6.18/tcp_retransmit_skb.format");
+        include_str!("../../testdata/tracefs/linux-6.18/tcp_retransmit_skb.format");
 
     fn without_line(text: &str, needle: &str) -> String {
         let out: Vec<&str> = text.lines().filter(|l| !l.contains(needle)).collect();
