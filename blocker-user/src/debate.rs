@@ -11,17 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     addr,
-    evidence::alert::Alert,
     config::Config,
     council::{Brief, Debate, Facts, facts::IncidentView},
     daemon::{self, DaemonError, DaemonStatus, FactSources, Outcome},
-    state::enforcer::Enforcer,
-    guard::{self, Guard},
-    kernel::pins::{self, PinDir},
+    evidence::alert::Alert,
     evidence::eve,
-    state::journal::Store,
-    kernel::sys,
+    guard::{self, Guard},
     kernel::maps::Tables,
+    kernel::pins::{self, PinDir},
+    kernel::sys,
+    state::enforcer::Enforcer,
+    state::journal::Store,
 };
 
 #[derive(Debug, thiserror::Error)]

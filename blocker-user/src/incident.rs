@@ -17,8 +17,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    evidence::alert::{Alert, AlertKind, AlertSource},
     council::facts::IncidentView,
+    evidence::alert::{Alert, AlertKind, AlertSource},
 };
 
 /// `[incidents]` in the config.

@@ -16,4 +16,5 @@ pub mod guard;
 pub mod incident;
 pub mod kernel;
 pub mod state;
+pub mod text;
 pub mod ttl;

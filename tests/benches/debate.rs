@@ -22,13 +22,13 @@ use std::{
 
 use async_trait::async_trait;
 use blocker::{
-    evidence::alert::{Alert, AlertKind, AlertSource, TcpFacts},
     council::{
         Agent, Ballot, Brief, Consensus, Council, Draft, Facts, Proposal, Turn, TurnFailure, Vote,
         facts::IncidentView,
         llm::{Endpoint, LlmAgent, LlmConfig},
         rules::ROLES,
     },
+    evidence::alert::{Alert, AlertKind, AlertSource, TcpFacts},
 };
 use blocker_tests::llm_server::{
     LlmServer, Request, Script, block, object_with, proposals, vote, votes,

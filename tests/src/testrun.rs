@@ -10,8 +10,8 @@ use aya::{
 use blocker::{
     addr,
     config::MapsConfig,
-    kernel::pins,
     kernel::maps::{List, Tables},
+    kernel::pins,
 };
 use blocker_common::{XdpStats, programs, reason};
 

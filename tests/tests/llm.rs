@@ -6,13 +6,13 @@
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use blocker::{
-    evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts},
     council::{
         Agent, Brief, Consensus, Council, Facts, Stop,
         facts::IncidentView,
         llm::{Endpoint, LlmAgent, LlmConfig},
         rules::{ROLES, RuleAgent, RulesConfig},
     },
+    evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts},
 };
 use blocker_tests::{
     State, describe,

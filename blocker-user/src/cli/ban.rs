@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    state::enforcer::{Change, EnforceError, Enforcer},
-    kernel::pins,
-    state::journal::Store,
     kernel::maps::{List, Tables},
+    kernel::pins,
+    state::enforcer::{Change, EnforceError, Enforcer},
+    state::journal::Store,
     ttl,
 };
 use blocker_common::reason;

@@ -3,10 +3,11 @@
 use std::{process::ExitCode, time::SystemTime};
 
 use blocker::{
-    clock, kernel::pins,
-    state::rulefile::{self, Export, ExportedRule},
-    state::journal::Store,
+    clock,
     kernel::maps::{List, Tables},
+    kernel::pins,
+    state::journal::Store,
+    state::rulefile::{self, Export, ExportedRule},
 };
 
 use super::{Context, output};

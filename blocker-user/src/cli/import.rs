@@ -5,10 +5,11 @@ use std::{path::PathBuf, process::ExitCode, time::SystemTime};
 use anyhow::Context as _;
 use blocker::{
     addr,
-    state::enforcer::{Change, EnforceError, Enforcer},
-    kernel::pins, state::rulefile,
-    state::journal::Store,
     kernel::maps::{List, Tables},
+    kernel::pins,
+    state::enforcer::{Change, EnforceError, Enforcer},
+    state::journal::Store,
+    state::rulefile,
     ttl,
 };
 use blocker_common::reason;

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use blocker::{
-    addr, clock, kernel::pins,
-    state::journal::Store,
+    addr, clock,
     kernel::maps::{List, Tables},
+    kernel::pins,
+    state::journal::Store,
     ttl,
 };
 use blocker_common::reason;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{clock, kernel::pins, kernel::maps::Tables, ttl};
+use blocker::{clock, kernel::maps::Tables, kernel::pins, ttl};
 use blocker_common::config as slot;
 
 use super::{Context, parse_ttl_arg};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{kernel::pins, kernel::maps::Tables};
+use blocker::{kernel::maps::Tables, kernel::pins};
 use serde::Serialize;
 
 use super::{Context, output};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{daemon::DaemonStatus, kernel::pins, kernel::maps::Tables};
+use blocker::{daemon::DaemonStatus, kernel::maps::Tables, kernel::pins};
 use serde::Serialize;
 
 use super::{Context, output};
@@ -69,7 +69,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if loaded {
         let tables = Tables::open(&ctx.pins)?;
         let mut count = std::collections::HashMap::<String, usize>::new();
-        for list in [blocker::kernel::maps::List::Allow, blocker::kernel::maps::List::Block] {
+        for list in [
+            blocker::kernel::maps::List::Allow,
+            blocker::kernel::maps::List::Block,
+        ] {
             for rule in tables.rules(list)? {
                 *count.entry(table_of(&rule)).or_default() += 1;
             }

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    state::enforcer::Enforcer,
-    kernel::pins,
-    state::journal::Store,
     kernel::maps::{List, Tables},
+    kernel::pins,
+    state::enforcer::Enforcer,
+    state::journal::Store,
 };
 
 use super::{Context, output, parse_net_arg};

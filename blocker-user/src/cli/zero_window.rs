@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use blocker::{clock, kernel::pins, kernel::maps::Tables};
+use blocker::{clock, kernel::maps::Tables, kernel::pins};
 use serde::Serialize;
 
 use super::{Context, output};

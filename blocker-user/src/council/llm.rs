@@ -36,7 +36,7 @@ use super::{
     reply::{self, Check},
     truncate,
 };
-use crate::evidence::alert::sanitize_text;
+use crate::text::sanitize_text;
 
 /// Where the key is read from.
 pub const API_KEY_ENV: &str = "OPENAI_API_KEY";

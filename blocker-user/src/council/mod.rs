@@ -577,7 +577,7 @@ impl Council {
             let round = debate.rounds + 1;
             let summary = record_turn(&mut debate, "judge", "llm", round, ms(t0), ms(t1), result);
             debate.summary =
-                summary.map(|s| truncate(&crate::evidence::alert::sanitize_text(&s), MAX_SUMMARY));
+                summary.map(|s| truncate(&crate::text::sanitize_text(&s), MAX_SUMMARY));
         }
         debate.wall_ms = ms(Instant::now());
         debate

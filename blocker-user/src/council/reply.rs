@@ -15,7 +15,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{Action, Ballot, Draft, Proposal, Stance, truncate};
-use crate::{addr, evidence::alert::sanitize_text, guard::shell_like};
+use crate::{
+    addr,
+    text::{sanitize_text, shell_like},
+};
 
 /// Longest justification or reason, in bytes.
 pub const MAX_TEXT: usize = 400;

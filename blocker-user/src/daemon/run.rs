@@ -29,23 +29,22 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
-    addr,
-    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
-    clock,
+    addr, clock,
     config::{AgentKind, Config, XdpMode},
     council::{
         self, Action, Brief, Council, Debate, Draft, Stance,
         facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
     },
-    state::enforcer::{Change, EnforceError, Enforcer},
+    evidence,
+    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
     guard::{self, Guard},
     incident::{Incident, Tracker, TrackerCounters, Trigger},
+    kernel::maps::{List, Tables, TablesError},
     kernel::pins::{self, AttachError, Attached, Globals, LoadError, PinDir},
     kernel::probes::{self, ProbeError, ProbeMode, ProbeStatus},
-    evidence,
-    state::journal::{IncidentRecord, Store, StoreError, VerdictRecord},
     kernel::sys,
-    kernel::maps::{List, Tables, TablesError},
+    state::enforcer::{Change, EnforceError, Enforcer},
+    state::journal::{IncidentRecord, Store, StoreError, VerdictRecord},
 };
 
 /// File in the state directory where a running daemon describes itself.
@@ -621,7 +620,7 @@ pub fn execute(
         info!("dry run: would {action} (incident #{})", view.id);
         return Outcome::new("dry-run", None);
     };
-    let justification = crate::evidence::alert::sanitize_text(&draft.justification);
+    let justification = crate::text::sanitize_text(&draft.justification);
     let mut rule_id = None;
     let result: Result<(), String> = match action {
         Action::Block { target, ttl_secs } => enforcer
@@ -701,7 +700,7 @@ pub fn journal(
                 incident_id: Some(view.id),
                 peer: view.peer,
                 action: &draft.action,
-                justification: &crate::evidence::alert::sanitize_text(&draft.justification),
+                justification: &crate::text::sanitize_text(&draft.justification),
                 outcome: o.outcome,
                 detail: o.detail.as_deref(),
                 rule_id: o.rule_id,
@@ -1017,7 +1016,7 @@ impl Pipeline {
                 let o = self.apply(&trigger, d, finished_ns);
                 (
                     d.action.clone(),
-                    crate::evidence::alert::sanitize_text(&d.justification),
+                    crate::text::sanitize_text(&d.justification),
                     o,
                 )
             })

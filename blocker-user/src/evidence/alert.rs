@@ -87,7 +87,7 @@ pub struct TcpFacts {
 }
 
 /// Fields of an IDS alert, kept as quoted data. Text fields are truncated
-/// (see [`MAX_TEXT`]) and never interpreted.
+/// (see [`MAX_TEXT`](crate::text::MAX_TEXT)) and never interpreted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdsFacts {
     pub signature_id: u64,
@@ -98,22 +98,6 @@ pub struct IdsFacts {
     pub proto: String,
     /// Attacker-controlled payload text, if the alert carried it.
     pub payload_printable: Option<String>,
-}
-
-/// Longest text field kept from an alert; the rest is cut.
-pub const MAX_TEXT: usize = 512;
-
-/// Truncates attacker-controlled text to [`MAX_TEXT`] bytes at a char
-/// boundary, replacing control characters so it prints on one line.
-pub fn sanitize_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
-    for c in s.chars() {
-        if out.len() + c.len_utf8() > MAX_TEXT {
-            break;
-        }
-        out.push(if c.is_control() { ' ' } else { c });
-    }
-    out
 }
 
 /// One piece of evidence about one source.
@@ -218,15 +202,5 @@ mod tests {
         let s = c.snapshot();
         assert_eq!((s.delivered, s.dropped_full), (2, 3));
         assert!(rx.try_recv().is_ok());
-    }
-
-    #[test]
-    fn sanitizes_attacker_text() {
-        let long = "x".repeat(2000);
-        assert_eq!(sanitize_text(&long).len(), MAX_TEXT);
-        assert_eq!(sanitize_text("a\nb\u{1b}[31m"), "a b [31m");
-        let multi = "é".repeat(600);
-        let s = sanitize_text(&multi);
-        assert!(s.len() <= MAX_TEXT && s.chars().all(|c| c == 'é'));
     }
 }

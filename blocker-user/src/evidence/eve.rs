@@ -5,7 +5,7 @@
 //! Every field of an EVE line is attacker-influenced (signature text comes
 //! from rules, but `payload_printable`, HTTP fields and even addresses are
 //! shaped by the traffic). The parser therefore reads typed fields only,
-//! passes all text through [`alert::sanitize_text`], never interprets any of
+//! passes all text through [`text::sanitize_text`], never interprets any of
 //! it, and rejects lines that do not have the expected shape instead of
 //! guessing. Error messages never quote more than a short, sanitized piece
 //! of the input.
@@ -31,9 +31,9 @@ use tokio::{
 
 use super::follow::{Line, LineBuf, Throttle};
 use crate::{
-    addr,
+    addr, clock,
     evidence::alert::{self, Alert, AlertKind, AlertSource, IdsFacts, PipelineCounters},
-    clock,
+    text,
 };
 
 /// Longest EVE line accepted. Suricata's lines are a few KiB even with
@@ -80,7 +80,7 @@ impl From<serde_json::Error> for EveError {
 
 /// `s` sanitized and cut to [`MAX_QUOTE`] bytes.
 fn quote(s: &str) -> String {
-    let mut q = alert::sanitize_text(s);
+    let mut q = text::sanitize_text(s);
     if q.len() > MAX_QUOTE {
         let mut end = MAX_QUOTE;
         while !q.is_char_boundary(end) {
@@ -155,7 +155,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Alert>, EveError> {
         (Some("to_client"), Some(d)) => (d, eve.dest_port, Some(src), eve.src_port),
         _ => (src, eve.src_port, dest, eve.dest_port),
     };
-    let text = |s: Option<String>| s.as_deref().map(alert::sanitize_text).unwrap_or_default();
+    let text = |s: Option<String>| s.as_deref().map(text::sanitize_text).unwrap_or_default();
     Ok(Some(Alert {
         source: AlertSource::Suricata,
         kind: AlertKind::Ids,
@@ -173,7 +173,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Alert>, EveError> {
             category: text(body.category),
             severity,
             proto: text(eve.proto),
-            payload_printable: eve.payload_printable.as_deref().map(alert::sanitize_text),
+            payload_printable: eve.payload_printable.as_deref().map(text::sanitize_text),
         }),
     }))
 }
@@ -721,10 +721,10 @@ mod tests {
         assert_eq!(ids.signature_id, 2_000_001);
         let p = ids.payload_printable.unwrap();
         assert!(p.starts_with(injection), "kept as quoted data: {p:?}");
-        assert!(p.len() <= alert::MAX_TEXT, "truncated: {}", p.len());
+        assert!(p.len() <= text::MAX_TEXT, "truncated: {}", p.len());
         assert!(p.len() < payload.len());
         assert!(!p.chars().any(char::is_control), "one inert line: {p:?}");
-        assert!(ids.signature.len() <= alert::MAX_TEXT);
+        assert!(ids.signature.len() <= text::MAX_TEXT);
     }
 
     #[test]

@@ -63,9 +63,8 @@ use tokio::sync::mpsc;
 
 use super::follow::{Line, LineBuf, Throttle};
 use crate::{
-    addr,
+    addr, clock,
     evidence::alert::{self, Alert, AlertKind, AlertSource, PipelineCounters},
-    clock,
 };
 
 /// Longest kernel log line looked at. The kernel's own records are far

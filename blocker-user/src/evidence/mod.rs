@@ -10,6 +10,6 @@
 
 pub mod alert;
 pub mod eve;
+mod follow;
 pub mod kmsg;
 pub mod probe;
-mod follow;

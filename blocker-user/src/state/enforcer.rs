@@ -20,8 +20,8 @@ use tracing::{info, warn};
 use crate::{
     addr, clock,
     config::WhenFull,
-    state::journal::{NewRule, Store, StoreError},
     kernel::maps::{List, Rule, Tables, TablesError},
+    state::journal::{NewRule, Store, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,9 @@ pub enum StoreError {
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
     let code = source.sqlite_error_code();
-    let free = path.parent().and_then(|d| crate::kernel::sys::free_bytes(d).ok());
+    let free = path
+        .parent()
+        .and_then(|d| crate::kernel::sys::free_bytes(d).ok());
     let tight = free.is_some_and(|f| f < 256 * 1024);
     if code == Some(DiskFull) || (code == Some(SystemIoFailure) && tight) {
         return StoreError::DiskFull {

@@ -55,7 +55,7 @@ pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
         if tokens.next().is_some() {
             errors.push(LineError {
                 line: i + 1,
-                text: crate::evidence::alert::sanitize_text(raw).chars().take(80).collect(),
+                text: crate::text::sanitize_text(raw).chars().take(80).collect(),
                 error: "more than one value on the line (one address or CIDR per line)".into(),
             });
             continue;
@@ -65,7 +65,7 @@ pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
             Ok(_) => {}
             Err(e) => errors.push(LineError {
                 line: i + 1,
-                text: crate::evidence::alert::sanitize_text(raw).chars().take(80).collect(),
+                text: crate::text::sanitize_text(raw).chars().take(80).collect(),
                 error: e.to_string(),
             }),
         }
