@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     addr,
     config::Config,
-    council::{Brief, Debate, Facts, facts::IncidentView},
+    council::{Brief, Debate, Facts},
     daemon::{self, DaemonError, DaemonStatus, FactSources, Outcome},
     evidence::alert::Alert,
     evidence::eve,
     guard::{self, Guard},
+    incident::IncidentView,
     kernel::maps::Tables,
     kernel::pins::{self, PinDir},
     kernel::sys,

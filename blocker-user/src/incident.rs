@@ -16,10 +16,45 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    council::facts::IncidentView,
-    evidence::alert::{Alert, AlertKind, AlertSource},
-};
+use crate::evidence::alert::{Alert, AlertKind, AlertSource};
+
+/// The incident as the council sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: u64,
+    /// The suspect. For a global incident (a spoofed flood with no single
+    /// source) this is the unspecified address.
+    pub peer: IpAddr,
+    /// Seconds since the incident opened.
+    pub age_secs: u64,
+    pub alert_count: u64,
+    pub by_kind: BTreeMap<AlertKind, u64>,
+    /// A bounded sample of the alerts, oldest first. Quoted data.
+    pub evidence: Vec<Alert>,
+}
+
+impl IncidentView {
+    /// Whether this incident is about no single source.
+    pub fn is_global(&self) -> bool {
+        self.peer.is_unspecified()
+    }
+
+    pub fn count(&self, kind: AlertKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Every address that appears in the evidence as a suspect: the only
+    /// addresses a verdict may name (the guard checks).
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = std::iter::once(self.peer)
+            .chain(self.evidence.iter().map(|a| a.peer))
+            .filter(|a| !a.is_unspecified())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
 
 /// `[incidents]` in the config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

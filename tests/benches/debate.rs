@@ -24,11 +24,11 @@ use async_trait::async_trait;
 use blocker::{
     council::{
         Agent, Ballot, Brief, Consensus, Council, Draft, Facts, Proposal, Turn, TurnFailure, Vote,
-        facts::IncidentView,
         llm::{Endpoint, LlmAgent, LlmConfig},
         rules::ROLES,
     },
     evidence::alert::{Alert, AlertKind, AlertSource, TcpFacts},
+    incident::IncidentView,
 };
 use blocker_tests::llm_server::{
     LlmServer, Request, Script, block, object_with, proposals, vote, votes,

@@ -8,11 +8,11 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use blocker::{
     council::{
         Agent, Brief, Consensus, Council, Facts, Stop,
-        facts::IncidentView,
         llm::{Endpoint, LlmAgent, LlmConfig},
         rules::{ROLES, RuleAgent, RulesConfig},
     },
     evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts},
+    incident::IncidentView,
 };
 use blocker_tests::{
     State, describe,

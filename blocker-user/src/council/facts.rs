@@ -2,50 +2,12 @@
 //! each agent's component. Rule agents read their part; LLM agents get it
 //! rendered into their prompt, clearly separated from instructions.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::alert::{Alert, AlertKind};
-
-/// The incident as the council sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IncidentView {
-    pub id: u64,
-    /// The suspect. For a global incident (a spoofed flood with no single
-    /// source) this is the unspecified address.
-    pub peer: IpAddr,
-    /// Seconds since the incident opened.
-    pub age_secs: u64,
-    pub alert_count: u64,
-    pub by_kind: BTreeMap<AlertKind, u64>,
-    /// A bounded sample of the alerts, oldest first. Quoted data.
-    pub evidence: Vec<Alert>,
-}
-
-impl IncidentView {
-    /// Whether this incident is about no single source.
-    pub fn is_global(&self) -> bool {
-        self.peer.is_unspecified()
-    }
-
-    pub fn count(&self, kind: AlertKind) -> u64 {
-        self.by_kind.get(&kind).copied().unwrap_or(0)
-    }
-
-    /// Every address that appears in the evidence as a suspect: the only
-    /// addresses a verdict may name (the guard checks).
-    pub fn addresses(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = std::iter::once(self.peer)
-            .chain(self.evidence.iter().map(|a| a.peer))
-            .filter(|a| !a.is_unspecified())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
+use crate::incident::IncidentView;
 
 /// Facts of the host: what must never be blocked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

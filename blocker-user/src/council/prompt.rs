@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Brief, Debate, Proposal, Vote,
-    facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
+    facts::{FilterFacts, HostFacts, JailFacts, KernelFacts},
 };
 use crate::evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts};
+use crate::incident::IncidentView;
 
 pub const DATA_OPEN: &str = "<<<DATA";
 pub const DATA_CLOSE: &str = "DATA>>>";

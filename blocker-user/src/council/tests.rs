@@ -3,11 +3,12 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 
 use super::{
-    facts::{FilterFacts, IncidentView},
+    facts::FilterFacts,
     rules::{RuleAgent, RulesConfig, escalated_ttl},
     *,
 };
 use crate::evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts};
+use crate::incident::IncidentView;
 
 const PEER: &str = "198.18.0.2";
 

@@ -33,11 +33,12 @@ use crate::{
     config::{AgentKind, Config, XdpMode},
     council::{
         self, Action, Brief, Council, Debate, Draft, Stance,
-        facts::{FilterFacts, HostFacts, IncidentView, JailFacts, KernelFacts},
+        facts::{FilterFacts, HostFacts, JailFacts, KernelFacts},
     },
     evidence,
     evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, PipelineSnapshot},
     guard::{self, Guard},
+    incident::IncidentView,
     incident::{Incident, Tracker, TrackerCounters, Trigger},
     kernel::maps::{List, Tables, TablesError},
     kernel::pins::{self, AttachError, Attached, Globals, LoadError, PinDir},
