@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod guard;
 pub mod incident;
 pub mod kernel;
+pub mod rule;
 pub mod state;
 pub mod text;
 pub mod ttl;

@@ -7,12 +7,7 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions, Xdp},
 };
-use blocker::{
-    addr,
-    config::MapsConfig,
-    kernel::maps::{List, Tables},
-    kernel::pins,
-};
+use blocker::{addr, config::MapsConfig, kernel::maps::Tables, kernel::pins, rule::List};
 use blocker_common::{XdpStats, programs, reason};
 
 pub const XDP_ABORTED: u32 = 0;

@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use blocker::{addr::IpNet, kernel::maps::List};
+use blocker::{addr::IpNet, rule::List};
 use blocker_common::{XdpStats, config};
 use blocker_tests::{
     frames::{L4, Spec, V6Ext},

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use blocker::kernel::maps::List;
+use blocker::rule::List;
 use blocker_common::{XdpStats, config};
 use blocker_tests::{
     frames::{Spec, V6Ext, arp, with_extra_vlan},

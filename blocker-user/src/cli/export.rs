@@ -4,8 +4,9 @@ use std::{process::ExitCode, time::SystemTime};
 
 use blocker::{
     clock,
-    kernel::maps::{List, Tables},
+    kernel::maps::Tables,
     kernel::pins,
+    rule::List,
     state::journal::Store,
     state::rulefile::{self, Export, ExportedRule},
 };

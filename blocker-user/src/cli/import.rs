@@ -5,8 +5,9 @@ use std::{path::PathBuf, process::ExitCode, time::SystemTime};
 use anyhow::Context as _;
 use blocker::{
     addr,
-    kernel::maps::{List, Tables},
+    kernel::maps::Tables,
     kernel::pins,
+    rule::List,
     state::enforcer::{Change, EnforceError, Enforcer},
     state::journal::Store,
     state::rulefile,
@@ -14,7 +15,7 @@ use blocker::{
 };
 use blocker_common::reason;
 
-use super::{Context, UsageError, output, parse_ttl_arg};
+use super::{Context, UsageError, list_arg, output, parse_ttl_arg};
 
 /// Load rules from a file: blocker's JSON export, or a plain list of
 /// addresses/CIDRs (one per line, `#` or `;` comments) such as a published
@@ -27,7 +28,7 @@ pub struct Args {
     /// The file; `-` reads standard input.
     file: PathBuf,
     /// For plain lists: which list the addresses go to.
-    #[arg(long, value_enum, default_value = "block")]
+    #[arg(long, value_parser = list_arg(), default_value = "block")]
     list: List,
     /// For plain lists: how long the rules last (90s, 1h, 7d, never).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl_arg, default_value = "never")]

@@ -3,16 +3,12 @@
 use std::process::ExitCode;
 
 use blocker::{
-    addr, clock,
-    kernel::maps::{List, Tables},
-    kernel::pins,
-    state::journal::Store,
-    ttl,
+    addr, clock, kernel::maps::Tables, kernel::pins, rule::List, state::journal::Store, ttl,
 };
 use blocker_common::reason;
 use serde::Serialize;
 
-use super::{Context, output};
+use super::{Context, list_arg, output};
 
 /// Show the allow and block rules in the kernel, with time left, reason and
 /// the packets each one matched.
@@ -21,7 +17,7 @@ use super::{Context, output};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this list.
-    #[arg(long, value_enum, value_name = "LIST")]
+    #[arg(long, value_parser = list_arg(), value_name = "LIST")]
     list: Option<List>,
     /// Machine-readable output (stable field names).
     #[arg(long)]

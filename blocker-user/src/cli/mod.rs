@@ -219,7 +219,7 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    use blocker::kernel::maps::List;
+    use blocker::rule::List;
     match cli.command {
         Commands::Completions { shell } => {
             clap_complete::generate(
@@ -263,6 +263,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// clap value parser for addresses and prefixes.
 pub fn parse_net_arg(s: &str) -> Result<blocker::addr::IpNet, String> {
     blocker::addr::parse_net(s).map_err(|e| e.to_string())
+}
+
+/// clap value parser for `--list`: the possible values and their help come
+/// from [`List`](blocker::rule::List) itself, so the rule layer needs no clap.
+pub fn list_arg() -> impl clap::builder::TypedValueParser<Value = blocker::rule::List> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(
+        blocker::rule::List::ALL.map(|l| PossibleValue::new(l.as_str()).help(l.help())),
+    )
+    .map(|s| s.parse().expect("clap only passes the possible values"))
 }
 
 /// clap value parser for TTLs.

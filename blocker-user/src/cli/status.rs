@@ -69,10 +69,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if loaded {
         let tables = Tables::open(&ctx.pins)?;
         let mut count = std::collections::HashMap::<String, usize>::new();
-        for list in [
-            blocker::kernel::maps::List::Allow,
-            blocker::kernel::maps::List::Block,
-        ] {
+        for list in [blocker::rule::List::Allow, blocker::rule::List::Block] {
             for rule in tables.rules(list)? {
                 *count.entry(table_of(&rule)).or_default() += 1;
             }
@@ -224,13 +221,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn table_of(rule: &blocker::kernel::maps::Rule) -> String {
+fn table_of(rule: &blocker::rule::Rule) -> String {
     use blocker_common::maps::*;
     let host = blocker::addr::is_host(&rule.net);
     let v4 = rule.net.addr().is_ipv4();
     match (rule.list, v4, host) {
-        (blocker::kernel::maps::List::Allow, true, _) => ALLOW_V4,
-        (blocker::kernel::maps::List::Allow, false, _) => ALLOW_V6,
+        (blocker::rule::List::Allow, true, _) => ALLOW_V4,
+        (blocker::rule::List::Allow, false, _) => ALLOW_V6,
         (_, true, true) => BLOCK_V4,
         (_, false, true) => BLOCK_V6,
         (_, true, false) => BLOCK_NET_V4,

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use blocker::{
     addr::{self, IpNet},
-    kernel::maps::{List, Tables},
+    kernel::maps::Tables,
     kernel::pins,
+    rule::List,
     state::enforcer::Enforcer,
     state::journal::Store,
 };

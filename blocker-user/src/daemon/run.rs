@@ -40,10 +40,11 @@ use crate::{
     guard::{self, Guard},
     incident::IncidentView,
     incident::{Incident, Tracker, TrackerCounters, Trigger},
-    kernel::maps::{List, Tables, TablesError},
+    kernel::maps::{Tables, TablesError},
     kernel::pins::{self, AttachError, Attached, Globals, LoadError, PinDir},
     kernel::probes::{self, ProbeError, ProbeMode, ProbeStatus},
     kernel::sys,
+    rule::List,
     state::enforcer::{Change, EnforceError, Enforcer},
     state::journal::{IncidentRecord, Store, StoreError, VerdictRecord},
 };

@@ -12,51 +12,12 @@ use blocker_common::{
     Ipv4Key, Ipv6Key, LpmV4, RuleEntry, XdpStats, ZeroWindowEntry, config as slot, maps,
 };
 use ipnet::IpNet;
-use serde::Serialize;
 
 use crate::{
     addr, clock,
     kernel::pins::{LoadError, PinDir, open_pinned},
+    rule::{List, Rule},
 };
-
-/// Which list a rule belongs to.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum List {
-    /// Checked first: matching sources always pass.
-    Allow,
-    /// Matching sources are dropped.
-    Block,
-}
-
-impl List {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Block => "block",
-        }
-    }
-}
-
-/// A rule as read back from the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub list: List,
-    pub net: IpNet,
-    pub entry: RuleEntry,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {

@@ -20,7 +20,8 @@ use tracing::{info, warn};
 use crate::{
     addr, clock,
     config::WhenFull,
-    kernel::maps::{List, Rule, Tables, TablesError},
+    kernel::maps::{Tables, TablesError},
+    rule::{List, Rule},
     state::journal::{NewRule, Store, StoreError},
 };
 

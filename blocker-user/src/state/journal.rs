@@ -14,7 +14,7 @@ use std::{
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{clock, kernel::maps::List};
+use crate::{clock, rule::List};
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "blocker.db";

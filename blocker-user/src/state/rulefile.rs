@@ -5,7 +5,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{addr, kernel::maps::List};
+use crate::{addr, rule::List};
 
 /// Format tag of [`Export`].
 pub const FORMAT: &str = "blocker-rules";
