@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use blocker::{daemon::DaemonStatus, kernel::pins};
+use blocker::{
+    daemon::DaemonStatus,
+    kernel::{pins, xdp},
+};
 
 use super::{Context, UsageError};
 
@@ -41,7 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut missing = Vec::new();
     for iface in &interfaces {
-        if pins::detach_xdp(&ctx.pins, iface)? {
+        if xdp::detach_xdp(&ctx.pins, iface)? {
             println!("detached blocker from {iface}");
         } else {
             missing.push(iface.clone());

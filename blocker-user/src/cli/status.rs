@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use blocker::{daemon::DaemonStatus, kernel::maps::Tables, kernel::pins};
+use blocker::{
+    daemon::DaemonStatus,
+    kernel::{maps::Tables, pins, xdp},
+};
 use serde::Serialize;
 
 use super::{Context, output};
@@ -54,7 +57,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .linked_interfaces()
         .into_iter()
         .map(|iface| {
-            let info = pins::link_info(&ctx.pins, &iface);
+            let info = xdp::link_info(&ctx.pins, &iface);
             InterfaceView {
                 attached: info.is_some_and(|i| i.ifindex != 0),
                 ifindex: info.map_or(0, |i| i.ifindex),

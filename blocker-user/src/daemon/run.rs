@@ -41,9 +41,10 @@ use crate::{
     incident::IncidentView,
     incident::{Incident, Tracker, TrackerCounters, Trigger},
     kernel::maps::{Tables, TablesError},
-    kernel::pins::{self, AttachError, Attached, Globals, LoadError, PinDir},
+    kernel::pins::{self, Globals, LoadError, PinDir},
     kernel::probes::{self, ProbeError, ProbeMode, ProbeStatus},
     kernel::sys,
+    kernel::xdp::{self, AttachError, Attached},
     rule::List,
     state::enforcer::{Change, EnforceError, Enforcer},
     state::journal::{IncidentRecord, Store, StoreError, VerdictRecord},
@@ -240,7 +241,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let (mut ebpf, _resized) = pins::load_for_daemon(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
-        let attached = pins::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
+        let attached = xdp::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
         match attached {
             Attached::Replaced => info!(
                 "replaced the XDP program on {iface} atomically (pinned link {})",

@@ -9,3 +9,4 @@ pub mod pins;
 pub mod probes;
 pub mod sys;
 pub mod tracefs;
+pub mod xdp;
