@@ -12,17 +12,21 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     addr,
     config::Config,
-    council::{Brief, Debate, Facts},
-    daemon::{self, DaemonError, DaemonStatus, FactSources, Outcome},
-    evidence::alert::Alert,
-    evidence::eve,
+    council::{
+        self, Brief, Debate, Facts,
+        facts::{self, FactSources},
+    },
+    daemon::{DaemonError, DaemonStatus},
+    evidence::{alert::Alert, eve},
     guard::{self, Guard},
     incident::IncidentView,
-    kernel::maps::Tables,
-    kernel::pins::{self, PinDir},
-    kernel::sys,
-    state::enforcer::Enforcer,
-    state::journal::Store,
+    kernel::{
+        maps::{self, Tables},
+        pins::{self, PinDir},
+        sys,
+    },
+    state::{enforcer::Enforcer, journal::Store},
+    verdict::{self, Outcome},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +158,7 @@ pub async fn run(
     dry_run: bool,
     cancel: CancellationToken,
 ) -> Result<Report, DaemonError> {
-    let council = daemon::build_council(cfg)?.with_cancel(cancel);
+    let council = council::build(cfg)?.with_cancel(cancel);
     let pins = PinDir::new(&cfg.pin_dir);
     let tables = if !dry_run {
         pins::require_caps(pins::MAP_CAPS)?;
@@ -190,16 +194,16 @@ pub async fn run(
         .unwrap_or_else(|| "unknown (no daemon running)".into());
     let fill = tables
         .as_ref()
-        .and_then(daemon::block_fill)
+        .and_then(maps::block_fill)
         .unwrap_or_default();
     let ports = sys::listening_ports();
     let facts = match input.facts {
         Some(f) => f,
-        None => daemon::gather_facts(
+        None => facts::gather_facts(
             &incident,
             &FactSources {
                 tables: tables.as_ref(),
-                store: Some(&store),
+                history: Some(&store),
                 guard: &cfg.guard,
                 local_addrs: &local_addrs,
                 listening_ports: &ports,
@@ -228,14 +232,14 @@ pub async fn run(
 
     let mut guard =
         Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
-    let allowlist = daemon::live_allowlist(tables.as_ref());
+    let allowlist = maps::live_allowlist(tables.as_ref());
     let evidence = incident.addresses();
     let ctx = guard::Context {
         evidence: &evidence,
         local: &local_addrs,
         allowlist: &allowlist,
     };
-    let reason = daemon::reason_code(&incident);
+    let reason = verdict::reason_code(&incident);
     let mut enforcer = match tables {
         // The enforcer journals rules on a connection of its own, like the
         // daemon's; the debate goes through `store`.
@@ -245,10 +249,10 @@ pub async fn run(
     let outcomes: Vec<Outcome> = debate
         .passed
         .iter()
-        .map(|d| daemon::execute(enforcer.as_mut(), &mut guard, &ctx, &incident, d, reason))
+        .map(|d| verdict::execute(enforcer.as_mut(), &mut guard, &ctx, &incident, d, reason))
         .collect();
     let mut store = store;
-    let debate_id = daemon::journal(&mut store, &incident, &debate, &outcomes);
+    let debate_id = verdict::journal(&mut store, &incident, &debate, &outcomes);
     Ok(Report {
         debate_id,
         incident,

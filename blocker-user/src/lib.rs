@@ -19,3 +19,4 @@ pub mod rule;
 pub mod state;
 pub mod text;
 pub mod ttl;
+pub mod verdict;

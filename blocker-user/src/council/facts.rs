@@ -7,7 +7,16 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::incident::IncidentView;
+use std::collections::HashMap;
+
+use blocker_common::{config as slot, maps as map_names};
+
+use crate::{
+    clock, guard,
+    incident::IncidentView,
+    kernel::maps::{Tables, live_allowlist},
+    rule::List,
+};
 
 /// Facts of the host: what must never be blocked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,4 +77,93 @@ pub struct Facts {
 pub struct Brief {
     pub incident: IncidentView,
     pub facts: Facts,
+}
+
+/// The journal's memory of a suspect, as the jail agent sees it. A trait
+/// so that the council reads the journal (`state::journal::Store`
+/// implements it) without depending on the journal, which records the
+/// council's verdicts.
+pub trait BanHistory {
+    fn jail_facts(&self, peer: IpAddr) -> JailFacts;
+}
+
+/// Where the council's facts come from.
+pub struct FactSources<'a> {
+    /// The kernel tables, when loaded.
+    pub tables: Option<&'a Tables>,
+    /// The journal, when usable.
+    pub history: Option<&'a dyn BanHistory>,
+    pub guard: &'a guard::GuardConfig,
+    pub local_addrs: &'a [IpAddr],
+    pub listening_ports: &'a [u16],
+    /// How the probes are attached.
+    pub probes: &'a str,
+    pub zero_window_syn_rate: u64,
+    pub zero_window_sources_recent: u64,
+    /// Entries per exact blocklist map ([`block_fill`]).
+    pub block_fill: &'a HashMap<&'static str, u64>,
+}
+
+/// The facts of every component about `view`.
+pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> Facts {
+    let now_ns = clock::boottime_ns();
+    let policy_until = src
+        .tables
+        .and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok())
+        .unwrap_or(0);
+    let kernel = KernelFacts {
+        probes: src.probes.to_string(),
+        zero_window_syn_rate: src.zero_window_syn_rate,
+        zero_window_sources_recent: src.zero_window_sources_recent,
+        zero_window_policy_secs_left: (policy_until > now_ns)
+            .then(|| (policy_until - now_ns) / 1_000_000_000),
+    };
+    let mut trusted = src.guard.trusted_nets().unwrap_or_default();
+    trusted.extend(live_allowlist(src.tables));
+    let host = HostFacts {
+        local_addrs: src.local_addrs.to_vec(),
+        trusted,
+        listening_ports: src.listening_ports.to_vec(),
+    };
+    if view.is_global() {
+        return Facts {
+            host,
+            kernel,
+            ..Facts::default()
+        };
+    }
+    let jail = src
+        .history
+        .map(|h| h.jail_facts(view.peer))
+        .unwrap_or_default();
+    let filter = match src.tables {
+        None => FilterFacts::default(),
+        Some(tables) => {
+            let live = |list| {
+                tables
+                    .matching(list, view.peer)
+                    .ok()
+                    .flatten()
+                    .filter(|e| e.is_live(now_ns))
+            };
+            let map = if view.peer.is_ipv4() {
+                map_names::BLOCK_V4
+            } else {
+                map_names::BLOCK_V6
+            };
+            FilterFacts {
+                allowlisted: live(List::Allow).is_some(),
+                blocked: live(List::Block)
+                    .map(|e| clock::remaining(e.expires_at_ns, now_ns).map(|d| d.as_secs())),
+                block_entries: src.block_fill.get(map).copied().unwrap_or(0),
+                block_capacity: u64::from(tables.capacity(map).unwrap_or(0)),
+            }
+        }
+    };
+    Facts {
+        host,
+        kernel,
+        jail,
+        filter,
+    }
 }

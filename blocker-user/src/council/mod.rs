@@ -34,11 +34,14 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub use facts::{Brief, Facts};
 
-use crate::addr;
+use crate::{
+    addr,
+    config::{AgentKind, Config},
+};
 
 /// What the council may decide. Typed, bounded, and nothing else: there is
 /// no variant that carries a command.
@@ -763,6 +766,61 @@ pub fn resolve(passed: &[&Proposal]) -> Vec<Draft> {
         }
     }
     out
+}
+
+/// Why the council described by `[council]` cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid configuration")]
+    Llm(#[from] llm::LlmError),
+    #[error(
+        "invalid configuration: [council] roles: {role:?} has no offline rules (known: {known})"
+    )]
+    NoRules { role: String, known: String },
+}
+
+/// Builds the council from `[council]`: rule agents, LLM agents (sharing
+/// one endpoint, `$OPENAI_API_KEY`), or a mix, plus the optional judge.
+pub fn build(cfg: &Config) -> Result<Council, BuildError> {
+    let c = &cfg.council;
+    let endpoint = if c.uses_llm() {
+        let e = llm::Endpoint::from_env(&c.llm)?;
+        info!(
+            "LLM council endpoint {} ({})",
+            e.base_url(),
+            if e.has_key() {
+                format!("API key from ${}", llm::API_KEY_ENV)
+            } else {
+                format!("no API key: ${} is not set", llm::API_KEY_ENV)
+            }
+        );
+        Some(Arc::new(e))
+    } else {
+        None
+    };
+    let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
+    for role in &c.roles {
+        match (c.kind_of(role), &endpoint) {
+            (AgentKind::Llm, Some(endpoint)) => {
+                let agent = llm::LlmAgent::new(role, &c.llm, endpoint.clone(), c.max_rounds)?;
+                agents.push(Arc::new(agent));
+            }
+            _ => {
+                let agent = rules::RuleAgent::new(role, c.rules.clone()).ok_or_else(|| {
+                    BuildError::NoRules {
+                        role: role.clone(),
+                        known: rules::ROLES.join(", "),
+                    }
+                })?;
+                agents.push(Arc::new(agent));
+            }
+        }
+    }
+    let mut council = Council::new(agents, c.consensus(), c.max_rounds);
+    if let (true, Some(endpoint)) = (c.llm.judge, &endpoint) {
+        council = council.with_judge(Arc::new(llm::LlmJudge::new(&c.llm, endpoint.clone())));
+    }
+    Ok(council)
 }
 
 #[cfg(test)]

@@ -1,5 +1,67 @@
 //! `blocker run`: the long-running daemon.
+//!
+//! ```text
+//! ring buffer (probes, XDP) ─┐
+//! /dev/kmsg ─────────────────┼─► bounded queue ─► incidents ─► council (concurrent, bounded)
+//! eve.json ──────────────────┘                                     │ typed verdicts
+//!                                          maps ◄── enforcer ◄── guard
+//! ```
+//!
+//! - [`run`]: start-up (load, attach, reconcile, start the sources) and the
+//!   event loop;
+//! - [`pipeline`]: scheduling and applying debates;
+//! - [`journal_writer`]: debate and incident records, batched off the
+//!   critical path;
+//! - [`status`]: `daemon.json`, what `blocker status` reads;
+//! - [`narrate`]: debates logged for operators.
 
+mod journal_writer;
+mod narrate;
+mod pipeline;
 mod run;
+pub mod status;
 
-pub use run::*;
+pub use run::run;
+pub use status::{
+    CouncilStatus, DaemonStatus, IncidentStatus, InterfaceStatus, LatencyStatus, STATUS_FILE,
+};
+
+use crate::{
+    config::{Config, XdpMode},
+    council::BuildError,
+    kernel::{maps::TablesError, pins::LoadError, probes::ProbeError, xdp::AttachError},
+    state::{enforcer::EnforceError, journal::StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Council(#[from] BuildError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// What `blocker run` was asked to do (flags already merged into `config`).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    pub config: Config,
+}

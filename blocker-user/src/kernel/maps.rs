@@ -559,6 +559,35 @@ impl Tables {
     }
 }
 
+/// Live allowlist prefixes (none without tables).
+pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
+    let now_ns = clock::boottime_ns();
+    tables
+        .and_then(|t| t.rules(List::Allow).ok())
+        .map(|r| {
+            r.into_iter()
+                .filter(|r| r.entry.is_live(now_ns))
+                .map(|r| r.net)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Entries per exact blocklist map.
+pub fn block_fill(tables: &Tables) -> Option<std::collections::HashMap<&'static str, u64>> {
+    let rules = tables.rules(List::Block).ok()?;
+    let count = |v4: bool| {
+        rules
+            .iter()
+            .filter(|r| addr::is_host(&r.net) && r.net.addr().is_ipv4() == v4)
+            .count() as u64
+    };
+    Some(std::collections::HashMap::from([
+        (maps::BLOCK_V4, count(true)),
+        (maps::BLOCK_V6, count(false)),
+    ]))
+}
+
 /// Field-wise sum of two counter sets.
 pub fn sum_stats(a: &XdpStats, b: &XdpStats) -> XdpStats {
     XdpStats {

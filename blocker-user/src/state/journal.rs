@@ -7,6 +7,7 @@
 //! unrecorded.
 
 use std::{
+    net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -14,7 +15,11 @@ use std::{
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{clock, rule::List};
+use crate::{
+    addr, clock,
+    council::facts::{BanHistory, JailFacts},
+    rule::List,
+};
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "blocker.db";
@@ -587,6 +592,20 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
         Ok(rows.into_iter().flatten().collect())
+    }
+}
+
+impl BanHistory for Store {
+    fn jail_facts(&self, peer: IpAddr) -> JailFacts {
+        let history = self.history(addr::host(peer)).unwrap_or_default();
+        let bans: Vec<_> = history
+            .iter()
+            .filter(|r| r.list == List::Block && r.removed_by.as_deref() != Some("failed"))
+            .collect();
+        JailFacts {
+            previous_bans: bans.len() as u32,
+            last_ban_at: bans.last().map(|r| r.added_at),
+        }
     }
 }
 

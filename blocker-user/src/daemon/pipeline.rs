@@ -1,0 +1,426 @@
+//! Scheduling: alerts become incidents, incidents become debates (at most
+//! one per peer, a bounded number at once, the rest queued), and finished
+//! debates go through the guard to the enforcer. One task owns all of it,
+//! so no locks are needed; debates run as their own tasks and report back.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{
+    journal_writer::JournalEntry,
+    narrate::narrate,
+    status::{CouncilStatus, DaemonStatus, IncidentStatus, LatencyStatus},
+};
+use crate::{
+    addr, clock,
+    config::Config,
+    council::{
+        self, Action, Brief, Council, Debate, Draft,
+        facts::{BanHistory, FactSources, gather_facts},
+    },
+    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters},
+    guard::{self, Guard},
+    incident::{Incident, IncidentView, Tracker, Trigger},
+    kernel::{
+        maps::{block_fill, live_allowlist},
+        probes::ProbeStatus,
+        sys,
+    },
+    state::enforcer::Enforcer,
+    verdict::{Outcome, execute, reason_code},
+};
+
+/// A finished debate on its way back to the pipeline.
+pub(super) struct Finished {
+    pub(super) trigger: Trigger,
+    pub(super) debate: Debate,
+    /// CLOCK_BOOTTIME when the debate task finished.
+    pub(super) finished_ns: u64,
+}
+
+/// Where the time between the kernel's evidence and the map entry went.
+#[derive(Clone, Copy)]
+pub(super) struct LatencySample {
+    /// Kernel timestamp to the tracker's trigger (ring buffer, queue).
+    intake_ns: u64,
+    /// Trigger to the end of the debate (scheduling, queueing, council).
+    council_ns: u64,
+    /// Debate end to the map write (guard, journal commit, map update).
+    apply_ns: u64,
+}
+
+impl LatencySample {
+    fn total(&self) -> u64 {
+        self.intake_ns + self.council_ns + self.apply_ns
+    }
+}
+
+/// Zero-window SYN flood sensing: the global rate and the sources that
+/// crossed the per-source threshold recently.
+#[derive(Default)]
+pub(super) struct FloodMeter {
+    last_total: Option<(u64, Instant)>,
+    rate: u64,
+    recent: HashMap<IpAddr, u64>,
+}
+
+/// Bound on remembered flood sources (a spoofed flood has millions).
+const MAX_FLOOD_SOURCES: usize = 100_000;
+/// Queued debate triggers at most; older ones are dropped when full.
+const MAX_QUEUED_DEBATES: usize = 1024;
+/// Latency samples kept for the status percentiles.
+const MAX_LATENCIES: usize = 10_000;
+
+pub(super) struct Pipeline {
+    pub(super) cfg: Config,
+    pub(super) enforcer: Enforcer,
+    pub(super) guard: Guard,
+    pub(super) tracker: Tracker,
+    pub(super) council: Arc<Council>,
+    pub(super) probe_status: ProbeStatus,
+    pub(super) counters: Arc<PipelineCounters>,
+    pub(super) council_status: CouncilStatus,
+    /// Kernel event → map entry, by stage.
+    pub(super) latencies: VecDeque<LatencySample>,
+    pub(super) inflight: HashSet<IpAddr>,
+    pub(super) queue: VecDeque<Trigger>,
+    pub(super) flood: FloodMeter,
+    pub(super) local_addrs: Vec<IpAddr>,
+    /// TCP ports we listen on. Reading /proc/net/tcp walks the whole TCP
+    /// hash table (10-25 ms here), so a background task refreshes this
+    /// every 10 s instead of every debate paying for it.
+    pub(super) listening_ports: Arc<std::sync::Mutex<Vec<u16>>>,
+    /// Entries per exact blocklist map (refreshed by GC), for the filter agent.
+    pub(super) block_fill: HashMap<&'static str, u64>,
+    pub(super) done_tx: mpsc::Sender<Finished>,
+    pub(super) journal_tx: mpsc::Sender<JournalEntry>,
+}
+
+impl Pipeline {
+    pub(super) fn on_alert(&mut self, alert: Alert) {
+        let now = clock::boottime_ns();
+        if alert.kind == AlertKind::ZeroWindowSyn && self.flood.recent.len() < MAX_FLOOD_SOURCES {
+            self.flood.recent.insert(addr::canonical(alert.peer), now);
+        }
+        let mut closed = Vec::new();
+        let trigger = self.tracker.ingest(alert, now, &mut closed);
+        for i in closed {
+            self.record_closed(&i);
+        }
+        if let Some(t) = trigger {
+            self.schedule(t);
+        }
+    }
+
+    fn schedule(&mut self, t: Trigger) {
+        let peer = t.view.peer;
+        if self.inflight.contains(&peer) || self.inflight.len() >= self.cfg.council.max_concurrent {
+            // One debate per peer at a time; a newer trigger replaces a
+            // queued one for the same peer (it carries all the evidence).
+            if let Some(q) = self.queue.iter_mut().find(|q| q.view.peer == peer) {
+                *q = t;
+            } else {
+                if self.queue.len() >= MAX_QUEUED_DEBATES {
+                    self.queue.pop_front();
+                    self.council_status.queue_dropped += 1;
+                }
+                self.queue.push_back(t);
+            }
+            return;
+        }
+        self.launch(t);
+    }
+
+    fn launch(&mut self, trigger: Trigger) {
+        let brief = Brief {
+            facts: self.facts(&trigger.view),
+            incident: trigger.view.clone(),
+        };
+        self.inflight.insert(trigger.view.peer);
+        let council = self.council.clone();
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let debate = council.deliberate(&brief).await;
+            let finished_ns = clock::boottime_ns();
+            let _ = tx
+                .send(Finished {
+                    trigger,
+                    debate,
+                    finished_ns,
+                })
+                .await;
+        });
+    }
+
+    fn launch_queued(&mut self) {
+        while self.inflight.len() < self.cfg.council.max_concurrent {
+            let Some(pos) = self
+                .queue
+                .iter()
+                .position(|t| !self.inflight.contains(&t.view.peer))
+            else {
+                break;
+            };
+            let t = self.queue.remove(pos).expect("index from position");
+            // The incident may have grown since; debate its current state.
+            let t = match self.tracker.get(&t.view.peer) {
+                Some(i) if i.resolved => continue,
+                Some(i) => Trigger {
+                    view: i.view(clock::boottime_ns()),
+                    observed_ns: t.observed_ns,
+                    triggered_ns: t.triggered_ns,
+                },
+                None => t,
+            };
+            self.launch(t);
+        }
+    }
+
+    fn facts(&self, view: &IncidentView) -> council::Facts {
+        let ports = self
+            .listening_ports
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        gather_facts(
+            view,
+            &FactSources {
+                tables: Some(self.enforcer.tables()),
+                history: self.enforcer.store().map(|s| s as &dyn BanHistory),
+                guard: &self.cfg.guard,
+                local_addrs: &self.local_addrs,
+                listening_ports: &ports,
+                probes: &self.probe_status.active,
+                zero_window_syn_rate: self.flood.rate,
+                zero_window_sources_recent: self.flood.recent.len() as u64,
+                block_fill: &self.block_fill,
+            },
+        )
+    }
+
+    pub(super) fn on_debate(&mut self, done: Finished) {
+        let Finished {
+            trigger,
+            debate,
+            finished_ns,
+        } = done;
+        self.inflight.remove(&trigger.view.peer);
+        self.council_status.debates += 1;
+        narrate(&trigger.view, &debate);
+        // Apply first: on the critical path only the rule's own journal
+        // commit precedes the map write. The debate and its verdicts are
+        // journaled right after.
+        let verdicts: Vec<(Action, String, Outcome)> = debate
+            .passed
+            .iter()
+            .map(|d| {
+                let o = self.apply(&trigger, d, finished_ns);
+                (
+                    d.action.clone(),
+                    crate::text::sanitize_text(&d.justification),
+                    o,
+                )
+            })
+            .collect();
+        self.journal(JournalEntry::Debate {
+            incident_id: trigger.view.id,
+            debate: Box::new(debate),
+            verdicts,
+        });
+        self.launch_queued();
+    }
+
+    fn apply(&mut self, trigger: &Trigger, draft: &Draft, finished_ns: u64) -> Outcome {
+        let view = &trigger.view;
+        let allowlist = live_allowlist(Some(self.enforcer.tables()));
+        let evidence = view.addresses();
+        let ctx = guard::Context {
+            evidence: &evidence,
+            local: &self.local_addrs,
+            allowlist: &allowlist,
+        };
+        let reason = reason_code(view);
+        let enforcer = (!self.cfg.daemon.dry_run).then_some(&mut self.enforcer);
+        let outcome = execute(enforcer, &mut self.guard, &ctx, view, draft, reason);
+        match outcome.outcome {
+            "refused" => self.council_status.refused += 1,
+            "failed" => self.council_status.failed += 1,
+            "dry-run" => {
+                self.council_status.dry_run += 1;
+                // As if applied: one verdict per incident, not one per repeat of
+                // the same evidence.
+                if matches!(draft.action, Action::Block { .. }) {
+                    self.tracker.resolve(view.peer);
+                }
+            }
+            _ => {
+                self.council_status.applied += 1;
+                if let Action::Block { target, ttl_secs } = &draft.action {
+                    let now = clock::boottime_ns();
+                    let sample = LatencySample {
+                        intake_ns: trigger.triggered_ns.saturating_sub(trigger.observed_ns),
+                        council_ns: finished_ns.saturating_sub(trigger.triggered_ns),
+                        apply_ns: now.saturating_sub(finished_ns),
+                    };
+                    let latency = sample.total();
+                    self.tracker.resolve(view.peer);
+                    let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
+                    if self.latencies.len() >= MAX_LATENCIES {
+                        self.latencies.pop_front();
+                    }
+                    self.latencies.push_back(sample);
+                    info!(
+                        "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
+                        addr::display(target),
+                        crate::ttl::format_remaining(Duration::from_secs(*ttl_secs)),
+                        view.id,
+                        latency as f64 / 1e6
+                    );
+                }
+            }
+        }
+        outcome
+    }
+
+    pub(super) fn on_tick(&mut self) {
+        let now = clock::boottime_ns();
+        // Global zero-window SYN rate from the per-CPU counters.
+        if let Ok(stats) = self.enforcer.tables().stats() {
+            let t = Instant::now();
+            if let Some((last, at)) = self.flood.last_total {
+                let secs = t.duration_since(at).as_secs_f64().max(0.001);
+                self.flood.rate = ((stats.zw_syn.saturating_sub(last)) as f64 / secs) as u64;
+            }
+            self.flood.last_total = Some((stats.zw_syn, t));
+        }
+        let window = self.cfg.incidents.window.as_nanos() as u64;
+        self.flood
+            .recent
+            .retain(|_, seen| now.saturating_sub(*seen) < window);
+        let rules = &self.cfg.council.rules;
+        if self.flood.rate >= rules.flood_rate
+            || self.flood.recent.len() as u64 >= rules.flood_sources
+        {
+            let alert = Alert {
+                source: AlertSource::Xdp,
+                kind: AlertKind::ZeroWindowFlood,
+                peer: IpAddr::from([0, 0, 0, 0]),
+                peer_port: None,
+                local: None,
+                local_port: None,
+                observed_ns: now,
+                signature: "global-zero-window-syn-rate".into(),
+                count: self.flood.rate,
+                tcp: None,
+                ids: None,
+            };
+            self.on_alert(alert);
+        }
+        for i in self.tracker.expire(now) {
+            self.record_closed(&i);
+        }
+        self.local_addrs = sys::local_addresses();
+        self.launch_queued();
+    }
+
+    pub(super) fn on_gc(&mut self) {
+        match self.enforcer.collect_expired() {
+            Ok(expired) => {
+                for rule in expired {
+                    info!(
+                        "{} rule for {} expired and was removed",
+                        rule.list.as_str(),
+                        addr::display(&rule.net)
+                    );
+                }
+            }
+            Err(e) => warn!("garbage collection failed: {e}"),
+        }
+        self.refresh_fill();
+    }
+
+    pub(super) fn refresh_fill(&mut self) {
+        if let Some(fill) = block_fill(self.enforcer.tables()) {
+            self.block_fill = fill;
+        }
+    }
+
+    fn record_closed(&mut self, i: &Incident) {
+        if i.deliberations == 0 {
+            return;
+        }
+        let now = SystemTime::now();
+        let opened = now - Duration::from_nanos(clock::boottime_ns().saturating_sub(i.opened_ns));
+        let summary = serde_json::json!({
+            "by_kind": i.by_kind,
+            "evidence": i.evidence,
+            "resolved": i.resolved,
+            "deliberations": i.deliberations,
+        })
+        .to_string();
+        self.journal(JournalEntry::Incident {
+            id: i.id,
+            peer: i.peer,
+            opened_at: clock::unix_secs(opened),
+            closed_at: clock::unix_secs(now),
+            alert_count: i.alert_count,
+            summary,
+        });
+    }
+
+    /// Hands a record to the journal writer; if it is behind by thousands
+    /// of records, the record is dropped and counted rather than stalling
+    /// the pipeline.
+    fn journal(&mut self, entry: JournalEntry) {
+        if self.journal_tx.try_send(entry).is_err() {
+            self.council_status.journal_dropped += 1;
+        }
+    }
+
+    pub(super) fn fill_status(&self, s: &mut DaemonStatus) {
+        s.updated_at = clock::rfc3339(SystemTime::now());
+        s.probes = self.probe_status.clone();
+        s.alerts = self.counters.snapshot();
+        s.incidents = IncidentStatus {
+            open: self.tracker.open_count(),
+            counters: self.tracker.counters,
+        };
+        s.council = CouncilStatus {
+            running: self.inflight.len(),
+            queued: self.queue.len(),
+            evicted: self.enforcer.evicted,
+            journal_error: self.enforcer.journal_error().map(str::to_owned),
+            ..self.council_status.clone()
+        };
+        let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {
+            self.latencies.iter().map(|l| f(l) as f64 / 1e6).collect()
+        };
+        let total = ms(LatencySample::total);
+        let recent: Vec<f64> = total.iter().rev().take(1000).rev().copied().collect();
+        let pct = |mut v: Vec<f64>, p: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            if v.is_empty() {
+                0.0
+            } else {
+                v[((v.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        s.latency = LatencyStatus {
+            count: total.len(),
+            p50_ms: pct(total.clone(), 0.5),
+            p99_ms: pct(total.clone(), 0.99),
+            max_ms: pct(total, 1.0),
+            intake_p50_ms: pct(ms(|l| l.intake_ns), 0.5),
+            council_p50_ms: pct(ms(|l| l.council_ns), 0.5),
+            apply_p50_ms: pct(ms(|l| l.apply_ns), 0.5),
+            recent_ms: recent,
+        };
+    }
+}
