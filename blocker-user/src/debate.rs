@@ -204,7 +204,7 @@ pub async fn run(
             &FactSources {
                 tables: tables.as_ref(),
                 history: Some(&store),
-                guard: &cfg.guard,
+                trusted: &cfg.guard.trusted_nets().unwrap_or_default(),
                 local_addrs: &local_addrs,
                 listening_ports: &ports,
                 probes: &probes,

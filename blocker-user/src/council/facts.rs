@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use blocker_common::{config as slot, maps as map_names};
 
 use crate::{
-    clock, guard,
+    clock,
     incident::IncidentView,
     kernel::maps::{Tables, live_allowlist},
     rule::List,
@@ -93,14 +93,15 @@ pub struct FactSources<'a> {
     pub tables: Option<&'a Tables>,
     /// The journal, when usable.
     pub history: Option<&'a dyn BanHistory>,
-    pub guard: &'a guard::GuardConfig,
+    /// The guard's trusted prefixes (`GuardConfig::trusted_nets`).
+    pub trusted: &'a [ipnet::IpNet],
     pub local_addrs: &'a [IpAddr],
     pub listening_ports: &'a [u16],
     /// How the probes are attached.
     pub probes: &'a str,
     pub zero_window_syn_rate: u64,
     pub zero_window_sources_recent: u64,
-    /// Entries per exact blocklist map ([`block_fill`]).
+    /// Entries per exact blocklist map ([`block_fill`](crate::kernel::maps::block_fill)).
     pub block_fill: &'a HashMap<&'static str, u64>,
 }
 
@@ -118,7 +119,7 @@ pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> Facts {
         zero_window_policy_secs_left: (policy_until > now_ns)
             .then(|| (policy_until - now_ns) / 1_000_000_000),
     };
-    let mut trusted = src.guard.trusted_nets().unwrap_or_default();
+    let mut trusted = src.trusted.to_vec();
     trusted.extend(live_allowlist(src.tables));
     let host = HostFacts {
         local_addrs: src.local_addrs.to_vec(),

@@ -194,7 +194,7 @@ impl Pipeline {
             &FactSources {
                 tables: Some(self.enforcer.tables()),
                 history: self.enforcer.store().map(|s| s as &dyn BanHistory),
-                guard: &self.cfg.guard,
+                trusted: &self.cfg.guard.trusted_nets().unwrap_or_default(),
                 local_addrs: &self.local_addrs,
                 listening_ports: &ports,
                 probes: &self.probe_status.active,
