@@ -6,8 +6,11 @@
 
 use blocker::{
     addr,
-    evidence::alert::{AlertKind, AlertSource, MAX_TEXT},
-    evidence::eve::{self, EveError},
+    evidence::{
+        alert::{AlertKind, AlertSource},
+        eve::{self, EveError},
+    },
+    text::MAX_TEXT,
 };
 use libfuzzer_sys::fuzz_target;
 
