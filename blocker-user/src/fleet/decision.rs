@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{addr, clock, tables::List};
+use crate::{addr, clock, rule::List};
 
 /// Version of the message format; receivers refuse other versions.
 pub const VERSION: u32 = 1;
@@ -205,8 +205,8 @@ impl Decision {
             expires_at,
             issued_at_ms,
             reason_code,
-            reason: truncate(&crate::alert::sanitize_text(reason), MAX_REASON),
-            incident: truncate(&crate::alert::sanitize_text(incident), MAX_INCIDENT),
+            reason: truncate(&crate::text::sanitize_text(reason), MAX_REASON),
+            incident: truncate(&crate::text::sanitize_text(incident), MAX_INCIDENT),
         }
     }
 

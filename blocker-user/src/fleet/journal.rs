@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Decision, Kind};
 use crate::clock;
 
-/// The schema, one migration of the journal (see `store::MIGRATIONS`).
+/// The schema, one migration of the journal (see `state::journal::MIGRATIONS`).
 pub const SCHEMA: &str = "CREATE TABLE fleet_outbox (
         id           INTEGER PRIMARY KEY,
         decision_id  TEXT NOT NULL UNIQUE,
