@@ -164,6 +164,9 @@ pub mod reason {
     pub const IMPORT: u32 = 5;
     /// A council verdict with several kinds of evidence.
     pub const COUNCIL: u32 = 6;
+    /// A decision of an outside source (a CrowdSec Local API); the journal
+    /// record's source says which (`crowdsec:cscli`, `crowdsec:CAPI`, ...).
+    pub const EXTERNAL: u32 = 7;
 
     /// Short name used in CLI output and JSON.
     pub const fn name(code: u32) -> &'static str {
@@ -174,6 +177,7 @@ pub mod reason {
             IDS => "ids",
             IMPORT => "import",
             COUNCIL => "council",
+            EXTERNAL => "external",
             _ => "unknown",
         }
     }

@@ -90,6 +90,10 @@ pub enum Refusal {
     NotInEvidence(IpNet),
     #[error("TTL of {ttl}s is outside {min}s..={max}s")]
     Ttl { ttl: u64, min: u64, max: u64 },
+    #[error(
+        "{0}: a ban from an outside source must expire (it carries no evidence to review later)"
+    )]
+    NoExpiry(IpNet),
     #[error("more than {0} new bans in the last minute")]
     RateLimited(u32),
     #[error("the council may not lift bans ([guard] council_unblock = false); use `blocker unban`")]
@@ -100,6 +104,40 @@ pub enum Refusal {
     ShellLike(String),
     #[error("the justification is {len} bytes, over the {max}-byte limit")]
     TooLong { len: usize, max: usize },
+}
+
+impl Refusal {
+    /// A short, fixed name of the refusal's kind: a bounded label for
+    /// counters and metrics (the message itself names addresses).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Unspecified(_) => "unspecified",
+            Self::Loopback(_) => "loopback",
+            Self::LinkLocal(_) => "link-local",
+            Self::Multicast(_) => "multicast",
+            Self::Local { .. } => "local",
+            Self::Allowlisted { .. } => "allowlisted",
+            Self::Trusted { .. } => "trusted",
+            Self::TooWide { .. } => "too-wide",
+            Self::NotInEvidence(_) => "not-in-evidence",
+            Self::Ttl { .. } => "ttl",
+            Self::NoExpiry(_) => "no-expiry",
+            Self::RateLimited(_) => "rate-limited",
+            Self::UnblockDisabled => "unblock-disabled",
+            Self::ShellLike(_) => "shell-like",
+            Self::TooLong { .. } => "too-long",
+        }
+    }
+}
+
+/// What a ban decided outside blocker (a CrowdSec decision, a fleet
+/// peer's ban) is checked against in [`Guard::check_external`].
+#[derive(Clone, Copy, Debug)]
+pub struct ExternalContext<'a> {
+    /// This host's interface addresses.
+    pub local: &'a [IpAddr],
+    /// Live allowlist prefixes.
+    pub allowlist: &'a [IpNet],
 }
 
 /// Longest justification a verdict may carry into the journal.
@@ -204,6 +242,35 @@ impl Guard {
         }
     }
 
+    /// Checks a ban that an outside source decided: a CrowdSec decision, a
+    /// fleet peer's ban. Such a ban comes with no incident, so there is no
+    /// evidence to compare it with; everything else that must never happen
+    /// still applies: special address space (unspecified, loopback,
+    /// link-local, multicast), this host's addresses, the allowlist, the
+    /// trusted list, the prefix width, and the TTL, which must be set
+    /// (permanent bans are refused) and at most `max_ttl`. `min_ttl` does
+    /// not apply (a decision synced near its end has little time left, and
+    /// that is fine), nor does the per-minute cap (a startup list holds
+    /// 100k decisions by nature; the outside source rate-limits itself).
+    pub fn check_external(
+        &self,
+        net: IpNet,
+        ttl: Option<Duration>,
+        ctx: &ExternalContext<'_>,
+    ) -> Result<(), Refusal> {
+        self.check_never_block(net, ctx.local, ctx.allowlist)?;
+        let max = self.cfg.max_ttl.as_secs();
+        match ttl {
+            None => Err(Refusal::NoExpiry(net)),
+            Some(t) if t.is_zero() || t.as_secs() > max => Err(Refusal::Ttl {
+                ttl: t.as_secs(),
+                min: 1,
+                max,
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Counts an applied ban against the per-minute cap.
     pub fn record_ban(&mut self) {
         self.recent_bans.push_back(Instant::now());
@@ -231,22 +298,30 @@ impl Guard {
     }
 
     fn check_target(&self, net: IpNet, ctx: &Context<'_>) -> Result<(), Refusal> {
+        self.check_never_block(net, ctx.local, ctx.allowlist)?;
+        in_evidence(net, ctx.evidence)
+    }
+
+    /// The never-block set, whoever asks: special address space, the
+    /// prefix width, this host's addresses, the allowlist, the trusted list.
+    fn check_never_block(
+        &self,
+        net: IpNet,
+        local: &[IpAddr],
+        allowlist: &[IpNet],
+    ) -> Result<(), Refusal> {
         special(net)?;
         self.check_width(net)?;
-        if let Some(a) = ctx
-            .local
-            .iter()
-            .find(|a| net.contains(&addr::canonical(**a)))
-        {
+        if let Some(a) = local.iter().find(|a| net.contains(&addr::canonical(**a))) {
             return Err(Refusal::Local { net, addr: *a });
         }
-        if let Some(a) = ctx.allowlist.iter().find(|a| overlaps(net, **a)) {
+        if let Some(a) = allowlist.iter().find(|a| overlaps(net, **a)) {
             return Err(Refusal::Allowlisted { net, allowed: *a });
         }
         if let Some(t) = self.trusted.iter().find(|t| overlaps(net, **t)) {
             return Err(Refusal::Trusted { net, trusted: *t });
         }
-        in_evidence(net, ctx.evidence)
+        Ok(())
     }
 }
 
@@ -394,6 +469,51 @@ mod tests {
         assert_eq!(
             refused(&mut g, block("198.18.5.5", 600)).to_string(),
             "198.18.5.5/32 overlaps the allowlisted 198.18.5.0/24"
+        );
+    }
+
+    #[test]
+    fn external_bans_meet_the_never_block_set_but_need_no_evidence() {
+        let g = Guard::new(GuardConfig {
+            trusted: vec!["198.18.9.0/24".into()],
+            max_bans_per_minute: 1,
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let local: Vec<IpAddr> = vec!["198.18.0.1".parse().unwrap()];
+        let allow: Vec<IpNet> = vec!["198.18.5.0/24".parse().unwrap()];
+        let c = ExternalContext {
+            local: &local,
+            allowlist: &allow,
+        };
+        let hour = Some(Duration::from_secs(3600));
+        let check = |net: &str, ttl| g.check_external(addr::parse_net(net).unwrap(), ttl, &c);
+        // No incident, no evidence: a plain outside ban passes, many times
+        // over (no per-minute cap), with any TTL left down to one second.
+        for _ in 0..3 {
+            assert_eq!(check("203.0.113.7", hour), Ok(()));
+        }
+        assert_eq!(
+            check("203.0.113.0/28", Some(Duration::from_secs(1))),
+            Ok(())
+        );
+        assert_eq!(check("2001:db8:7::/48", hour), Ok(()));
+        let kind = |net: &str, ttl| check(net, ttl).unwrap_err().kind();
+        assert_eq!(kind("198.18.5.9", hour), "allowlisted");
+        assert_eq!(kind("198.18.5.0/28", hour), "allowlisted");
+        assert_eq!(kind("198.18.9.9", hour), "trusted");
+        assert_eq!(kind("198.18.0.1", hour), "local");
+        assert_eq!(kind("127.0.0.1", hour), "loopback");
+        assert_eq!(kind("0.0.0.0/0", hour), "unspecified");
+        assert_eq!(kind("fe80::1", hour), "link-local");
+        assert_eq!(kind("224.0.0.5", hour), "multicast");
+        assert_eq!(kind("203.0.0.0/16", hour), "too-wide");
+        assert_eq!(kind("2001:db8::/32", hour), "too-wide");
+        assert_eq!(kind("203.0.113.7", None), "no-expiry");
+        assert_eq!(kind("203.0.113.7", Some(Duration::ZERO)), "ttl");
+        assert_eq!(
+            kind("203.0.113.7", Some(Duration::from_secs(31 * 86_400))),
+            "ttl"
         );
     }
 
