@@ -21,7 +21,7 @@ use crate::{
     guard::{self, Guard},
     incident::IncidentView,
     kernel::{
-        maps::{self, Tables},
+        maps::{self, RuleTables, Tables},
         pins::{self, PinDir},
         sys,
     },
@@ -194,7 +194,7 @@ pub async fn run(
         .unwrap_or_else(|| "unknown (no daemon running)".into());
     let fill = tables
         .as_ref()
-        .and_then(maps::block_fill)
+        .and_then(|t| maps::block_fill(t))
         .unwrap_or_default();
     let ports = sys::listening_ports();
     let facts = match input.facts {
@@ -202,7 +202,7 @@ pub async fn run(
         None => facts::gather_facts(
             &incident,
             &FactSources {
-                tables: tables.as_ref(),
+                tables: tables.as_ref().map(|t| t as &dyn RuleTables),
                 history: Some(&store),
                 trusted: &cfg.guard.trusted_nets().unwrap_or_default(),
                 local_addrs: &local_addrs,
@@ -232,7 +232,7 @@ pub async fn run(
 
     let mut guard =
         Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
-    let allowlist = maps::live_allowlist(tables.as_ref());
+    let allowlist = maps::live_allowlist(tables.as_ref().map(|t| t as &dyn RuleTables));
     let evidence = incident.addresses();
     let ctx = guard::Context {
         evidence: &evidence,

@@ -14,6 +14,7 @@ use crate::{
     evidence::alert::AlertKind,
     guard::{self, Guard},
     incident::IncidentView,
+    kernel::maps::RuleTables,
     rule::List,
     state::{
         enforcer::{Change, Enforcer},
@@ -47,8 +48,8 @@ impl Outcome {
 /// action), then, unless `enforcer` is `None` (a dry run), the enforcer
 /// applies it. Every refusal is logged with its reason; an applied block
 /// is counted against the guard's rate here.
-pub fn execute(
-    enforcer: Option<&mut Enforcer>,
+pub fn execute<T: RuleTables>(
+    enforcer: Option<&mut Enforcer<T>>,
     guard: &mut Guard,
     ctx: &guard::Context<'_>,
     view: &IncidentView,
@@ -109,8 +110,7 @@ pub fn execute(
                 0
             };
             enforcer
-                .tables_mut()
-                .set_config(slot::ZW_DROP_UNTIL_NS, until)
+                .set_setting(slot::ZW_DROP_UNTIL_NS, until)
                 .map(|()| info!("verdict applied: {action} (incident #{})", view.id))
                 .map_err(|e| e.to_string())
         }

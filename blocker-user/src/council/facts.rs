@@ -14,7 +14,7 @@ use blocker_common::{config as slot, maps as map_names};
 use crate::{
     clock,
     incident::IncidentView,
-    kernel::maps::{Tables, live_allowlist},
+    kernel::maps::{RuleTables, live_allowlist},
     rule::List,
 };
 
@@ -90,7 +90,7 @@ pub trait BanHistory {
 /// Where the council's facts come from.
 pub struct FactSources<'a> {
     /// The kernel tables, when loaded.
-    pub tables: Option<&'a Tables>,
+    pub tables: Option<&'a dyn RuleTables>,
     /// The journal, when usable.
     pub history: Option<&'a dyn BanHistory>,
     /// The guard's trusted prefixes (`GuardConfig::trusted_nets`).

@@ -29,7 +29,7 @@ use crate::{
     guard::{self, Guard},
     incident::{Incident, IncidentView, Tracker, Trigger},
     kernel::{
-        maps::{block_fill, live_allowlist},
+        maps::{RuleTables, Tables, block_fill, live_allowlist},
         probes::ProbeStatus,
         sys,
     },
@@ -78,9 +78,9 @@ const MAX_QUEUED_DEBATES: usize = 1024;
 /// Latency samples kept for the status percentiles.
 const MAX_LATENCIES: usize = 10_000;
 
-pub(super) struct Pipeline {
+pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) cfg: Config,
-    pub(super) enforcer: Enforcer,
+    pub(super) enforcer: Enforcer<T>,
     pub(super) guard: Guard,
     pub(super) tracker: Tracker,
     pub(super) council: Arc<Council>,
@@ -103,7 +103,7 @@ pub(super) struct Pipeline {
     pub(super) journal_tx: mpsc::Sender<JournalEntry>,
 }
 
-impl Pipeline {
+impl<T: RuleTables> Pipeline<T> {
     pub(super) fn on_alert(&mut self, alert: Alert) {
         let now = clock::boottime_ns();
         if alert.kind == AlertKind::ZeroWindowSyn && self.flood.recent.len() < MAX_FLOOD_SOURCES {
@@ -271,7 +271,7 @@ impl Pipeline {
                     };
                     let latency = sample.total();
                     self.tracker.resolve(view.peer);
-                    let _ = self.enforcer.tables_mut().forget_zero_window(view.peer);
+                    let _ = self.enforcer.forget_zero_window(view.peer);
                     if self.latencies.len() >= MAX_LATENCIES {
                         self.latencies.pop_front();
                     }
@@ -422,5 +422,288 @@ impl Pipeline {
             apply_p50_ms: pct(ms(|l| l.apply_ns), 0.5),
             recent_ms: recent,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline against in-memory tables (`kernel::fake`), the offline
+    //! council and a real SQLite journal in a temporary directory: no BPF,
+    //! no root.
+
+    use std::{
+        path::PathBuf,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    use blocker_common::config as slot;
+
+    use super::*;
+    use crate::{kernel::fake::FakeTables, rule::List, state::journal::Store};
+
+    /// A state directory for one test, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "blocker-pipeline-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    struct Harness {
+        p: Pipeline<FakeTables>,
+        done: mpsc::Receiver<Finished>,
+        _journal: mpsc::Receiver<JournalEntry>,
+        _dir: TempDir,
+    }
+
+    fn harness(cfg: Config, tables: FakeTables) -> Harness {
+        let dir = TempDir::new();
+        let enforcer = Enforcer::new(tables, Store::open_in(&dir.0).unwrap());
+        let (done_tx, done) = mpsc::channel(64);
+        let (journal_tx, journal) = mpsc::channel(4096);
+        let p = Pipeline {
+            tracker: Tracker::new(cfg.incidents.clone(), 1),
+            guard: Guard::new(cfg.guard.clone()).unwrap(),
+            council: Arc::new(council::build(&cfg).unwrap()),
+            enforcer,
+            probe_status: ProbeStatus::default(),
+            counters: Arc::default(),
+            council_status: CouncilStatus::default(),
+            latencies: VecDeque::new(),
+            inflight: HashSet::new(),
+            queue: VecDeque::new(),
+            flood: FloodMeter::default(),
+            local_addrs: Vec::new(),
+            listening_ports: Arc::default(),
+            block_fill: HashMap::new(),
+            done_tx,
+            journal_tx,
+            cfg,
+        };
+        Harness {
+            p,
+            done,
+            _journal: journal,
+            _dir: dir,
+        }
+    }
+
+    fn treason(peer: &str) -> Alert {
+        Alert {
+            source: AlertSource::Probe,
+            kind: AlertKind::TreasonRetransmit,
+            peer: peer.parse().unwrap(),
+            peer_port: Some(40000),
+            local: None,
+            local_port: Some(8080),
+            observed_ns: clock::boottime_ns(),
+            signature: "treason-retransmit".into(),
+            count: 1,
+            tcp: None,
+            ids: None,
+        }
+    }
+
+    fn net(s: &str) -> ipnet::IpNet {
+        addr::parse_net(s).unwrap()
+    }
+
+    /// Waits for the next finished debate (generous: the offline council
+    /// takes milliseconds, but the machine may be loaded).
+    async fn next(done: &mut mpsc::Receiver<Finished>) -> Finished {
+        tokio::time::timeout(Duration::from_secs(30), done.recv())
+            .await
+            .expect("a debate finished within 30 s")
+            .expect("the pipeline holds a sender")
+    }
+
+    #[tokio::test]
+    async fn a_treason_alert_becomes_a_ban_in_the_tables() {
+        let mut tables = FakeTables::default();
+        tables.zero_window.insert("198.18.0.2".parse().unwrap());
+        let mut h = harness(Config::default(), tables);
+        h.p.on_alert(treason("198.18.0.2"));
+        assert_eq!(h.p.inflight.len(), 1, "one debate launched");
+        let done = next(&mut h.done).await;
+        h.p.on_debate(done);
+
+        let rule = h.p.enforcer.tables().rules[&(List::Block, net("198.18.0.2/32"))];
+        assert!(
+            rule.expires_at_ns > clock::boottime_ns(),
+            "a ban with a TTL"
+        );
+        assert_eq!(rule.reason, blocker_common::reason::TREASON);
+        assert_eq!(h.p.council_status.applied, 1);
+        assert_eq!(
+            (h.p.council_status.refused, h.p.council_status.failed),
+            (0, 0)
+        );
+        assert!(h.p.inflight.is_empty());
+        assert_eq!(h.p.latencies.len(), 1, "the ban's latency is sampled");
+        assert!(
+            h.p.enforcer.tables().zero_window.is_empty(),
+            "the banned source's zero-window count is forgotten"
+        );
+        // The incident is resolved: the same evidence again starts no debate.
+        h.p.on_alert(treason("198.18.0.2"));
+        assert!(h.p.inflight.is_empty() && h.p.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_debate_per_peer_and_at_most_max_concurrent() {
+        let mut cfg = Config::default();
+        cfg.council.max_concurrent = 1;
+        let mut h = harness(cfg, FakeTables::default());
+        h.p.on_alert(treason("198.18.0.2"));
+        h.p.on_alert(treason("198.18.0.3"));
+        h.p.on_alert(treason("198.18.0.4"));
+        assert_eq!(h.p.inflight.len(), 1);
+        assert_eq!(h.p.queue.len(), 2, "the others wait");
+        // A new trigger for a queued peer replaces its queued one.
+        let mut again = treason("198.18.0.3");
+        again.kind = AlertKind::TreasonProbe;
+        again.signature = "treason-probe".into();
+        h.p.on_alert(again);
+        assert_eq!(h.p.queue.len(), 2, "replaced, not appended");
+
+        for _ in 0..3 {
+            let done = next(&mut h.done).await;
+            h.p.on_debate(done);
+            assert!(h.p.inflight.len() <= 1);
+        }
+        assert!(h.p.queue.is_empty());
+        let banned: Vec<_> = h.p.enforcer.tables().rules.keys().cloned().collect();
+        assert_eq!(
+            banned,
+            ["198.18.0.2/32", "198.18.0.3/32", "198.18.0.4/32"]
+                .map(|n| (List::Block, net(n)))
+                .to_vec()
+        );
+        assert_eq!(h.p.council_status.debates, 3);
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded() {
+        let mut cfg = Config::default();
+        cfg.council.max_concurrent = 1;
+        let mut h = harness(cfg, FakeTables::default());
+        for i in 0..(MAX_QUEUED_DEBATES as u32 + 3) {
+            let a = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i);
+            h.p.on_alert(treason(&a.to_string()));
+        }
+        assert_eq!(h.p.inflight.len(), 1);
+        assert_eq!(h.p.queue.len(), MAX_QUEUED_DEBATES);
+        assert_eq!(h.p.council_status.queue_dropped, 2);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_writes_nothing() {
+        let mut cfg = Config::default();
+        cfg.daemon.dry_run = true;
+        let mut h = harness(cfg, FakeTables::default());
+        h.p.on_alert(treason("198.18.0.2"));
+        let done = next(&mut h.done).await;
+        h.p.on_debate(done);
+        assert!(h.p.enforcer.tables().rules.is_empty());
+        assert_eq!(h.p.council_status.dry_run, 1);
+        assert_eq!(h.p.council_status.applied, 0);
+        // Resolved as if applied: no second debate on the same evidence.
+        h.p.on_alert(treason("198.18.0.2"));
+        assert!(h.p.inflight.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_allowlisted_peer_is_refused_by_the_guard() {
+        let mut tables = FakeTables::default();
+        tables
+            .insert(
+                List::Allow,
+                net("198.18.0.0/24"),
+                blocker_common::RuleEntry::default(),
+            )
+            .unwrap();
+        let mut h = harness(Config::default(), tables);
+        h.p.on_alert(treason("198.18.0.2"));
+        let done = next(&mut h.done).await;
+        // Whatever the council concluded (its host agent sees the
+        // allowlist too), a block of the source must not get past the guard.
+        let draft = Draft {
+            action: Action::Block {
+                target: net("198.18.0.2/32"),
+                ttl_secs: 3600,
+            },
+            justification: "it shrank its window to zero".into(),
+        };
+        let outcome = h.p.apply(&done.trigger, &draft, done.finished_ns);
+        assert_eq!(outcome.outcome, "refused", "{outcome:?}");
+        assert_eq!(h.p.council_status.refused, 1);
+        h.p.on_debate(done);
+        assert!(
+            h.p.enforcer.tables().rules(List::Block).unwrap().is_empty(),
+            "no ban for an allowlisted source"
+        );
+        assert_eq!(h.p.council_status.applied, 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_fails_the_verdict_and_says_so() {
+        let mut tables = FakeTables::default();
+        tables.capacity.insert(List::Block, 0);
+        let mut h = harness(Config::default(), tables);
+        h.p.on_alert(treason("198.18.0.2"));
+        let done = next(&mut h.done).await;
+        h.p.on_debate(done);
+        assert!(h.p.enforcer.tables().rules.is_empty());
+        assert_eq!(h.p.council_status.failed, 1);
+        assert_eq!(h.p.council_status.applied, 0);
+    }
+
+    #[tokio::test]
+    async fn a_zero_window_syn_flood_raises_a_global_incident() {
+        let mut cfg = Config::default();
+        cfg.council.rules.flood_sources = 3;
+        let mut h = harness(cfg, FakeTables::default());
+        for peer in ["198.18.0.2", "198.18.0.3", "198.18.0.4"] {
+            let mut a = treason(peer);
+            a.source = AlertSource::Xdp;
+            a.kind = AlertKind::ZeroWindowSyn;
+            a.signature = "zero-window-syn".into();
+            h.p.on_alert(a);
+        }
+        let per_source = h.p.inflight.len();
+        h.p.on_tick();
+        assert!(
+            h.p.inflight.contains(&IpAddr::from([0, 0, 0, 0]))
+                || h.p.queue.iter().any(|t| t.view.is_global()),
+            "a global incident is debated ({per_source} per-source debates running)"
+        );
+        // Let every debate finish; a global verdict is a policy toggle.
+        while !h.p.inflight.is_empty() {
+            let done = next(&mut h.done).await;
+            h.p.on_debate(done);
+        }
+        let until =
+            h.p.enforcer
+                .tables()
+                .config(slot::ZW_DROP_UNTIL_NS)
+                .unwrap();
+        assert!(
+            until > clock::boottime_ns(),
+            "the council turned on the zero-window SYN policy (until {until})"
+        );
     }
 }

@@ -122,9 +122,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         .and_then(|m| {
             RingBuf::try_from(m).map_err(|e| DaemonError::Config(format!("EVENTS: {e}")))
         })?;
-    let mut tables = Tables::from_ebpf(&mut ebpf)?;
-    tables.sync_active()?;
-    tables.set_config(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
+    let tables = Tables::from_ebpf(&mut ebpf)?;
     // A broken journal must not stop enforcement: the pinned rules keep
     // working, new bans are refused (never enforced unrecorded), and the
     // operator is told how to recover.
@@ -142,6 +140,8 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     enforcer = enforcer.with_when_full(cfg.maps.when_full);
+    enforcer.sync_active()?;
+    enforcer.set_setting(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
     if enforcer.store().is_some() {
         let report = enforcer.reconcile()?;
         for r in &report.restored {

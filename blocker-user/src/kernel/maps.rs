@@ -559,8 +559,82 @@ impl Tables {
     }
 }
 
+/// What the enforcer, the daemon's pipeline and the council's facts need of
+/// the kernel tables: [`Tables`] over the real maps, or an in-memory fake in
+/// unit tests (`kernel::fake`), so scheduling and apply logic run without
+/// BPF. The methods mean what [`Tables`]' methods of the same name mean.
+pub trait RuleTables {
+    fn capacity(&self, name: &str) -> Option<u32>;
+    fn upsert(
+        &mut self,
+        list: List,
+        net: IpNet,
+        ttl: Option<Duration>,
+        reason: u32,
+    ) -> Result<(RuleEntry, bool), TablesError>;
+    fn insert(&mut self, list: List, net: IpNet, entry: RuleEntry) -> Result<(), TablesError>;
+    fn remove(&mut self, list: List, net: IpNet) -> Result<bool, TablesError>;
+    fn rules(&self, list: List) -> Result<Vec<Rule>, TablesError>;
+    fn matching(&self, list: List, addr: IpAddr) -> Result<Option<RuleEntry>, TablesError>;
+    fn evict_soonest(&mut self, list: List, net: IpNet) -> Result<Option<Rule>, TablesError>;
+    fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError>;
+    fn sync_active(&mut self) -> Result<(), TablesError>;
+    fn stats(&self) -> Result<XdpStats, TablesError>;
+    fn forget_zero_window(&mut self, source: IpAddr) -> Result<(), TablesError>;
+    fn config(&self, index: u32) -> Result<u64, TablesError>;
+    fn set_config(&mut self, index: u32, value: u64) -> Result<(), TablesError>;
+}
+
+impl RuleTables for Tables {
+    fn capacity(&self, name: &str) -> Option<u32> {
+        Tables::capacity(self, name)
+    }
+    fn upsert(
+        &mut self,
+        list: List,
+        net: IpNet,
+        ttl: Option<Duration>,
+        reason: u32,
+    ) -> Result<(RuleEntry, bool), TablesError> {
+        Tables::upsert(self, list, net, ttl, reason)
+    }
+    fn insert(&mut self, list: List, net: IpNet, entry: RuleEntry) -> Result<(), TablesError> {
+        Tables::insert(self, list, net, entry)
+    }
+    fn remove(&mut self, list: List, net: IpNet) -> Result<bool, TablesError> {
+        Tables::remove(self, list, net)
+    }
+    fn rules(&self, list: List) -> Result<Vec<Rule>, TablesError> {
+        Tables::rules(self, list)
+    }
+    fn matching(&self, list: List, addr: IpAddr) -> Result<Option<RuleEntry>, TablesError> {
+        Tables::matching(self, list, addr)
+    }
+    fn evict_soonest(&mut self, list: List, net: IpNet) -> Result<Option<Rule>, TablesError> {
+        Tables::evict_soonest(self, list, net)
+    }
+    fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
+        Tables::remove_expired(self, now_ns)
+    }
+    fn sync_active(&mut self) -> Result<(), TablesError> {
+        Tables::sync_active(self)
+    }
+    fn stats(&self) -> Result<XdpStats, TablesError> {
+        Tables::stats(self)
+    }
+    fn forget_zero_window(&mut self, source: IpAddr) -> Result<(), TablesError> {
+        Tables::forget_zero_window(self, source)
+    }
+    fn config(&self, index: u32) -> Result<u64, TablesError> {
+        Tables::config(self, index)
+    }
+    fn set_config(&mut self, index: u32, value: u64) -> Result<(), TablesError> {
+        Tables::set_config(self, index, value)
+    }
+}
+
 /// Live allowlist prefixes (none without tables).
-pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
+pub fn live_allowlist(tables: Option<&dyn RuleTables>) -> Vec<ipnet::IpNet> {
     let now_ns = clock::boottime_ns();
     tables
         .and_then(|t| t.rules(List::Allow).ok())
@@ -574,7 +648,7 @@ pub fn live_allowlist(tables: Option<&Tables>) -> Vec<ipnet::IpNet> {
 }
 
 /// Entries per exact blocklist map.
-pub fn block_fill(tables: &Tables) -> Option<std::collections::HashMap<&'static str, u64>> {
+pub fn block_fill(tables: &dyn RuleTables) -> Option<std::collections::HashMap<&'static str, u64>> {
     let rules = tables.rules(List::Block).ok()?;
     let count = |v4: bool| {
         rules

@@ -2,6 +2,8 @@
 //! the XDP attachment, the treason probes and the offsets they need, typed
 //! map access, and the raw system calls.
 
+#[cfg(test)]
+pub mod fake;
 pub mod maps;
 pub mod object;
 pub mod offsets;

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::{
     addr, clock,
     config::WhenFull,
-    kernel::maps::{Tables, TablesError},
+    kernel::maps::{RuleTables, Tables, TablesError},
     rule::{List, Rule},
     state::journal::{NewRule, Store, StoreError},
 };
@@ -89,8 +89,10 @@ pub struct Reconciled {
     pub kept: usize,
 }
 
-pub struct Enforcer {
-    tables: Tables,
+/// The only writer of the kernel tables' rules and settings in the daemon
+/// (`T` is [`Tables`]; unit tests use `kernel::fake::FakeTables`).
+pub struct Enforcer<T: RuleTables = Tables> {
+    tables: T,
     store: Option<Store>,
     /// Why there is no store, for the error message.
     journal_error: Option<String>,
@@ -99,8 +101,8 @@ pub struct Enforcer {
     pub evicted: u64,
 }
 
-impl Enforcer {
-    pub fn new(tables: Tables, store: Store) -> Self {
+impl<T: RuleTables> Enforcer<T> {
+    pub fn new(tables: T, store: Store) -> Self {
         Self {
             tables,
             store: Some(store),
@@ -111,7 +113,7 @@ impl Enforcer {
     }
 
     /// An enforcer whose journal could not be opened: degraded.
-    pub fn without_journal(tables: Tables, why: String) -> Self {
+    pub fn without_journal(tables: T, why: String) -> Self {
         Self {
             tables,
             store: None,
@@ -126,12 +128,26 @@ impl Enforcer {
         self
     }
 
-    pub fn tables(&self) -> &Tables {
+    /// The tables, to read: every write goes through the enforcer.
+    pub fn tables(&self) -> &T {
         &self.tables
     }
 
-    pub fn tables_mut(&mut self) -> &mut Tables {
-        &mut self.tables
+    /// Recomputes the tables' "active" slots from their contents (at start).
+    pub fn sync_active(&mut self) -> Result<(), EnforceError> {
+        Ok(self.tables.sync_active()?)
+    }
+
+    /// Sets a runtime setting of the XDP program (a `blocker_common::config`
+    /// slot: the zero-window SYN threshold, the global policy's end).
+    pub fn set_setting(&mut self, slot: u32, value: u64) -> Result<(), EnforceError> {
+        Ok(self.tables.set_config(slot, value)?)
+    }
+
+    /// Forgets a source's zero-window SYN count (it was just banned, so a
+    /// later flood from it starts from zero).
+    pub fn forget_zero_window(&mut self, source: std::net::IpAddr) -> Result<(), EnforceError> {
+        Ok(self.tables.forget_zero_window(source)?)
     }
 
     pub fn store(&self) -> Option<&Store> {
