@@ -3,6 +3,37 @@
 //! The XDP program (crate `blocker-ebpf`) drops packets from addresses in BPF
 //! maps before the kernel allocates anything for them. This library owns the
 //! userspace logic; the `blocker` binary parses arguments and calls it.
+//!
+//! Modules in the order data flows through them:
+//!
+//! 1. [`kernel`]: into and out of the kernel. [`kernel::object`] (the
+//!    embedded eBPF object), [`kernel::pins`] (the pin directory, loading,
+//!    the layout check, resizing), [`kernel::xdp`] (attach, replace, detach),
+//!    [`kernel::probes`] and [`kernel::offsets`] / [`kernel::tracefs`] (the
+//!    treason probes and the struct offsets they read, from BTF),
+//!    [`kernel::maps`] (typed map access, [`kernel::maps::RuleTables`]),
+//!    [`kernel::sys`] (system calls the other crates do not wrap).
+//! 2. [`evidence`]: alert sources. [`evidence::alert`] (the `Alert` type
+//!    and its bounded delivery), [`evidence::probe`] (ring-buffer events),
+//!    [`evidence::kmsg`], [`evidence::eve`] (Suricata), and `follow` (tail -F
+//!    and the bounded line splitter they share).
+//! 3. [`incident`]: alerts grouped per source, and the `IncidentView` the
+//!    council reads.
+//! 4. [`council`]: agents deliberate on an incident and its facts
+//!    ([`council::facts`]), offline rules ([`council::rules`]) or LLMs
+//!    ([`council::llm`], [`council::prompt`], [`council::reply`]).
+//! 5. [`guard`]: what a verdict may never do.
+//! 6. [`verdict`]: guard, then enforcer, then journal: one path for the
+//!    daemon and `blocker debate`.
+//! 7. [`state`]: [`state::enforcer`] (the only writer of the maps),
+//!    [`state::journal`] (SQLite), [`state::rulefile`] (import and export).
+//! 8. [`daemon`] (`blocker run`: start-up, scheduling, status) and
+//!    [`debate`] (one debate on demand).
+//!
+//! Shared by several stages: [`rule`] (`List`, `Rule`), [`text`] (hostile
+//! text: sanitizing, the shell-likeness check), [`addr`], [`clock`],
+//! [`ttl`], [`config`] (the configuration file, one section per room), and
+//! [`fleet`] (decisions shared between nodes).
 
 pub mod addr;
 pub mod clock;

@@ -290,7 +290,7 @@ pub fn load_for_daemon(
                 pending.push((name, aside, from, wanted));
                 continue;
             }
-            move_pin(&aside, &path).map_err(resize_err)?;
+            std::fs::rename(&aside, &path).map_err(resize_err)?;
         }
         let Ok(info) = MapInfo::from_pin(&path) else {
             continue;
@@ -308,7 +308,9 @@ pub fn load_for_daemon(
                 wanted,
             });
         }
-        move_pin(&path, &aside).map_err(resize_err)?;
+        // bpffs implements rename (bpf_dir_iops.rename = simple_rename,
+        // kernel/bpf/inode.c): the pin moves, the map stays the same object.
+        std::fs::rename(&path, &aside).map_err(resize_err)?;
         pending.push((name, aside, info.max_entries(), wanted));
     }
     let ebpf = load_pinned_with(pins, capacities, globals)?;
@@ -335,14 +337,6 @@ pub fn load_for_daemon(
         });
     }
     Ok((ebpf, resized))
-}
-
-/// Moves a pin: bpffs has no rename, so pin the object at `to`, then unlink
-/// `from`.
-fn move_pin(from: &Path, to: &Path) -> io::Result<()> {
-    let fd = sys::obj_get(from)?;
-    sys::obj_pin(fd.as_fd(), to)?;
-    std::fs::remove_file(from)
 }
 
 /// Loads the object with private, unpinned maps: for `BPF_PROG_TEST_RUN`

@@ -326,24 +326,12 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// The `BPF_OBJ_PIN`/`BPF_OBJ_GET` part of `union bpf_attr`.
+/// The `BPF_OBJ_GET` part of `union bpf_attr`.
 #[repr(C)]
 struct ObjAttr {
     pathname: u64,
     bpf_fd: u32,
     file_flags: u32,
-}
-
-/// `BPF_OBJ_PIN`: pins `fd` at `path` as well (an object may have several
-/// pins). bpffs has no rename, so this plus an unlink is how a pin moves.
-pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let c = cstring(path)?;
-    let attr = ObjAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    bpf(bpf_cmd::BPF_OBJ_PIN, &attr).map(drop)
 }
 
 /// `BPF_OBJ_GET`: opens a pinned object (aya's `PinnedLink` hides its fd).
