@@ -230,8 +230,7 @@ pub async fn run(
     );
     let debate = council.deliberate(&brief).await;
 
-    let mut guard =
-        Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let mut guard = Guard::new(cfg.guard.clone()).map_err(DaemonError::Trusted)?;
     let allowlist = maps::live_allowlist(tables.as_ref().map(|t| t as &dyn RuleTables));
     let evidence = incident.addresses();
     let ctx = guard::Context {

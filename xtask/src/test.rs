@@ -123,6 +123,10 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             "blocker-ebpf",
             "--exclude",
             "blocker-tests",
+            "--",
+            // Unit tests that need root are #[ignore = "needs root: ..."],
+            // so a contributor's plain `cargo test` passes; here we are root.
+            "--include-ignored",
         ]))
     })?;
     let mut bin = None;

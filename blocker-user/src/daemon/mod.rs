@@ -49,8 +49,19 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Enforce(#[from] EnforceError),
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// `[guard] trusted` does not parse (the config loader checks it first,
+    /// so this means a config built in code).
+    #[error("invalid configuration: [guard] trusted")]
+    Trusted(#[source] crate::addr::AddrError),
+    /// The eBPF object lacks a map this binary needs: a build mismatch.
+    #[error("the eBPF object has no {name} map; rebuild with `cargo xtask build`")]
+    MissingMap { name: &'static str },
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,

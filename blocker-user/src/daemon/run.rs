@@ -58,7 +58,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // their HTTP calls are dropped.
     let cancel = tokio_util::sync::CancellationToken::new();
     let council = Arc::new(council::build(cfg)?.with_cancel(cancel.clone()));
-    let guard = Guard::new(cfg.guard.clone()).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let guard = Guard::new(cfg.guard.clone()).map_err(DaemonError::Trusted)?;
     let pins = PinDir::new(&cfg.pin_dir);
 
     // Probe offsets come from the running kernel and must be set before load.
@@ -118,9 +118,14 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     spawn_ebpf_logger(&mut ebpf);
     let ring = ebpf
         .take_map(map_names::EVENTS)
-        .ok_or_else(|| DaemonError::Config("the object has no EVENTS map".into()))
+        .ok_or(DaemonError::MissingMap {
+            name: map_names::EVENTS,
+        })
         .and_then(|m| {
-            RingBuf::try_from(m).map_err(|e| DaemonError::Config(format!("EVENTS: {e}")))
+            RingBuf::try_from(m).map_err(|source| DaemonError::Map {
+                name: map_names::EVENTS,
+                source,
+            })
         })?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
     // A broken journal must not stop enforcement: the pinned rules keep

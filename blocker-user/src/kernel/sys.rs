@@ -464,6 +464,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: mounts tracefs; `cargo xtask test` runs it"]
     fn mounts_tracefs() {
         // SAFETY: no preconditions.
         let euid = unsafe { libc::geteuid() };
