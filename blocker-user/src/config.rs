@@ -52,6 +52,7 @@ pub struct Config {
     pub maps: MapsConfig,
     pub daemon: DaemonConfig,
     pub fleet: crate::fleet::FleetConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -68,6 +69,7 @@ impl Default for Config {
             maps: MapsConfig::default(),
             daemon: DaemonConfig::default(),
             fleet: crate::fleet::FleetConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -300,6 +302,38 @@ impl Default for DaemonConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint of `blocker run`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `HOST:PORT`, `[V6]:PORT` or a bare port (loopback); empty = off.
+    pub addr: String,
+}
+
+impl MetricsConfig {
+    /// The address to listen on, `None` when metrics are off.
+    pub fn socket_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        parse_metrics_addr(&self.addr)
+    }
+}
+
+/// `9100` → `127.0.0.1:9100` (never all interfaces unless asked for);
+/// `0.0.0.0:9100`, `[::1]:9100` as written; empty → off.
+pub fn parse_metrics_addr(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(Some((std::net::Ipv4Addr::LOCALHOST, port).into()));
+    }
+    s.parse().map(Some).map_err(|_| {
+        format!(
+            "[metrics] addr (--metrics-addr) {s:?} is not a port or HOST:PORT (examples: 9100, 127.0.0.1:9100, [::1]:9100)"
+        )
+    })
+}
+
 impl Config {
     /// Loads `path`; with `required == false` a missing file means defaults.
     pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
@@ -338,6 +372,7 @@ impl Config {
                 ));
             }
         }
+        self.metrics.socket_addr()?;
         if self.daemon.gc_interval < Duration::from_secs(1) {
             return Err("[daemon] gc_interval must be at least 1s".into());
         }
@@ -556,5 +591,21 @@ mod tests {
         let c = Config::load(Path::new("/nonexistent/blocker.toml"), false).unwrap();
         assert_eq!(c, Config::default());
         assert!(Config::load(Path::new("/nonexistent/blocker.toml"), true).is_err());
+    }
+
+    #[test]
+    fn metrics_addr_bare_port_is_loopback() {
+        assert_eq!(parse_metrics_addr("").unwrap(), None);
+        assert_eq!(
+            parse_metrics_addr("9100").unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            parse_metrics_addr("[::1]:9100").unwrap(),
+            Some("[::1]:9100".parse().unwrap())
+        );
+        let e = parse_metrics_addr("localhost:x").unwrap_err();
+        assert!(e.contains("--metrics-addr"), "{e}");
+        assert!(Config::parse("[metrics]\naddr = \"nope\"\n").is_err());
     }
 }

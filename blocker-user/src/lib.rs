@@ -46,6 +46,7 @@ pub mod fleet;
 pub mod guard;
 pub mod incident;
 pub mod kernel;
+pub mod metrics;
 pub mod rule;
 pub mod state;
 pub mod text;

@@ -15,6 +15,7 @@ mod policy;
 mod run;
 mod stats;
 mod status;
+mod top;
 mod transcript;
 mod unban;
 mod zero_window;
@@ -96,6 +97,7 @@ enum Commands {
     Export(export::Args),
     Import(import::Args),
     Status(status::Args),
+    Top(top::Args),
     Debate(debate::Args),
     Debates(debates::Args),
     Config(config::Args),
@@ -253,6 +255,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Export(args) => export::run(&ctx, args),
         Commands::Import(args) => import::run(&ctx, args),
         Commands::Status(args) => status::run(&ctx, args),
+        Commands::Top(args) => top::run(&ctx, args),
         Commands::Debate(args) => debate::run(&ctx, args),
         Commands::Debates(args) => debates::run(&ctx, args),
         Commands::Config(args) => config::run(&ctx, args),

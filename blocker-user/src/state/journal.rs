@@ -43,6 +43,10 @@ pub enum StoreError {
     )]
     DiskFull { path: PathBuf, free_kib: u64 },
     #[error(
+        "no journal at {path}: nothing has been recorded yet (`blocker run` or `blocker ban` creates it)"
+    )]
+    Missing { path: PathBuf },
+    #[error(
         "store {path} has schema version {found}, newer than this blocker understands ({known}); upgrade blocker"
     )]
     TooNew {
@@ -197,6 +201,20 @@ pub struct VerdictRow {
     pub rule_id: Option<i64>,
 }
 
+/// A recent verdict, for `blocker top`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerdictSummary {
+    /// Unix seconds.
+    pub decided_at: i64,
+    pub peer: String,
+    /// JSON of the typed action.
+    pub action: String,
+    /// applied, refused, dry-run or failed.
+    pub outcome: String,
+    /// The guard's reason, or the error.
+    pub detail: Option<String>,
+}
+
 /// What to record for a new rule.
 #[derive(Clone, Debug)]
 pub struct NewRule<'a> {
@@ -221,6 +239,17 @@ impl Store {
             source,
         })?;
         Self::open(&state_dir.join(DB_FILE))
+    }
+
+    /// Opens `<state_dir>/blocker.db` only if it exists: readers (`blocker
+    /// top`, the metrics collector) must not create an empty journal that
+    /// a later `blocker run` would take for the real one.
+    pub fn open_existing_in(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing { path });
+        }
+        Self::open(&path)
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -492,6 +521,28 @@ impl Store {
             )
             .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The last `limit` verdicts, newest first.
+    pub fn recent_verdicts(&self, limit: usize) -> Result<Vec<VerdictSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT decided_at, peer, action, outcome, detail FROM verdicts ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        stmt.query_map(params![limit as i64], |r| {
+            Ok(VerdictSummary {
+                decided_at: r.get(0)?,
+                peer: r.get(1)?,
+                action: r.get(2)?,
+                outcome: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })
+        .map_err(self.err())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(self.err())
     }
 
     /// Debates, newest first: `(id, incident_id, peer, started_at, wall_ms,
