@@ -45,6 +45,14 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "nats-server",
         "the fleet tests share decisions through a real NATS JetStream server",
     ),
+    (
+        "prometheus",
+        "`promtool check metrics` lints a scrape; a real `prometheus` scrapes the daemon",
+    ),
+    (
+        "tmux",
+        "`blocker top` is driven under tmux (send-keys, capture-pane)",
+    ),
 ];
 
 /// Extra packages for `cargo xtask bench`.

@@ -257,9 +257,11 @@ impl View {
     }
 
     fn render(&self, f: &mut ratatui::Frame<'_>) {
-        let [top, body] =
-            Layout::vertical([Constraint::Length(self.header.len() as u16 + 2), Constraint::Min(0)])
-                .areas(f.area());
+        let [top, body] = Layout::vertical([
+            Constraint::Length(self.header.len() as u16 + 2),
+            Constraint::Min(0),
+        ])
+        .areas(f.area());
         let header: Vec<Line> = self.header.iter().map(|l| Line::from(l.as_str())).collect();
         f.render_widget(
             Paragraph::new(header).block(Block::bordered().title(" blocker top (q quits) ")),

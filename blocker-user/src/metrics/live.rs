@@ -171,7 +171,10 @@ impl Live {
         let daemon = DaemonStatus::read(state_dir);
         // A running daemon knows better than a reader whether its journal
         // works (it may have opened it read-write and failed).
-        let journal = match daemon.as_ref().and_then(|d| d.council.journal_error.clone()) {
+        let journal = match daemon
+            .as_ref()
+            .and_then(|d| d.council.journal_error.clone())
+        {
             Some(e) => JournalState { error: Some(e) },
             None => journal,
         };

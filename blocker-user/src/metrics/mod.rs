@@ -177,11 +177,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The registry exposing these families plus the scrape-time figures of
     /// the pinned maps under `pins` and the journal in `state_dir`.
-    pub fn registry(
-        self: &std::sync::Arc<Self>,
-        pins: PinDir,
-        state_dir: PathBuf,
-    ) -> Registry {
+    pub fn registry(self: &std::sync::Arc<Self>, pins: PinDir, state_dir: PathBuf) -> Registry {
         let mut root = Registry::default();
         let reg = root.sub_registry_with_prefix(PREFIX);
         let m = self.as_ref();
