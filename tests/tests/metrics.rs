@@ -458,7 +458,7 @@ fn top_shows_the_attack_under_tmux_and_quits_on_q() {
     let plain = state.ok(&["top"]);
     assert!(plain.contains("Active bans (2)"), "{plain}");
     assert!(plain.contains(flooder), "{plain}");
-    let json = state.json(&["top", "--json"]);
+    let json = state.json(&["top"]);
     assert!(
         json["rules"]
             .as_array()

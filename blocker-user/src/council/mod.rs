@@ -68,6 +68,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name, as in its JSON `type` (a metrics label).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Block { .. } => "block",
+            Self::Unblock { .. } => "unblock",
+            Self::Watch { .. } => "watch",
+            Self::ZeroWindowSynPolicy { .. } => "zero_window_syn_policy",
+        }
+    }
+
     /// The prefix this action names, if any.
     pub fn target_net(&self) -> Option<IpNet> {
         match self {
