@@ -31,6 +31,10 @@ pub struct Outcome {
     pub detail: Option<String>,
     /// The rules row an applied block wrote.
     pub rule_id: Option<i64>,
+    /// Why it was refused or failed, as a bounded name (a guard refusal's
+    /// kind, `table-full`, `journal-unavailable`, ...): a metrics label.
+    #[serde(skip)]
+    pub reason: Option<&'static str>,
 }
 
 impl Outcome {
@@ -39,6 +43,7 @@ impl Outcome {
             outcome,
             detail,
             rule_id: None,
+            reason: None,
         }
     }
 }
@@ -62,7 +67,10 @@ pub fn execute<T: RuleTables>(
             "guard refused to {action} (incident #{}): {refusal}",
             view.id
         );
-        return Outcome::new("refused", Some(refusal.to_string()));
+        return Outcome {
+            reason: Some(refusal.kind()),
+            ..Outcome::new("refused", Some(refusal.to_string()))
+        };
     }
     let Some(enforcer) = enforcer else {
         info!("dry run: would {action} (incident #{})", view.id);
@@ -70,7 +78,7 @@ pub fn execute<T: RuleTables>(
     };
     let justification = crate::text::sanitize_text(&draft.justification);
     let mut rule_id = None;
-    let result: Result<(), String> = match action {
+    let result: Result<(), (&'static str, String)> = match action {
         Action::Block { target, ttl_secs } => enforcer
             .add(&Change {
                 list: List::Block,
@@ -84,7 +92,7 @@ pub fn execute<T: RuleTables>(
                 rule_id = Some(applied.record_id);
                 guard.record_ban();
             })
-            .map_err(|e| e.to_string()),
+            .map_err(|e| (e.kind(), e.to_string())),
         Action::Unblock { target } => enforcer
             .remove(List::Block, *target, "council")
             .map(|_| {
@@ -94,7 +102,7 @@ pub fn execute<T: RuleTables>(
                     view.id
                 )
             })
-            .map_err(|e| e.to_string()),
+            .map_err(|e| (e.kind(), e.to_string())),
         Action::Watch { target, ttl_secs } => {
             info!(
                 "verdict: watching {target} for {} (incident #{}; no map change)",
@@ -112,7 +120,7 @@ pub fn execute<T: RuleTables>(
             enforcer
                 .set_setting(slot::ZW_DROP_UNTIL_NS, until)
                 .map(|()| info!("verdict applied: {action} (incident #{})", view.id))
-                .map_err(|e| e.to_string())
+                .map_err(|e| ("map-error", e.to_string()))
         }
     };
     match result {
@@ -120,10 +128,14 @@ pub fn execute<T: RuleTables>(
             outcome: "applied",
             detail: None,
             rule_id,
+            reason: None,
         },
-        Err(e) => {
+        Err((kind, e)) => {
             warn!("verdict failed: {action} (incident #{}): {e}", view.id);
-            Outcome::new("failed", Some(e))
+            Outcome {
+                reason: Some(kind),
+                ..Outcome::new("failed", Some(e))
+            }
         }
     }
 }

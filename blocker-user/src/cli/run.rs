@@ -16,6 +16,8 @@ use super::{Context, CouncilArgs};
 ///
 /// Example: blocker run --iface eth0 --xdp-mode auto
 ///
+/// Example: blocker run --iface eth0 --metrics-addr 9100
+///
 /// Example: OPENAI_API_KEY=... blocker run --iface eth0 --agents llm --model gpt-4o-mini --dry-run
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +38,10 @@ pub struct Args {
     /// Do not read /dev/kmsg.
     #[arg(long)]
     no_kmsg: bool,
+    /// Serve Prometheus metrics (and /healthz, /readyz) on this address; a
+    /// bare port means 127.0.0.1:PORT [default: from config, else off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
     /// Log what the council's verdicts would do; touch no map.
     #[arg(long)]
     dry_run: bool,
@@ -55,6 +61,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         config.sources.kmsg = false;
     }
     config.daemon.dry_run |= args.dry_run;
+    if let Some(addr) = args.metrics_addr {
+        config.metrics.addr = addr;
+    }
     args.council.apply(&mut config)?;
     let opts = daemon::RunOptions {
         interfaces: args.interfaces,

@@ -62,6 +62,12 @@ pub enum DaemonError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::serve::ServeError),
+    /// `[metrics] addr` does not parse (the config loader checks it first,
+    /// so this means a config built in code).
+    #[error("invalid configuration: {0}")]
+    MetricsAddr(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

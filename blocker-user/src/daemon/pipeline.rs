@@ -33,6 +33,8 @@ use crate::{
         probes::ProbeStatus,
         sys,
     },
+    metrics::{AlertLabels, ListLabels, Metrics, Readiness, RuleLabels, SourceLabels},
+    rule::List,
     state::enforcer::Enforcer,
     verdict::{Outcome, execute, reason_code},
 };
@@ -101,6 +103,9 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) block_fill: HashMap<&'static str, u64>,
     pub(super) done_tx: mpsc::Sender<Finished>,
     pub(super) journal_tx: mpsc::Sender<JournalEntry>,
+    pub(super) metrics: Arc<Metrics>,
+    /// The interfaces XDP must stay attached to (readiness).
+    pub(super) interfaces: Vec<String>,
 }
 
 impl<T: RuleTables> Pipeline<T> {
@@ -109,8 +114,23 @@ impl<T: RuleTables> Pipeline<T> {
         if alert.kind == AlertKind::ZeroWindowSyn && self.flood.recent.len() < MAX_FLOOD_SOURCES {
             self.flood.recent.insert(addr::canonical(alert.peer), now);
         }
+        self.metrics
+            .alerts
+            .get_or_create(&AlertLabels {
+                source: alert.source.as_str(),
+                kind: alert.kind.as_str(),
+            })
+            .inc();
+        let source = alert.source.as_str();
+        let opened = self.tracker.counters.opened;
         let mut closed = Vec::new();
         let trigger = self.tracker.ingest(alert, now, &mut closed);
+        if self.tracker.counters.opened > opened {
+            self.metrics
+                .incidents
+                .get_or_create(&SourceLabels { source })
+                .inc();
+        }
         for i in closed {
             self.record_closed(&i);
         }
@@ -213,6 +233,7 @@ impl<T: RuleTables> Pipeline<T> {
         } = done;
         self.inflight.remove(&trigger.view.peer);
         self.council_status.debates += 1;
+        self.metrics.debate(&debate);
         narrate(&trigger.view, &debate);
         // Apply first: on the critical path only the rule's own journal
         // commit precedes the map write. The debate and its verdicts are
@@ -247,8 +268,19 @@ impl<T: RuleTables> Pipeline<T> {
             allowlist: &allowlist,
         };
         let reason = reason_code(view);
+        let evicted = self.enforcer.evicted;
         let enforcer = (!self.cfg.daemon.dry_run).then_some(&mut self.enforcer);
         let outcome = execute(enforcer, &mut self.guard, &ctx, view, draft, reason);
+        self.metrics.verdict(&draft.action, &outcome);
+        if self.enforcer.evicted > evicted {
+            self.metrics
+                .rules_evicted
+                .get_or_create(&RuleLabels {
+                    list: List::Block.as_str(),
+                    origin: "council".into(),
+                })
+                .inc_by(self.enforcer.evicted - evicted);
+        }
         match outcome.outcome {
             "refused" => self.council_status.refused += 1,
             "failed" => self.council_status.failed += 1,
@@ -270,6 +302,16 @@ impl<T: RuleTables> Pipeline<T> {
                         apply_ns: now.saturating_sub(finished_ns),
                     };
                     let latency = sample.total();
+                    self.metrics
+                        .rules_added
+                        .get_or_create(&RuleLabels {
+                            list: List::Block.as_str(),
+                            origin: "council".into(),
+                        })
+                        .inc();
+                    self.metrics
+                        .evidence_to_ban_seconds
+                        .observe(latency as f64 / 1e9);
                     self.tracker.resolve(view.peer);
                     let _ = self.enforcer.forget_zero_window(view.peer);
                     if self.latencies.len() >= MAX_LATENCIES {
@@ -328,12 +370,29 @@ impl<T: RuleTables> Pipeline<T> {
         }
         self.local_addrs = sys::local_addresses();
         self.launch_queued();
+        self.heartbeat();
+    }
+
+    /// Liveness and readiness for the metrics endpoint.
+    pub(super) fn heartbeat(&self) {
+        self.metrics.heartbeat(Readiness {
+            interfaces: self.interfaces.clone(),
+            pin_dir: self.cfg.pin_dir.clone(),
+            journal_error: self.enforcer.journal_error().map(str::to_owned),
+            probe_mode: self.probe_status.active.clone(),
+        });
     }
 
     pub(super) fn on_gc(&mut self) {
         match self.enforcer.collect_expired() {
             Ok(expired) => {
                 for rule in expired {
+                    self.metrics
+                        .rules_expired
+                        .get_or_create(&ListLabels {
+                            list: rule.list.as_str(),
+                        })
+                        .inc();
                     info!(
                         "{} rule for {} expired and was removed",
                         rule.list.as_str(),
@@ -381,6 +440,7 @@ impl<T: RuleTables> Pipeline<T> {
     fn journal(&mut self, entry: JournalEntry) {
         if self.journal_tx.try_send(entry).is_err() {
             self.council_status.journal_dropped += 1;
+            self.metrics.journal_dropped.inc();
         }
     }
 

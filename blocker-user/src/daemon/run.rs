@@ -47,6 +47,7 @@ use crate::{
         sys,
         xdp::{self, Attached},
     },
+    metrics::Metrics,
     state::{enforcer::Enforcer, journal::Store},
 };
 
@@ -187,6 +188,14 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(alert_tx);
 
+    // Metrics hang off this stage: the pipeline counts into them, the
+    // kernel's figures are read from the pins at scrape time.
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = cfg.metrics.socket_addr().map_err(DaemonError::MetricsAddr)? {
+        let registry = metrics.registry(PinDir::new(&cfg.pin_dir), cfg.state_dir.clone());
+        crate::metrics::serve::spawn(addr, metrics.clone(), registry).await?;
+    }
+
     let journal_tx = spawn_journal(&cfg.state_dir);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
     let mut p = Pipeline {
@@ -207,7 +216,10 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         block_fill: HashMap::new(),
         done_tx,
         journal_tx,
+        metrics,
+        interfaces: opts.interfaces.clone(),
     };
+    p.heartbeat();
     p.council_status.agents = p.council.agent_names();
     p.refresh_fill();
 

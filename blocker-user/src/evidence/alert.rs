@@ -25,6 +25,17 @@ pub enum AlertSource {
     Kmsg,
 }
 
+impl AlertSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Probe => "probe",
+            Self::Xdp => "xdp",
+            Self::Suricata => "suricata",
+            Self::Kmsg => "kmsg",
+        }
+    }
+}
+
 /// What the evidence says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -66,6 +66,12 @@ pub struct RuleLabels {
     pub origin: String,
 }
 
+/// A list (allow, block).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListLabels {
+    pub list: &'static str,
+}
+
 /// A bounded reason code (a guard refusal kind, `table-full`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -105,7 +111,7 @@ pub struct Metrics {
     /// Rules written to the kernel by this daemon.
     pub rules_added: Family<RuleLabels, Counter>,
     /// Rules garbage-collected after their TTL.
-    pub rules_expired: Family<RuleLabels, Counter>,
+    pub rules_expired: Family<ListLabels, Counter>,
     /// Rules evicted to make room in a full table.
     pub rules_evicted: Family<RuleLabels, Counter>,
     /// Rules refused (guard refusals, full tables, no journal).
@@ -188,7 +194,7 @@ impl Metrics {
         );
         reg.register(
             "rules_expired",
-            "Rules removed by garbage collection after their TTL, by list and origin",
+            "Rules removed by garbage collection after their TTL, by list",
             m.rules_expired.clone(),
         );
         reg.register(
@@ -283,6 +289,37 @@ impl Metrics {
     /// What readiness needs, as last reported.
     pub fn readiness(&self) -> Readiness {
         self.ready.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Counts a finished debate.
+    pub fn debate(&self, d: &crate::council::Debate) {
+        self.debates.inc();
+        self.debate_rounds.inc_by(u64::from(d.rounds));
+        self.debate_duration_seconds
+            .observe(d.wall_ms as f64 / 1000.0);
+        for (kind, n) in [
+            ("prompt", d.usage.prompt_tokens),
+            ("completion", d.usage.completion_tokens),
+        ] {
+            self.debate_tokens
+                .get_or_create(&TokenLabels { kind })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts what became of a verdict.
+    pub fn verdict(&self, action: &crate::council::Action, o: &crate::verdict::Outcome) {
+        self.verdicts
+            .get_or_create(&VerdictLabels {
+                action: action.kind(),
+                outcome: o.outcome,
+            })
+            .inc();
+        match o.outcome {
+            "refused" => self.refused(o.reason.unwrap_or("unknown"), true),
+            "failed" => self.refused(o.reason.unwrap_or("unknown"), false),
+            _ => {}
+        }
     }
 
     /// Counts a rule refusal and, for guard refusals, the guard's reason.
@@ -389,14 +426,14 @@ impl Collector for KernelCollector {
             .and_then(|t| Live::read(t, &self.state_dir, 0).ok());
         gauge(
             &mut enc,
-            "blocker_maps_loaded",
+            "maps_loaded",
             "1 when the pinned maps could be read",
             i64::from(live.is_some()),
         )?;
         let ready = self.metrics.readiness();
         gauges(
             &mut enc,
-            "blocker_probe_mode",
+            "probe_mode",
             "The treason probes' attach mode (1 for the mode in use)",
             [(
                 ModeLabels {
@@ -415,57 +452,57 @@ impl Collector for KernelCollector {
         let s = &live.stats;
         for (name, help, v) in [
             (
-                "blocker_xdp_passed_packets",
+                "xdp_passed_packets",
                 "Frames XDP handed on to the kernel",
                 s.passed,
             ),
             (
-                "blocker_xdp_dropped_packets",
+                "xdp_dropped_packets",
                 "Frames XDP dropped (block rules and the zero-window SYN policy)",
                 s.dropped,
             ),
             (
-                "blocker_xdp_dropped_bytes",
+                "xdp_dropped_bytes",
                 "Bytes of the frames XDP dropped",
                 s.dropped_bytes,
             ),
             (
-                "blocker_xdp_allowlisted_packets",
+                "xdp_allowlisted_packets",
                 "Frames passed because the source is allowlisted",
                 s.allowlisted,
             ),
             (
-                "blocker_xdp_malformed_packets",
+                "xdp_malformed_packets",
                 "Frames with truncated or invalid headers (passed)",
                 s.malformed,
             ),
             (
-                "blocker_xdp_non_ip_packets",
+                "xdp_non_ip_packets",
                 "Frames that are neither IPv4 nor IPv6 (passed)",
                 s.non_ip,
             ),
             (
-                "blocker_xdp_expired_rule_packets",
+                "xdp_expired_rule_packets",
                 "Frames whose source matched a rule that had expired",
                 s.expired,
             ),
             (
-                "blocker_zero_window_syn_packets",
+                "zero_window_syn_packets",
                 "TCP SYNs advertising a zero window",
                 s.zw_syn,
             ),
             (
-                "blocker_zero_window_syn_dropped_packets",
+                "zero_window_syn_dropped_packets",
                 "Zero-window SYNs dropped by the global policy",
                 s.zw_syn_dropped,
             ),
             (
-                "blocker_probe_events",
+                "probe_events",
                 "Events the kernel programs sent to userspace (XDP thresholds, treason probes)",
                 s.events,
             ),
             (
-                "blocker_probe_events_lost",
+                "probe_events_lost",
                 "Kernel events lost because the ring buffer was full",
                 s.events_lost,
             ),
@@ -480,19 +517,19 @@ impl Collector for KernelCollector {
         };
         gauges(
             &mut enc,
-            "blocker_dropped_packets",
+            "dropped_packets",
             "Packets dropped by the current block rules, by origin and IP family (leaves the sum when a rule is removed)",
             drops.iter().map(|(k, v)| (labels(k), v.0 as i64)),
         )?;
         gauges(
             &mut enc,
-            "blocker_dropped_bytes",
+            "dropped_bytes",
             "Bytes dropped by the current block rules, by origin and IP family",
             drops.iter().map(|(k, v)| (labels(k), v.1 as i64)),
         )?;
         gauges(
             &mut enc,
-            "blocker_active_rules",
+            "active_rules",
             "Rules in the kernel that still apply, by list, origin and IP family",
             live.active_by_origin()
                 .into_iter()
@@ -509,8 +546,8 @@ impl Collector for KernelCollector {
         )?;
         gauges(
             &mut enc,
-            "blocker_rule_dropped_packets",
-            "Packets dropped by each of the top block rules (at most 10 series)",
+            "rule_dropped_packets",
+            "Packets dropped by each of the top block rules (at most TOP_RULES = 10 series)",
             live.bans()
                 .filter(|r| r.packets > 0)
                 .take(TOP_RULES)
@@ -526,19 +563,19 @@ impl Collector for KernelCollector {
         )?;
         gauge(
             &mut enc,
-            "blocker_zero_window_syn_sources",
+            "zero_window_syn_sources",
             "Sources tracked in the zero-window SYN table",
             live.zero_window.len() as i64,
         )?;
         gauge(
             &mut enc,
-            "blocker_zero_window_syn_policy_active",
+            "zero_window_syn_policy_active",
             "1 while all zero-window SYNs are dropped (the council's global policy)",
             i64::from(live.zero_window_policy_secs.is_some()),
         )?;
         gauge(
             &mut enc,
-            "blocker_zero_window_syn_policy_remaining_seconds",
+            "zero_window_syn_policy_remaining_seconds",
             "Seconds the zero-window SYN policy stays on (0 when off)",
             live.zero_window_policy_secs.unwrap_or(0) as i64,
         )?;

@@ -37,6 +37,18 @@ pub enum EnforceError {
     NoJournal(String),
 }
 
+impl EnforceError {
+    /// A short, bounded name for why a rule was not applied (a metrics label).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Tables(TablesError::Full { .. }) => "table-full",
+            Self::Tables(_) => "map-error",
+            Self::Store(_) => "journal-error",
+            Self::NoJournal(_) => "journal-unavailable",
+        }
+    }
+}
+
 /// The outcome of [`Enforcer::add`].
 #[derive(Clone, Copy, Debug)]
 pub struct Applied {
