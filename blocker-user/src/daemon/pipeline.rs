@@ -552,6 +552,8 @@ mod tests {
             block_fill: HashMap::new(),
             done_tx,
             journal_tx,
+            metrics: Arc::default(),
+            interfaces: Vec::new(),
             cfg,
         };
         Harness {
