@@ -191,7 +191,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // Metrics hang off this stage: the pipeline counts into them, the
     // kernel's figures are read from the pins at scrape time.
     let metrics = Arc::new(Metrics::default());
-    if let Some(addr) = cfg.metrics.socket_addr().map_err(DaemonError::MetricsAddr)? {
+    if let Some(addr) = cfg
+        .metrics
+        .socket_addr()
+        .map_err(DaemonError::MetricsAddr)?
+    {
         let registry = metrics.registry(PinDir::new(&cfg.pin_dir), cfg.state_dir.clone());
         crate::metrics::serve::spawn(addr, metrics.clone(), registry).await?;
     }
