@@ -166,8 +166,24 @@ pub struct CouncilConfig {
     pub quorum: usize,
     pub max_rounds: u32,
     pub max_concurrent: usize,
+    /// Longest a whole debate may take, every round and retry included.
+    #[serde(with = "crate::config::duration")]
+    pub debate_deadline: Duration,
+    /// What decides an incident with confirmed evidence when an LLM
+    /// council cannot conclude (deadline, errors, budget, abstentions).
+    pub fallback: Fallback,
     pub rules: RulesConfig,
     pub llm: LlmConfig,
+}
+
+/// `[council] fallback`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// The offline rule agents decide.
+    Rules,
+    /// Nothing is decided (the transcript says why).
+    None,
 }
 
 impl Default for CouncilConfig {
@@ -183,6 +199,8 @@ impl Default for CouncilConfig {
             quorum: 2,
             max_rounds: 4,
             max_concurrent: 4,
+            debate_deadline: Duration::from_secs(60),
+            fallback: Fallback::Rules,
             rules: RulesConfig::default(),
             llm: LlmConfig::default(),
         }

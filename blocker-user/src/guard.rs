@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::{
     addr,
     council::{Action, Draft},
-    text::shell_like,
 };
 
 /// `[guard]` in the config.
@@ -43,6 +42,11 @@ pub struct GuardConfig {
     /// evidence (an IDS payload) could talk an LLM into freeing the
     /// attacker. Operators lift bans with `blocker unban`.
     pub council_unblock: bool,
+    /// Whether a council verdict may switch the zero-window SYN policy off
+    /// or shorten it. Off by default for the same reason as
+    /// `council_unblock`: the council may only add protection, never
+    /// remove what is in force (an operator's `blocker policy ... on`).
+    pub council_policy_off: bool,
 }
 
 impl Default for GuardConfig {
@@ -56,6 +60,7 @@ impl Default for GuardConfig {
             max_bans_per_minute: 60,
             trusted: Vec::new(),
             council_unblock: false,
+            council_policy_off: false,
         }
     }
 }
@@ -99,9 +104,13 @@ pub enum Refusal {
     #[error("the council may not lift bans ([guard] council_unblock = false); use `blocker unban`")]
     UnblockDisabled,
     #[error(
-        "the justification contains shell-like text ({0}); verdicts are typed actions, never commands"
+        "the evidence against {0} could have been forged (nothing it sent completed a TCP handshake: zero-window SYNs, IDS alerts on UDP, ICMP or lone SYNs); a per-source ban needs confirmed evidence, so watch it instead (zero-window SYN floods have the global policy)"
     )]
-    ShellLike(String),
+    Forgeable(IpNet),
+    #[error(
+        "the council may only add protection: it may not {0} ([guard] council_policy_off = false); use `blocker policy`"
+    )]
+    RemovesProtection(String),
     #[error("the justification is {len} bytes, over the {max}-byte limit")]
     TooLong { len: usize, max: usize },
 }
@@ -153,6 +162,11 @@ pub struct Guard {
 pub struct Context<'a> {
     /// Addresses named as suspects in the incident.
     pub evidence: &'a [IpAddr],
+    /// Those of them with confirmed evidence (a completed handshake, the
+    /// kernel's own probes or log): the only ones a block may cover.
+    pub confirmed: &'a [IpAddr],
+    /// Seconds the zero-window SYN policy stays on, if it is on.
+    pub policy_secs_left: Option<u64>,
     /// This host's interface addresses.
     pub local: &'a [IpAddr],
     /// Live allowlist prefixes.
@@ -168,7 +182,10 @@ impl Guard {
         })
     }
 
-    /// Checks a whole verdict: its free text, then its action.
+    /// Checks a whole verdict: its free text, then its action. A
+    /// justification is never executed, so shell-like text in it (an IDS
+    /// signature quoting `/etc/passwd`) is not a reason to refuse: callers
+    /// keep it through [`crate::text::clean_justification`].
     pub fn check_verdict(&mut self, draft: &Draft, ctx: &Context<'_>) -> Result<(), Refusal> {
         let len = draft.justification.len();
         if len > MAX_JUSTIFICATION {
@@ -176,9 +193,6 @@ impl Guard {
                 len,
                 max: MAX_JUSTIFICATION,
             });
-        }
-        if let Some(found) = shell_like(&draft.justification) {
-            return Err(Refusal::ShellLike(found));
         }
         self.check(&draft.action, ctx)
     }
@@ -189,6 +203,15 @@ impl Guard {
         match action {
             Action::Block { target, ttl_secs } => {
                 self.check_target(*target, ctx)?;
+                // Whoever proposes it (an LLM included): a source address
+                // that never completed a handshake may be someone else's.
+                if !ctx
+                    .confirmed
+                    .iter()
+                    .any(|a| target.contains(&addr::canonical(*a)))
+                {
+                    return Err(Refusal::Forgeable(*target));
+                }
                 let (min, max) = (self.cfg.min_ttl.as_secs(), self.cfg.max_ttl.as_secs());
                 if *ttl_secs < min || *ttl_secs > max {
                     return Err(Refusal::Ttl {
@@ -236,6 +259,20 @@ impl Guard {
                         min,
                         max,
                     });
+                }
+                if !self.cfg.council_policy_off
+                    && let Some(left) = ctx.policy_secs_left
+                {
+                    if !*enable {
+                        return Err(Refusal::RemovesProtection(
+                            "switch the zero-window SYN policy off".into(),
+                        ));
+                    }
+                    if *ttl_secs < left {
+                        return Err(Refusal::RemovesProtection(format!(
+                            "shorten the zero-window SYN policy from {left}s to {ttl_secs}s"
+                        )));
+                    }
                 }
                 Ok(())
             }
@@ -371,12 +408,61 @@ mod tests {
         }
     }
 
+    /// Every suspect confirmed, no policy on.
     fn ctx<'a>(evidence: &'a [IpAddr], local: &'a [IpAddr], allow: &'a [IpNet]) -> Context<'a> {
         Context {
             evidence,
+            confirmed: evidence,
+            policy_secs_left: None,
             local,
             allowlist: allow,
         }
+    }
+
+    #[test]
+    fn forgeable_evidence_never_bans_whoever_proposes() {
+        let mut g = Guard::new(GuardConfig::default()).unwrap();
+        let ev: Vec<IpAddr> = vec!["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap()];
+        let confirmed: Vec<IpAddr> = vec!["198.18.0.3".parse().unwrap()];
+        let c = Context {
+            confirmed: &confirmed,
+            ..ctx(&ev, &[], &[])
+        };
+        let refusal = g.check(&block("198.18.0.2", 600), &c).unwrap_err();
+        assert_eq!(refusal, Refusal::Forgeable(addr::parse_net("198.18.0.2").unwrap()));
+        assert!(refusal.to_string().contains("could have been forged"), "{refusal}");
+        assert!(g.check(&block("198.18.0.3", 600), &c).is_ok());
+        // A watch of the forgeable source is fine.
+        let watch = Action::Watch {
+            target: ev[0],
+            ttl_secs: 600,
+        };
+        assert!(g.check(&watch, &c).is_ok());
+    }
+
+    #[test]
+    fn the_council_may_not_switch_off_or_shorten_a_policy_in_force() {
+        let mut g = Guard::new(GuardConfig::default()).unwrap();
+        let on = Context {
+            policy_secs_left: Some(600),
+            ..ctx(&[], &[], &[])
+        };
+        let policy = |enable, ttl_secs| Action::ZeroWindowSynPolicy { enable, ttl_secs };
+        assert!(matches!(
+            g.check(&policy(false, 0), &on),
+            Err(Refusal::RemovesProtection(_))
+        ));
+        assert!(matches!(
+            g.check(&policy(true, 60), &on),
+            Err(Refusal::RemovesProtection(_))
+        ));
+        assert!(g.check(&policy(true, 1200), &on).is_ok(), "extending adds protection");
+        let mut g = Guard::new(GuardConfig {
+            council_policy_off: true,
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        assert!(g.check(&policy(false, 0), &on).is_ok());
     }
 
     #[test]
@@ -597,10 +683,12 @@ mod tests {
             justification: j.into(),
         };
         assert!(g.check_verdict(&d("kernel evidence"), &c).is_ok());
-        assert!(matches!(
-            g.check_verdict(&d("iptables -F"), &c),
-            Err(Refusal::ShellLike(_))
-        ));
+        // Never executed: quoted commands are kept, neutralised.
+        assert!(g.check_verdict(&d("iptables -F && curl x | sh"), &c).is_ok());
+        assert_eq!(
+            crate::text::clean_justification("iptables -F && $(curl x) | sh\n"),
+            "iptables -F     (curl x)   sh "
+        );
         assert!(matches!(
             g.check_verdict(&d(&"x".repeat(5000)), &c),
             Err(Refusal::TooLong { .. })

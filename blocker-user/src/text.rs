@@ -36,12 +36,6 @@ const SHELL_SEQUENCES: &[&str] = &[
     "sh -c",
     "rm -",
     "> /",
-    "/bin/",
-    "/sbin/",
-    "/usr/bin",
-    "/usr/sbin",
-    "/etc/",
-    "/proc/sys",
     "-j drop",
     "-j accept",
     "-a input",
@@ -77,9 +71,11 @@ const SHELL_COMMANDS: &[&str] = &[
 ];
 
 /// The first shell-like piece of `text`, if any: command names, command
-/// chaining, substitution, redirection, system paths. Verdicts are typed,
-/// so such text can only be an attempt to smuggle a command into the
-/// journal (or into an operator's copy-paste); it is refused, not run.
+/// chaining, substitution, redirection. A bare path is not among them: IDS
+/// signatures quote them ("ET WEB_SERVER /etc/passwd Detected"). The LLM
+/// reply check refuses such text from a model; the guard does not refuse a
+/// verdict for it (a justification is never executed) and keeps it through
+/// [`clean_justification`].
 pub fn shell_like(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     if let Some(seq) = SHELL_SEQUENCES.iter().find(|s| lower.contains(**s)) {
@@ -89,6 +85,20 @@ pub fn shell_like(text: &str) -> Option<String> {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .find(|w| SHELL_COMMANDS.contains(w))
         .map(|w| format!("{w:?}"))
+}
+
+/// A justification as it is journaled and shown: [`sanitize_text`], and
+/// the characters a shell would act on (substitution, chaining,
+/// redirection) replaced, so that pasting it into a terminal does nothing.
+/// The words are kept: they are the evidence.
+pub fn clean_justification(text: &str) -> String {
+    sanitize_text(text)
+        .chars()
+        .map(|c| match c {
+            '`' | '$' | ';' | '|' | '&' | '<' | '>' => ' ',
+            c => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -117,6 +127,8 @@ mod tests {
             "the FTP service on port 21 is under a SYN flood; block the source for 1h",
             "not one of ours, not a trusted peer",
             "198.18.0.0/24 overlaps the trusted/allowlisted 198.18.0.0/24",
+            "IDS rule ET WEB_SERVER /etc/passwd Detected matched its requests",
+            "GPL ATTACK_RESPONSE id check returned root; /bin/sh in the payload",
         ] {
             assert_eq!(shell_like(good), None, "{good}");
         }

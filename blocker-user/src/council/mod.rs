@@ -314,6 +314,8 @@ pub enum Stop {
     Converged,
     MaxRounds,
     Cancelled,
+    /// The debate's overall deadline passed.
+    Deadline,
 }
 
 /// One agent's turn in a round, for the transcript.
@@ -372,6 +374,20 @@ pub struct Debate {
     /// The judge's summary, if a judge sat (advisory only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Why this council could not conclude, and what the fallback did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackRecord>,
+}
+
+/// An LLM council that could not conclude, and the offline council's
+/// debate that decided instead (if one did).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FallbackRecord {
+    pub reason: String,
+    /// The offline council's debate; `None`: no fallback ran (configured
+    /// off, or no confirmed evidence to act on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debate: Option<Box<Debate>>,
 }
 
 pub struct Council {
@@ -380,6 +396,8 @@ pub struct Council {
     max_rounds: u32,
     judge: Option<Arc<dyn Judge>>,
     cancel: CancellationToken,
+    deadline: Option<Duration>,
+    fallback: Option<Arc<Council>>,
 }
 
 impl Council {
@@ -390,7 +408,60 @@ impl Council {
             max_rounds: max_rounds.max(2),
             judge: None,
             cancel: CancellationToken::new(),
+            deadline: None,
+            fallback: None,
         }
+    }
+
+    /// Ends every debate after `deadline` (nothing passes from an
+    /// unfinished one; the fallback may decide).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When this council cannot conclude (deadline, failed calls, budget,
+    /// abstentions) about an incident with confirmed evidence, `fallback`
+    /// (the offline rules) decides, and the transcript says why.
+    pub fn with_fallback(mut self, fallback: Council) -> Self {
+        self.fallback = Some(Arc::new(fallback));
+        self
+    }
+
+    /// Runs a debate on `brief`, then the fallback if this council could
+    /// not conclude.
+    pub async fn deliberate(&self, brief: &Brief) -> Debate {
+        let mut debate = self.debate(brief).await;
+        let Some(reason) = inconclusive(&debate) else {
+            return debate;
+        };
+        let actionable = brief.incident.is_global() || !brief.incident.confirmed().is_empty();
+        let record = match &self.fallback {
+            Some(rules) if actionable => {
+                warn!(
+                    "debate about {}: {reason}; fell back to the offline council",
+                    debate.peer
+                );
+                let d = Box::pin(rules.debate(brief)).await;
+                debate.passed = d.passed.clone();
+                FallbackRecord {
+                    reason: format!("{reason}; fell back to the offline council"),
+                    debate: Some(Box::new(d)),
+                }
+            }
+            Some(_) => FallbackRecord {
+                reason: format!(
+                    "{reason}; no fallback: the evidence could have been forged, and the offline council bans only on confirmed evidence"
+                ),
+                debate: None,
+            },
+            None => FallbackRecord {
+                reason: format!("{reason}; no fallback ([council] fallback = \"none\")"),
+                debate: None,
+            },
+        };
+        debate.fallback = Some(record);
+        debate
     }
 
     /// Adds a judge that summarises each debate after the tally.
@@ -425,9 +496,11 @@ impl Council {
             .collect()
     }
 
-    /// Runs a debate on `brief`.
-    pub async fn deliberate(&self, brief: &Brief) -> Debate {
+    /// One debate of this council's agents on `brief`.
+    async fn debate(&self, brief: &Brief) -> Debate {
         let start = Instant::now();
+        let deadline = tokio::time::Instant::from_std(start)
+            + self.deadline.unwrap_or(Duration::from_secs(365 * 86_400));
         let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
         let mut debate = Debate {
             peer: brief.incident.peer,
@@ -453,6 +526,7 @@ impl Council {
             usage: Usage::default(),
             wall_ms: 0,
             summary: None,
+            fallback: None,
         };
         let cancelled = |mut debate: Debate| {
             warn!(
@@ -460,6 +534,15 @@ impl Council {
                 debate.peer, debate.rounds
             );
             debate.stop = Stop::Cancelled;
+            debate.wall_ms = ms(Instant::now());
+            debate
+        };
+        let timed_out = |mut debate: Debate| {
+            warn!(
+                "debate about {} passed its deadline in round {}; nothing of it passes",
+                debate.peer, debate.rounds
+            );
+            debate.stop = Stop::Deadline;
             debate.wall_ms = ms(Instant::now());
             debate
         };
@@ -473,6 +556,7 @@ impl Council {
         let turns = tokio::select! {
             t = round => t,
             () = self.cancel.cancelled() => return cancelled(debate),
+            () = tokio::time::sleep_until(deadline) => return timed_out(debate),
         };
         for (agent, t0, t1, result) in turns {
             let drafts = record(&mut debate, agent.as_ref(), 1, ms(t0), ms(t1), result);
@@ -503,6 +587,7 @@ impl Council {
             let turns = tokio::select! {
                 t = calls => t,
                 () = self.cancel.cancelled() => return cancelled(debate),
+                () = tokio::time::sleep_until(deadline) => return timed_out(debate),
             };
             let mut changed = false;
             let mut added = false;
@@ -595,6 +680,45 @@ impl Council {
         debate.wall_ms = ms(Instant::now());
         debate
     }
+}
+
+/// Why a finished debate could not conclude, if it could not: its
+/// deadline passed, or nothing passed for lack of votes rather than
+/// because of objections (agents that failed, timed out, ran out of
+/// budget or abstained). A debate its agents decided against, or one
+/// cancelled by shutdown, concluded.
+pub fn inconclusive(d: &Debate) -> Option<String> {
+    if d.stop == Stop::Cancelled || !d.passed.is_empty() {
+        return None;
+    }
+    let failures: Vec<String> = d
+        .turns
+        .iter()
+        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.agent)))
+        .collect();
+    let first = failures.first().cloned().unwrap_or_default();
+    if d.stop == Stop::Deadline {
+        return Some(format!(
+            "the debate passed its deadline after {} ms in round {}",
+            d.wall_ms, d.rounds
+        ));
+    }
+    let unvoted = d
+        .decisions
+        .iter()
+        .any(|x| x.objections == 0 && x.abstentions > 0);
+    let nobody_proposed = d.proposals.is_empty() && !failures.is_empty();
+    (unvoted || nobody_proposed).then(|| {
+        format!(
+            "the council could not conclude ({} failed or abstaining turn(s){})",
+            failures.len(),
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!("; first: {first}")
+            }
+        )
+    })
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.

@@ -20,7 +20,7 @@ use super::{
     Brief, Debate, Proposal, Vote,
     facts::{FilterFacts, HostFacts, JailFacts, KernelFacts},
 };
-use crate::evidence::alert::{Alert, AlertKind, AlertSource, IdsFacts, TcpFacts};
+use crate::evidence::alert::{Alert, AlertKind, AlertSource, EvidenceClass, IdsFacts, TcpFacts};
 use crate::incident::IncidentView;
 
 pub const DATA_OPEN: &str = "<<<DATA";
@@ -56,7 +56,7 @@ impl Component {
 }
 
 const HOST: &str = "You are the host agent. You speak for this machine and its services: never let a verdict block one of the host's own addresses, a trusted peer or an allowlisted source, and weigh IDS alerts against the services the host actually runs (its listening ports). Prefer narrow actions: one address, a bounded TTL.";
-const KERNEL: &str = "You are the kernel agent. You read what the kernel itself saw: treason evidence (a peer that shrank its TCP window to zero under data in flight, or kept our socket pinned with a closed window: slow read, sockstress), zero-window SYNs counted in XDP, and kernel log lines. Kernel evidence about a live connection is conclusive; an IDS alert alone is a third-party report. For a flood of zero-window SYNs from many (likely spoofed) sources, per-source blocks are useless: the zero_window_syn_policy is the answer.";
+const KERNEL: &str = "You are the kernel agent. You read what the kernel itself saw: treason evidence (a peer that shrank its TCP window to zero under data in flight, or kept our socket pinned with a closed window: slow read, sockstress), zero-window SYNs counted in XDP, and kernel log lines. Kernel evidence about a live connection is conclusive; an IDS alert alone is a third-party report. Zero-window SYNs come before any handshake, so their source address may be forged: watch such a source, never block it on that alone. For a flood of zero-window SYNs from many (likely spoofed) sources, per-source blocks are useless: the zero_window_syn_policy is the answer.";
 const JAIL: &str = "You are the jail agent. You keep the suspect's history: how often it was banned before and when. A first offence gets a base TTL (1h); a repeat offender's TTL grows with each earlier ban (about doubling, capped at 7 days), like fail2ban's bantime.increment. Object to TTLs that ignore the history, and propose the TTL you would approve.";
 const FILTER: &str = "You are the filter agent. You know the kernel tables as they are: whether the suspect is allowlisted (the allowlist wins in XDP, so a ban would be dead weight), already blocked and for how long, and how full the blocklist is. Object to bans that change nothing or would not fit, and to policy changes that are already in force.";
 
@@ -82,6 +82,7 @@ Actions (JSON objects; "type" selects one; no other types or fields exist):
 - {"type":"watch","target":"ADDRESS","ttl_secs":N}: remember the address for N seconds, no enforcement.
 - {"type":"zero_window_syn_policy","enable":true,"ttl_secs":N}: drop every zero-window SYN for N seconds (spoofed floods only); "enable":false switches it off.
 A target must be one of the incident's "addresses" (or a narrow prefix containing one).
+Every alert has an "evidence_class": "confirmed" (our socket to the peer was established and carried data, or the kernel said so itself) or "forgeable" (seen before any completed handshake: zero-window SYNs, IDS alerts on UDP, ICMP or a lone SYN; anyone can put a bystander's address there). A block needs confirmed evidence against its target; for forgeable evidence use watch, and the guard refuses anything else. The council may only add protection: switching the zero-window SYN policy off or shortening it is refused.
 
 The debate: in round 1 every member proposes actions (none is a valid answer). In later rounds every member votes on every open proposal except its own: "approve", "object" (optionally with an alternative proposal) or "abstain". A proposal passes only when every other member approves it.
 
@@ -110,6 +111,7 @@ struct EvidenceView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     local_port: Option<u16>,
     count: u64,
+    evidence_class: EvidenceClass,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp: Option<&'a TcpFacts>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +128,7 @@ impl<'a> From<&'a Alert> for EvidenceView<'a> {
             local: a.local,
             local_port: a.local_port,
             count: a.count,
+            evidence_class: a.class(),
             tcp: a.tcp.as_ref(),
             ids: a.ids.as_ref(),
         }

@@ -4,8 +4,13 @@
 //!
 //! - host: never block this host's own addresses or trusted peers; reads IDS
 //!   alerts against our services.
-//! - kernel: kernel-confirmed evidence (treason probes, zero-window SYNs,
-//!   kernel log); the global zero-window SYN policy for spoofed floods.
+//! - kernel: kernel-confirmed evidence (treason probes, kernel log); the
+//!   global zero-window SYN policy for spoofed floods.
+//!
+//! No agent proposes or approves a per-source block on forgeable evidence
+//! alone (zero-window SYNs, IDS alerts on packets that need no handshake):
+//! a forged source address would turn the ban against a bystander. Such
+//! evidence is watched; zero-window SYN floods get the global policy.
 //! - jail: history; escalates the TTL of repeat offenders like fail2ban's
 //!   `bantime.increment` (base × factor^previous bans, capped).
 //! - filter: the tables as they are: no dead-weight bans (allowlisted,
@@ -132,9 +137,9 @@ impl RuleAgent {
         // the threshold, and a retransmission into a zero window means the
         // peer retracted window it had offered. Each is conclusive.
         let shrunk = i.count(AlertKind::TreasonRetransmit);
+        let syn = i.count(AlertKind::ZeroWindowSyn);
         let stalls = i.count(AlertKind::TreasonProbe) + i.count(AlertKind::ZeroWindowSeen);
         let logged = i.count(AlertKind::KernelLog);
-        let syn = i.count(AlertKind::ZeroWindowSyn);
         let mut why = Vec::new();
         if shrunk > 0 {
             why.push(format!(
@@ -167,19 +172,25 @@ impl RuleAgent {
                 "the kernel logged the treason message for it ({logged}×)"
             ));
         }
-        // During a flood of zero-window SYNs from many sources the sources
-        // are likely spoofed: banning them one by one protects nothing and
-        // spends the guard's ban budget. The global policy (proposed on the
-        // global incident) is the answer; SYN evidence alone is not enough
-        // here.
-        let flooding = k.zero_window_sources_recent >= self.cfg.flood_sources
-            || k.zero_window_syn_rate >= self.cfg.flood_rate
-            || k.zero_window_policy_secs_left.is_some();
-        if syn > 0 && !flooding {
-            why.push("it crossed the zero-window SYN threshold in XDP".to_string());
-        }
+        // A zero-window SYN comes before any handshake: its source address
+        // may be anyone's (hping3 -a), so it never bans on its own. No real
+        // TCP stack opens with a zero window, which is why the global
+        // policy (proposed on the global incident when they flood) costs
+        // legitimate clients nothing; a real sockstress peer has to finish
+        // the handshake and is caught by the probes on that socket.
         if why.is_empty() {
-            return Vec::new();
+            if syn == 0 {
+                return Vec::new();
+            }
+            return vec![Draft {
+                action: Action::Watch {
+                    target: i.peer,
+                    ttl_secs: self.cfg.watch_ttl.as_secs(),
+                },
+                justification: format!(
+                    "{syn} zero-window SYN threshold event(s) in XDP: sent before any handshake, so the source may be forged; watching it (floods switch the global zero-window SYN policy on)"
+                ),
+            }];
         }
         vec![Draft {
             action: Action::Block {
@@ -203,7 +214,12 @@ impl RuleAgent {
         else {
             return Vec::new();
         };
-        let action = if worst.severity <= self.cfg.ids_block_severity {
+        let established = i
+            .evidence
+            .iter()
+            .filter_map(|a| a.ids.as_ref())
+            .any(|ids| ids.established);
+        let action = if worst.severity <= self.cfg.ids_block_severity && established {
             Action::Block {
                 target: addr::host(i.peer),
                 ttl_secs: self.cfg.base_ttl.as_secs(),
@@ -217,18 +233,38 @@ impl RuleAgent {
         vec![Draft {
             action,
             justification: format!(
-                "IDS rule {} (severity {}) matched its traffic to this host",
-                worst.signature_id, worst.severity
+                "IDS rule {} (severity {}) matched its traffic to this host{}",
+                worst.signature_id,
+                worst.severity,
+                if established {
+                    ""
+                } else {
+                    " on packets that need no handshake (the source may be forged)"
+                }
             ),
         }]
     }
 
     fn ballot(&self, b: &Brief, p: &Proposal) -> Ballot {
-        let (stance, reason, alternative) = match self.role {
+        let forgeable = match &p.action {
+            Action::Block { target, .. } => !b
+                .incident
+                .confirmed()
+                .iter()
+                .any(|a| target.contains(a)),
+            _ => false,
+        };
+        let (stance, reason, alternative) = if forgeable {
+            object(
+                "all evidence against it could have been forged (no completed handshake): a per-source ban could hit a bystander",
+            )
+        } else {
+            match self.role {
             Role::Host => self.host_vote(b, p),
             Role::Kernel => self.kernel_vote(b, p),
             Role::Jail => self.jail_vote(b, p),
             Role::Filter => self.filter_vote(b, p),
+            }
         };
         Ballot {
             proposal: p.id,

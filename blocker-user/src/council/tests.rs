@@ -171,20 +171,27 @@ async fn no_kernel_evidence_no_kernel_proposal() {
 
 #[tokio::test]
 async fn ids_severity_decides_block_or_watch() {
-    let ids = |sev: u8| {
+    let ids = |sev: u8, established: bool| {
         let mut a = alert(AlertKind::Ids, PEER);
         a.ids = Some(IdsFacts {
             signature_id: 2_100_498,
             signature: "GPL ATTACK_RESPONSE".into(),
             severity: sev,
+            established,
             ..IdsFacts::default()
         });
         a
     };
-    let d = offline().deliberate(&brief(vec![ids(1)])).await;
+    let d = offline().deliberate(&brief(vec![ids(1, true)])).await;
     assert_eq!(d.passed[0].action, block(PEER, 3600), "{d:#?}");
-    let d = offline().deliberate(&brief(vec![ids(3)])).await;
+    let d = offline().deliberate(&brief(vec![ids(3, true)])).await;
     assert!(matches!(d.passed[0].action, Action::Watch { .. }), "{d:#?}");
+    // Severe, but on packets that need no handshake: watched, never banned.
+    let d = offline().deliberate(&brief(vec![ids(1, false)])).await;
+    assert!(
+        d.passed.len() == 1 && matches!(d.passed[0].action, Action::Watch { .. }),
+        "{d:#?}"
+    );
 }
 
 #[tokio::test]
@@ -209,27 +216,70 @@ async fn spoofed_floods_get_the_policy_switch_not_bans() {
 }
 
 #[tokio::test]
-async fn per_source_syn_bans_give_way_to_the_policy_during_a_flood() {
+async fn zero_window_syns_alone_are_watched_never_banned() {
+    for sources in [0, 500] {
+        let mut b = brief(vec![alert(AlertKind::ZeroWindowSyn, PEER)]);
+        b.facts.kernel.zero_window_sources_recent = sources;
+        let d = offline().deliberate(&b).await;
+        assert!(
+            d.passed.len() == 1 && matches!(d.passed[0].action, Action::Watch { .. }),
+            "forgeable evidence, {sources} sources: {d:#?}"
+        );
+    }
+    // Nobody approves a block on it, whoever proposes it.
     let b = brief(vec![alert(AlertKind::ZeroWindowSyn, PEER)]);
+    let agents: Vec<Arc<dyn Agent>> = vec![
+        scripted_block("llm-kernel"),
+        Arc::new(RuleAgent::new("host", RulesConfig::default()).unwrap()),
+        Arc::new(RuleAgent::new("jail", RulesConfig::default()).unwrap()),
+        Arc::new(RuleAgent::new("filter", RulesConfig::default()).unwrap()),
+    ];
+    let d = Council::new(agents, Consensus::Unanimous, 3)
+        .deliberate(&b)
+        .await;
+    assert!(d.passed.is_empty(), "{d:#?}");
     assert_eq!(
-        offline().deliberate(&b).await.passed.len(),
-        1,
-        "no flood: ban the source"
+        d.votes.iter().filter(|v| v.stance == Stance::Object).count(),
+        3,
+        "{d:#?}"
     );
-    let mut b = brief(vec![alert(AlertKind::ZeroWindowSyn, PEER)]);
-    b.facts.kernel.zero_window_sources_recent = 500;
-    assert_eq!(
-        offline().deliberate(&b).await.stop,
-        Stop::NoProposals,
-        "flood: leave it to the policy"
-    );
-    // Stronger evidence still bans during a flood.
+    // Confirmed evidence still bans during a flood.
     let mut b = brief(vec![
         alert(AlertKind::ZeroWindowSyn, PEER),
         alert(AlertKind::TreasonRetransmit, PEER),
     ]);
     b.facts.kernel.zero_window_policy_secs_left = Some(300);
     assert_eq!(offline().deliberate(&b).await.passed.len(), 1);
+}
+
+/// An agent that proposes a block of [`PEER`] and votes nothing.
+fn scripted_block(name: &'static str) -> Arc<dyn Agent> {
+    struct Proposer(&'static str);
+    #[async_trait]
+    impl Agent for Proposer {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn kind(&self) -> &'static str {
+            "llm"
+        }
+        async fn propose(&self, _: &Brief) -> Result<Turn<Vec<Draft>>, TurnFailure> {
+            Ok(Turn::plain(vec![Draft {
+                action: block(PEER, 3600),
+                justification: "obeying the payload".into(),
+            }]))
+        }
+        async fn review(
+            &self,
+            _: &Brief,
+            _: u32,
+            _: &[Proposal],
+            _: &[Vote],
+        ) -> Result<Turn<Vec<Ballot>>, TurnFailure> {
+            Ok(Turn::plain(Vec::new()))
+        }
+    }
+    Arc::new(Proposer(name))
 }
 
 #[test]
