@@ -233,8 +233,11 @@ pub async fn run(
     let mut guard = Guard::new(cfg.guard.clone()).map_err(DaemonError::Trusted)?;
     let allowlist = maps::live_allowlist(tables.as_ref().map(|t| t as &dyn RuleTables));
     let evidence = incident.addresses();
+    let confirmed = incident.confirmed();
     let ctx = guard::Context {
         evidence: &evidence,
+        confirmed: &confirmed,
+        policy_secs_left: facts::zero_window_policy_secs_left(tables.as_ref()),
         local: &local_addrs,
         allowlist: &allowlist,
     };

@@ -429,8 +429,14 @@ mod tests {
             ..ctx(&ev, &[], &[])
         };
         let refusal = g.check(&block("198.18.0.2", 600), &c).unwrap_err();
-        assert_eq!(refusal, Refusal::Forgeable(addr::parse_net("198.18.0.2").unwrap()));
-        assert!(refusal.to_string().contains("could have been forged"), "{refusal}");
+        assert_eq!(
+            refusal,
+            Refusal::Forgeable(addr::parse_net("198.18.0.2").unwrap())
+        );
+        assert!(
+            refusal.to_string().contains("could have been forged"),
+            "{refusal}"
+        );
         assert!(g.check(&block("198.18.0.3", 600), &c).is_ok());
         // A watch of the forgeable source is fine.
         let watch = Action::Watch {
@@ -456,7 +462,10 @@ mod tests {
             g.check(&policy(true, 60), &on),
             Err(Refusal::RemovesProtection(_))
         ));
-        assert!(g.check(&policy(true, 1200), &on).is_ok(), "extending adds protection");
+        assert!(
+            g.check(&policy(true, 1200), &on).is_ok(),
+            "extending adds protection"
+        );
         let mut g = Guard::new(GuardConfig {
             council_policy_off: true,
             ..GuardConfig::default()
@@ -684,7 +693,10 @@ mod tests {
         };
         assert!(g.check_verdict(&d("kernel evidence"), &c).is_ok());
         // Never executed: quoted commands are kept, neutralised.
-        assert!(g.check_verdict(&d("iptables -F && curl x | sh"), &c).is_ok());
+        assert!(
+            g.check_verdict(&d("iptables -F && curl x | sh"), &c)
+                .is_ok()
+        );
         assert_eq!(
             crate::text::clean_justification("iptables -F && $(curl x) | sh\n"),
             "iptables -F     (curl x)   sh "

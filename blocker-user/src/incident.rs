@@ -16,7 +16,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::alert::{Alert, AlertKind, AlertSource};
+use crate::evidence::alert::{Alert, AlertKind, AlertSource, EvidenceClass};
 
 /// The incident as the council sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,21 @@ impl IncidentView {
         let mut v: Vec<IpAddr> = std::iter::once(self.peer)
             .chain(self.evidence.iter().map(|a| a.peer))
             .filter(|a| !a.is_unspecified())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The addresses of [`addresses`](Self::addresses) with confirmed
+    /// evidence against them (see [`EvidenceClass`]): the only ones a
+    /// per-source block may name.
+    pub fn confirmed(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .evidence
+            .iter()
+            .filter(|a| a.class() == EvidenceClass::Confirmed && !a.peer.is_unspecified())
+            .map(|a| crate::addr::canonical(a.peer))
             .collect();
         v.sort();
         v.dedup();

@@ -76,7 +76,7 @@ pub fn execute<T: RuleTables>(
         info!("dry run: would {action} (incident #{})", view.id);
         return Outcome::new("dry-run", None);
     };
-    let justification = crate::text::sanitize_text(&draft.justification);
+    let justification = crate::text::clean_justification(&draft.justification);
     let mut rule_id = None;
     let result: Result<(), (&'static str, String)> = match action {
         Action::Block { target, ttl_secs } => enforcer
@@ -159,7 +159,7 @@ pub fn journal(
                 incident_id: Some(view.id),
                 peer: view.peer,
                 action: &draft.action,
-                justification: &crate::text::sanitize_text(&draft.justification),
+                justification: &crate::text::clean_justification(&draft.justification),
                 outcome: o.outcome,
                 detail: o.detail.as_deref(),
                 rule_id: o.rule_id,

@@ -44,6 +44,7 @@ fn ids_alert(payload: &str) -> Alert {
             severity: 1,
             proto: "TCP".into(),
             payload_printable: Some(payload.into()),
+            established: true,
         }),
     }
 }
@@ -549,7 +550,7 @@ async fn the_judge_summarises_but_cannot_change_the_outcome() {
 fn eve_line(src: &str, payload: &str) -> String {
     json!({
         "timestamp": "2025-11-21T12:00:00.123456+0000", "event_type": "alert",
-        "src_ip": src, "src_port": 51234, "dest_ip": "198.18.0.1", "dest_port": 21, "proto": "TCP",
+        "src_ip": src, "src_port": 51234, "dest_ip": "198.18.0.1", "dest_port": 21, "proto": "TCP", "app_proto": "ftp",
         "alert": {"action": "allowed", "signature_id": 2100498, "signature": "GPL ATTACK_RESPONSE id check returned root",
                   "category": "Potentially Bad Traffic", "severity": 1},
         "direction": "to_server", "payload_printable": payload

@@ -194,8 +194,11 @@ fn sockstress_zero_window_handshake_over_ipv6_is_banned() {
     );
 }
 
+/// Zero-window SYNs come before any handshake: their source may be forged
+/// (this test forges it with hping3 -a), so they are watched, never banned
+/// (issue 10); a real sockstress peer is caught on its established socket.
 #[test]
-fn zero_window_syn_flood_from_one_source_is_banned_past_the_threshold() {
+fn zero_window_syns_from_one_source_are_counted_and_watched_never_banned() {
     let lab = Lab::new();
     let _srv = lab.tcp_server(PORT);
     let state = State::new();
@@ -225,12 +228,14 @@ fn zero_window_syn_flood_from_one_source_is_banned_past_the_threshold() {
     hping(CLIENT_V4[0], 30);
     hping(CLIENT_V4[1], 10);
     assert!(
-        wait_until(DETECT, || block_rule(&state, CLIENT_V4[0]).is_some()),
-        "flooder not banned:\n{}",
+        wait_until(DETECT, || d
+            .log()
+            .contains(&format!("watching {}", CLIENT_V4[0]))),
+        "the source past the threshold is not watched:\n{}",
         d.log()
     );
-    let rule = block_rule(&state, CLIENT_V4[0]).unwrap();
-    assert_eq!(rule["reason_code"], "zero-window-syn");
+    assert!(block_rule(&state, CLIENT_V4[0]).is_none(), "{}", d.log());
+    assert!(lab.tcp_connect(CLIENT_V4[0], server4(), TCP_TIMEOUT));
     // The one below the threshold is counted, not banned.
     let zw = state.json(&["zero-window"]);
     let below = zw["sources"]
@@ -323,7 +328,7 @@ fn suricata_alerts_are_debated_as_data() {
     );
     let line = |src: &str, sev: u8, payload: &str| {
         format!(
-            r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":{sev}}},"payload_printable":"{payload}"}}"#
+            r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":{sev}}},"payload_printable":"{payload}"}}"#
         )
     };
     let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();

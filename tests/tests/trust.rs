@@ -134,8 +134,14 @@ fn forged_zero_window_syns_ban_no_bystander_and_a_real_sockstress_peer_is_banned
         "a bystander was banned from forged evidence ({bans:?}):\n{}",
         d.log()
     );
-    assert!(lab.tcp_connect(v4, server4(), TCP_TIMEOUT), "v4 bystander cut off");
-    assert!(lab.tcp_connect(v6, server6(), TCP_TIMEOUT), "v6 bystander cut off");
+    assert!(
+        lab.tcp_connect(v4, server4(), TCP_TIMEOUT),
+        "v4 bystander cut off"
+    );
+    assert!(
+        lab.tcp_connect(v6, server6(), TCP_TIMEOUT),
+        "v6 bystander cut off"
+    );
     let log = d.log();
     assert!(
         log.contains("watch 198.18.0.2"),
@@ -181,10 +187,7 @@ fn spoofed_sources(sources: u32, per_source: usize, rate: usize) -> (usize, Stri
         d.log()
     );
     std::thread::sleep(Duration::from_secs(2));
-    let bans = banned(&state)
-        .iter()
-        .filter(|b| addrs.contains(b))
-        .count();
+    let bans = banned(&state).iter().filter(|b| addrs.contains(b)).count();
     assert!(
         lab.tcp_connect(CLIENT_V4[1], server4(), TCP_TIMEOUT),
         "an ordinary client was cut off"
@@ -295,8 +298,8 @@ fn debate_cli(
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let report =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     (report, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -332,14 +335,22 @@ fn an_llm_council_banning_on_forgeable_evidence_is_refused_by_the_guard() {
     let v = verdict(&report, "block");
     assert_eq!(v["outcome"], "refused", "{report:#}");
     assert!(
-        v["detail"].as_str().unwrap().contains("could have been forged"),
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could have been forged"),
         "{v}"
     );
-    assert!(stderr.contains("guard refused to block 198.18.0.66"), "{stderr}");
+    assert!(
+        stderr.contains("guard refused to block 198.18.0.66"),
+        "{stderr}"
+    );
     // The prompt told the agents which class the evidence is.
     let data = server.requests()[0].data();
     assert!(
-        data[0].to_string().contains("\"evidence_class\":\"forgeable\""),
+        data[0]
+            .to_string()
+            .contains("\"evidence_class\":\"forgeable\""),
         "{data:?}"
     );
     // The same council on an established flow: the ban passes the guard,
@@ -357,6 +368,8 @@ fn an_llm_council_banning_on_forgeable_evidence_is_refused_by_the_guard() {
 fn an_llm_council_cannot_switch_off_the_operators_policy() {
     blocker_tests::require_root();
     let state = State::new();
+    // A ban creates the maps; then the operator's policy.
+    state.ok(&["ban", "198.18.0.77", "--ttl", "1h"]);
     state.ok(&["policy", "zero-window-syn", "on", "--ttl", "10m"]);
     let off = serde_json::json!({"type": "zero_window_syn_policy", "enable": false, "ttl_secs": 0});
     let server = LlmServer::start(
@@ -367,17 +380,30 @@ fn an_llm_council_cannot_switch_off_the_operators_policy() {
     let v = verdict(&report, "zero_window_syn_policy");
     assert_eq!(v["outcome"], "refused", "{report:#}");
     assert!(
-        v["detail"].as_str().unwrap().contains("only add protection"),
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only add protection"),
         "{v}"
     );
-    assert!(!stderr.contains("verdict applied: stop dropping"), "{stderr}");
+    assert!(
+        !stderr.contains("verdict applied: stop dropping"),
+        "{stderr}"
+    );
     let left = state.json(&["status"])["zero_window_policy_secs"].as_u64();
     assert!(left.is_some_and(|s| s > 500), "the policy was switched off");
     // Shortening it is removing protection too.
-    let short = serde_json::json!({"type": "zero_window_syn_policy", "enable": true, "ttl_secs": 60});
-    let server = LlmServer::start(unanimous(short, "a minute is enough"), Duration::from_millis(5));
+    let short =
+        serde_json::json!({"type": "zero_window_syn_policy", "enable": true, "ttl_secs": 60});
+    let server = LlmServer::start(
+        unanimous(short, "a minute is enough"),
+        Duration::from_millis(5),
+    );
     let (report, _) = debate_cli(&state, &server, &eve_line(SUSPECT, true), true);
-    assert_eq!(verdict(&report, "zero_window_syn_policy")["outcome"], "refused");
+    assert_eq!(
+        verdict(&report, "zero_window_syn_policy")["outcome"],
+        "refused"
+    );
     let left = state.json(&["status"])["zero_window_policy_secs"].as_u64();
     assert!(left.is_some_and(|s| s > 500), "the policy was shortened");
 }
@@ -437,15 +463,15 @@ fn no_kernel_pointer_reaches_the_llm_the_journal_or_the_transcripts() {
         "no probe evidence reached the LLM:\n{}",
         d.log()
     );
-    assert!(
-        wait_until(DETECT, || debates(&state) >= 1),
-        "{}",
-        d.log()
-    );
+    assert!(wait_until(DETECT, || debates(&state) >= 1), "{}", d.log());
     assert!(d.stop().success(), "{}", d.log());
     for r in server.requests() {
         let body = r.body.to_string();
-        assert_eq!(kernel_pointers(&body), Vec::<String>::new(), "prompt: {body}");
+        assert_eq!(
+            kernel_pointers(&body),
+            Vec::<String>::new(),
+            "prompt: {body}"
+        );
     }
     let id = state.json(&["debates", "list"])[0]["id"].to_string();
     let shown = state.ok(&["debates", "show", &id, "--prompts"]);
@@ -470,9 +496,12 @@ fn an_llm_outage_still_bans_a_slow_reader_through_the_offline_fallback() {
     let lab = Lab::new();
     let _srv = lab.victim_server(PORT, 4 << 20);
     let state = State::new();
-    let server = lab
-        .server
-        .run_in(|| LlmServer::start(Script::new(|_| Reply::Status(503)), Duration::from_millis(5)));
+    let server = lab.server.run_in(|| {
+        LlmServer::start(
+            Script::new(|_| Reply::Status(503)),
+            Duration::from_millis(5),
+        )
+    });
     let cfg = config(
         &state,
         "[council]\ndebate_deadline = \"5s\"\n[council.llm]\nretries = 1\nbackoff = \"100ms\"\n",
@@ -516,5 +545,9 @@ fn an_llm_outage_still_bans_a_slow_reader_through_the_offline_fallback() {
         shown.contains("fell back to the offline council"),
         "the transcript does not say why:\n{shown}"
     );
-    assert!(d.log().contains("fell back to the offline council"), "{}", d.log());
+    assert!(
+        d.log().contains("fell back to the offline council"),
+        "{}",
+        d.log()
+    );
 }

@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .zip(&report.outcomes)
         .map(|(d, o)| VerdictView {
             action: serde_json::to_value(&d.action).unwrap_or_default(),
-            justification: blocker::text::sanitize_text(&d.justification),
+            justification: blocker::text::clean_justification(&d.justification),
             outcome: o.outcome.to_string(),
             detail: o.detail.clone(),
             rule_id: o.rule_id,

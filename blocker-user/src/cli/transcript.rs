@@ -272,6 +272,24 @@ pub fn render(d: &Debate, verdicts: &[VerdictView], h: &Heading, prompts: bool) 
         );
     }
 
+    if let Some(f) = &d.fallback {
+        let _ = writeln!(out, "\nFallback: {}", one_line(&f.reason, 600));
+        if let Some(fd) = &f.debate {
+            for p in &fd.proposals {
+                let passed = fd.decisions.iter().any(|x| x.proposal == p.id && x.passed);
+                let _ = writeln!(
+                    out,
+                    "  offline #{} {} (by {}): {} — {}",
+                    p.id,
+                    p.action,
+                    p.author,
+                    if passed { "PASSED" } else { "not passed" },
+                    one_line(&p.justification, 300)
+                );
+            }
+        }
+    }
+
     let _ = writeln!(out, "\nVerdicts (after the guard)");
     if verdicts.is_empty() {
         let _ = writeln!(out, "  none");

@@ -106,18 +106,22 @@ pub struct FactSources<'a> {
 }
 
 /// The facts of every component about `view`.
-pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> Facts {
+/// Seconds the zero-window SYN drop policy stays on, if it is on.
+pub fn zero_window_policy_secs_left(tables: Option<&Tables>) -> Option<u64> {
     let now_ns = clock::boottime_ns();
-    let policy_until = src
-        .tables
+    let until = tables
         .and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok())
         .unwrap_or(0);
+    (until > now_ns).then(|| (until - now_ns) / 1_000_000_000)
+}
+
+pub fn gather_facts(view: &IncidentView, src: &FactSources<'_>) -> Facts {
+    let now_ns = clock::boottime_ns();
     let kernel = KernelFacts {
         probes: src.probes.to_string(),
         zero_window_syn_rate: src.zero_window_syn_rate,
         zero_window_sources_recent: src.zero_window_sources_recent,
-        zero_window_policy_secs_left: (policy_until > now_ns)
-            .then(|| (policy_until - now_ns) / 1_000_000_000),
+        zero_window_policy_secs_left: zero_window_policy_secs_left(src.tables),
     };
     let mut trusted = src.trusted.to_vec();
     trusted.extend(live_allowlist(src.tables));

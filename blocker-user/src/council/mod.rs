@@ -435,6 +435,9 @@ impl Council {
         let Some(reason) = inconclusive(&debate) else {
             return debate;
         };
+        if self.fallback.is_none() && !self.agents.iter().any(|a| a.kind() == "llm") {
+            return debate;
+        }
         let actionable = brief.incident.is_global() || !brief.incident.confirmed().is_empty();
         let record = match &self.fallback {
             Some(rules) if actionable => {
@@ -950,9 +953,20 @@ pub fn build(cfg: &Config) -> Result<Council, BuildError> {
             }
         }
     }
-    let mut council = Council::new(agents, c.consensus(), c.max_rounds);
+    let mut council =
+        Council::new(agents, c.consensus(), c.max_rounds).with_deadline(c.debate_deadline);
     if let (true, Some(endpoint)) = (c.llm.judge, &endpoint) {
         council = council.with_judge(Arc::new(llm::LlmJudge::new(&c.llm, endpoint.clone())));
+    }
+    // An LLM outage must not stop protection: the offline rules (every
+    // role that has them) decide what the models could not.
+    if c.uses_llm() && c.fallback == crate::config::Fallback::Rules {
+        let offline: Vec<Arc<dyn Agent>> = rules::ROLES
+            .iter()
+            .filter_map(|r| rules::RuleAgent::new(r, c.rules.clone()))
+            .map(|a| Arc::new(a) as Arc<dyn Agent>)
+            .collect();
+        council = council.with_fallback(Council::new(offline, c.consensus(), c.max_rounds));
     }
     Ok(council)
 }

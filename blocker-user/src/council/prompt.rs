@@ -385,6 +385,7 @@ mod tests {
                 severity: 1,
                 proto: "TCP".into(),
                 payload_printable: Some(payload.into()),
+                established: true,
             }),
         };
         Brief {

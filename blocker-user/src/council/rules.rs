@@ -247,11 +247,9 @@ impl RuleAgent {
 
     fn ballot(&self, b: &Brief, p: &Proposal) -> Ballot {
         let forgeable = match &p.action {
-            Action::Block { target, .. } => !b
-                .incident
-                .confirmed()
-                .iter()
-                .any(|a| target.contains(a)),
+            Action::Block { target, .. } => {
+                !b.incident.confirmed().iter().any(|a| target.contains(a))
+            }
             _ => false,
         };
         let (stance, reason, alternative) = if forgeable {
@@ -260,10 +258,10 @@ impl RuleAgent {
             )
         } else {
             match self.role {
-            Role::Host => self.host_vote(b, p),
-            Role::Kernel => self.kernel_vote(b, p),
-            Role::Jail => self.jail_vote(b, p),
-            Role::Filter => self.filter_vote(b, p),
+                Role::Host => self.host_vote(b, p),
+                Role::Kernel => self.kernel_vote(b, p),
+                Role::Jail => self.jail_vote(b, p),
+                Role::Filter => self.filter_vote(b, p),
             }
         };
         Ballot {

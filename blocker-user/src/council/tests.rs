@@ -239,7 +239,10 @@ async fn zero_window_syns_alone_are_watched_never_banned() {
         .await;
     assert!(d.passed.is_empty(), "{d:#?}");
     assert_eq!(
-        d.votes.iter().filter(|v| v.stance == Stance::Object).count(),
+        d.votes
+            .iter()
+            .filter(|v| v.stance == Stance::Object)
+            .count(),
         3,
         "{d:#?}"
     );

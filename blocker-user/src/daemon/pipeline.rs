@@ -245,7 +245,7 @@ impl<T: RuleTables> Pipeline<T> {
                 let o = self.apply(&trigger, d, finished_ns);
                 (
                     d.action.clone(),
-                    crate::text::sanitize_text(&d.justification),
+                    crate::text::clean_justification(&d.justification),
                     o,
                 )
             })
@@ -262,8 +262,13 @@ impl<T: RuleTables> Pipeline<T> {
         let view = &trigger.view;
         let allowlist = live_allowlist(Some(self.enforcer.tables()));
         let evidence = view.addresses();
+        let confirmed = view.confirmed();
         let ctx = guard::Context {
             evidence: &evidence,
+            confirmed: &confirmed,
+            policy_secs_left: crate::council::facts::zero_window_policy_secs_left(Some(
+                self.enforcer.tables(),
+            )),
             local: &self.local_addrs,
             allowlist: &allowlist,
         };

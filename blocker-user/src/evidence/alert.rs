@@ -61,7 +61,36 @@ pub enum AlertKind {
     Ids,
 }
 
+/// Whether a remote peer could have forged the source address of the
+/// evidence. A per-source ban needs confirmed evidence: a forged address
+/// is a bystander's, and banning it turns the blocker against its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceClass {
+    /// Seen before any completed handshake: zero-window SYNs, IDS alerts on
+    /// packets that need none (UDP, ICMP, a lone SYN). Anyone can send
+    /// these with someone else's address (hping3 `-a`).
+    Forgeable,
+    /// Our socket to the peer was established and carried data (the treason
+    /// probes), the kernel said so itself, or an IDS matched an established
+    /// TCP flow: the peer answered our SYN-ACK from that address.
+    Confirmed,
+}
+
 impl AlertKind {
+    /// The evidence class of every alert of this kind; `None` for IDS
+    /// alerts, whose class depends on the flow ([`IdsFacts::established`]).
+    pub const fn class(self) -> Option<EvidenceClass> {
+        match self {
+            Self::TreasonRetransmit
+            | Self::TreasonProbe
+            | Self::ZeroWindowSeen
+            | Self::KernelLog => Some(EvidenceClass::Confirmed),
+            Self::ZeroWindowSyn | Self::ZeroWindowFlood => Some(EvidenceClass::Forgeable),
+            Self::Ids => None,
+        }
+    }
+
     /// Evidence the kernel itself produced about a live connection or
     /// packets (as opposed to a third-party report such as an IDS).
     pub const fn is_kernel_evidence(self) -> bool {
@@ -93,7 +122,11 @@ pub struct TcpFacts {
     /// How long the window had been closed with nothing acknowledged, for
     /// stall events (milliseconds).
     pub stalled_ms: u64,
-    /// Kernel identity of the socket, to tell one connection from many.
+    /// Identity of the socket, to tell one connection from many: a keyed
+    /// hash of the kernel's `struct sock *` (see
+    /// [`probe::socket_id`](super::probe::socket_id)), never the pointer
+    /// itself, which would leak the kernel's address layout (KASLR) into
+    /// prompts, the journal and transcripts.
     pub socket: u64,
 }
 
@@ -109,6 +142,11 @@ pub struct IdsFacts {
     pub proto: String,
     /// Attacker-controlled payload text, if the alert carried it.
     pub payload_printable: Option<String>,
+    /// The alert matched an established TCP flow (Suricata identified the
+    /// application protocol, or logged the TCP state as established): its
+    /// source completed a handshake. Otherwise the evidence is forgeable.
+    #[serde(default)]
+    pub established: bool,
 }
 
 /// One piece of evidence about one source.
@@ -133,6 +171,18 @@ pub struct Alert {
     pub count: u64,
     pub tcp: Option<TcpFacts>,
     pub ids: Option<IdsFacts>,
+}
+
+impl Alert {
+    /// Whether the source address of this evidence could be forged.
+    pub fn class(&self) -> EvidenceClass {
+        self.kind
+            .class()
+            .unwrap_or(match self.ids.as_ref().is_some_and(|i| i.established) {
+                true => EvidenceClass::Confirmed,
+                false => EvidenceClass::Forgeable,
+            })
+    }
 }
 
 /// Counts what the alert pipeline received, dropped and rejected; shared by

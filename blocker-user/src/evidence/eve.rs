@@ -111,6 +111,17 @@ struct EveAlert {
     payload_printable: Option<String>,
     /// "to_server" or "to_client": which way the matched packet went.
     direction: Option<String>,
+    /// The application protocol Suricata identified ("failed" when it
+    /// could not): it parses application data only on a TCP stream whose
+    /// handshake it saw, so a known one means an established flow.
+    app_proto: Option<String>,
+    /// TCP details, when the eve output logs them.
+    tcp: Option<EveTcp>,
+}
+
+#[derive(Deserialize)]
+struct EveTcp {
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +167,22 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Alert>, EveError> {
         _ => (src, eve.src_port, dest, eve.dest_port),
     };
     let text = |s: Option<String>| s.as_deref().map(text::sanitize_text).unwrap_or_default();
+    // Forgeable unless the flow was an established TCP connection: a UDP
+    // or ICMP packet, or a lone SYN, may carry anyone's source address.
+    let tcp = eve
+        .proto
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+    let known_app = eve
+        .app_proto
+        .as_deref()
+        .is_some_and(|a| !a.is_empty() && a != "failed" && a != "unknown");
+    let established_state = eve
+        .tcp
+        .as_ref()
+        .and_then(|t| t.state.as_deref())
+        .is_some_and(|s| s == "established");
+    let established = tcp && (known_app || established_state);
     Ok(Some(Alert {
         source: AlertSource::Suricata,
         kind: AlertKind::Ids,
@@ -174,6 +201,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Alert>, EveError> {
             severity,
             proto: text(eve.proto),
             payload_printable: eve.payload_printable.as_deref().map(text::sanitize_text),
+            established,
         }),
     }))
 }
@@ -521,6 +549,7 @@ mod tests {
         assert_eq!(ids.category, "Potentially Bad Traffic");
         assert_eq!(ids.severity, 2);
         assert_eq!(ids.proto, "TCP");
+        assert!(ids.established, "app_proto ftp: an established flow");
         // Control characters become spaces.
         assert_eq!(ids.payload_printable.as_deref(), Some("USER root  "));
     }

@@ -55,10 +55,22 @@ pub fn alert_from_event(ev: &Event) -> Option<Alert> {
             state: ev.state,
             pending_bytes: ev.count,
             stalled_ms: ev.stalled_ns / 1_000_000,
-            socket: ev.sock_id,
+            socket: socket_id(ev.sock_id),
         }),
         ids: None,
     })
+}
+
+/// The identity of a socket as the rest of blocker sees it: a keyed hash
+/// (SipHash with a random per-daemon key) of the kernel's `struct sock *`,
+/// cut to 32 bits. It tells one connection from another within a daemon's
+/// life and reveals nothing about the kernel's address layout: the pointer
+/// itself, sent to an LLM endpoint or written to the journal, would leak
+/// KASLR to a third party.
+pub fn socket_id(sock: u64) -> u64 {
+    use std::hash::BuildHasher as _;
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(std::hash::RandomState::new).hash_one(sock) & 0xffff_ffff
 }
 
 /// Reads the ring buffer until the channel closes.
@@ -122,6 +134,22 @@ mod tests {
         assert_eq!((a.peer_port, a.local_port), (Some(40000), Some(8080)));
         assert_eq!(a.observed_ns, 42);
         assert_eq!(a.tcp.unwrap().pending_bytes, 1448);
+    }
+
+    #[test]
+    fn socket_identities_are_stable_hashes_never_kernel_pointers() {
+        let ptr = 0xffff_8881_0a1a_8000_u64;
+        let ev = Event {
+            kind: event_kind::TREASON_PROBE,
+            family: AF_INET,
+            sock_id: ptr,
+            ..Event::default()
+        };
+        let id = alert_from_event(&ev).unwrap().tcp.unwrap().socket;
+        assert_ne!(id, ptr);
+        assert!(id <= u64::from(u32::MAX), "{id:#x}");
+        assert_eq!(socket_id(ptr), id, "the same socket, the same identity");
+        assert_ne!(socket_id(ptr + 0x800), id);
     }
 
     #[test]
