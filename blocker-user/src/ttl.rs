@@ -10,7 +10,17 @@ pub enum TtlError {
     Invalid(String),
     #[error("TTL {0:?} is zero; use a positive duration, or `never` for a permanent rule")]
     Zero(String),
+    #[error(
+        "TTL {0:?} is longer than the maximum of 10 years (3650d); use `never` for a permanent rule"
+    )]
+    TooLong(String),
 }
+
+/// Longest TTL accepted. Beyond it an expiry in CLOCK_BOOTTIME nanoseconds
+/// saturates (u64 holds 584 years) and the kernel entry would silently never
+/// expire while the CLI showed a date centuries away; a rule meant to last
+/// that long is a permanent one.
+pub const MAX_TTL: Duration = Duration::from_secs(3650 * 86_400);
 
 /// A parsed TTL: `None` means permanent.
 pub type Ttl = Option<Duration>;
@@ -28,6 +38,9 @@ pub fn parse_ttl(input: &str) -> Result<Ttl, TtlError> {
     let d = parse_duration(s).map_err(|_| TtlError::Invalid(input.to_string()))?;
     if d.is_zero() {
         return Err(TtlError::Zero(input.to_string()));
+    }
+    if d > MAX_TTL {
+        return Err(TtlError::TooLong(input.to_string()));
     }
     Ok(Some(d))
 }
@@ -101,6 +114,16 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
+        assert_eq!(
+            parse_ttl("1000000y"),
+            Err(TtlError::TooLong("1000000y".into()))
+        );
+        assert!(parse_ttl("3650d").is_ok());
+        assert!(
+            TtlError::TooLong("11y".into())
+                .to_string()
+                .contains("maximum of 10 years")
+        );
         assert_eq!(parse_ttl("90s").unwrap(), Some(Duration::from_secs(90)));
         assert_eq!(parse_ttl("30m").unwrap(), Some(Duration::from_secs(1800)));
         assert_eq!(parse_ttl("1h").unwrap(), Some(Duration::from_secs(3600)));

@@ -243,6 +243,11 @@ fn a_second_daemon_on_the_same_pins_refuses_naming_the_first() {
     state.ok(&["ban", CLIENT_V4[0], "--ttl", "1h"]);
     assert!(!lab.tcp_connect(CLIENT_V4[0], server4(), TCP_TIMEOUT));
     assert!(first.log().contains("blocker running"));
+    // The journal holds attacker text: owner only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state.state_dir), 0o700);
+    assert_eq!(mode(&state.state_dir.join("blocker.db")), 0o600);
 }
 
 // --- The LLM council: forgeable evidence, protection it may not remove, ---

@@ -13,9 +13,11 @@
 //! - [`journal_writer`]: debate and incident records, batched off the
 //!   critical path;
 //! - [`status`]: `daemon.json`, what `blocker status` reads;
-//! - [`narrate`]: debates logged for operators.
+//! - [`narrate`]: debates logged for operators;
+//! - [`lock`]: one daemon per pin directory and state directory.
 
 mod journal_writer;
+pub mod lock;
 mod narrate;
 mod pipeline;
 mod run;
@@ -68,6 +70,8 @@ pub enum DaemonError {
     /// so this means a config built in code).
     #[error("invalid configuration: {0}")]
     MetricsAddr(String),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{what}: {source}")]
     Io {
         what: String,

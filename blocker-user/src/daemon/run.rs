@@ -61,6 +61,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let council = Arc::new(council::build(cfg)?.with_cancel(cancel.clone()));
     let guard = Guard::new(cfg.guard.clone()).map_err(DaemonError::Trusted)?;
     let pins = PinDir::new(&cfg.pin_dir);
+    // Before anything is loaded or attached: a second daemon on the same
+    // pins would swap its programs into the first one's links.
+    pins.ensure()?;
+    crate::state::journal::create_private_dir(&cfg.state_dir)?;
+    let _lock = super::lock::DaemonLock::acquire(pins.path(), &cfg.state_dir)?;
 
     // Probe offsets come from the running kernel and must be set before load.
     let mut probe_mode = cfg.treason.probe;

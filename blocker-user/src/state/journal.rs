@@ -226,6 +226,19 @@ pub struct NewRule<'a> {
     pub source: &'a str,
 }
 
+/// Creates `dir` (and its parents) and makes it 0700: the state directory
+/// holds the journal, whose transcripts carry attacker text and verdict
+/// history.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let e = |source| StoreError::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(e)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(e)
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -234,11 +247,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<state_dir>/blocker.db`.
     pub fn open_in(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
-            dir: state_dir.to_owned(),
-            source,
-        })?;
-        Self::open(&state_dir.join(DB_FILE))
+        create_private_dir(state_dir)?;
+        let store = Self::open(&state_dir.join(DB_FILE))?;
+        // Transcripts hold attacker text and the verdict history: owner
+        // only. SQLite creates the -wal and -shm files with the database's
+        // mode.
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(
+            state_dir.join(DB_FILE),
+            std::fs::Permissions::from_mode(0o600),
+        );
+        Ok(store)
     }
 
     /// Opens `<state_dir>/blocker.db` only if it exists: readers (`blocker
@@ -253,6 +272,7 @@ impl Store {
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it.
+    /// (Its directory is the caller's: see [`create_private_dir`].)
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
