@@ -237,7 +237,11 @@ pub async fn run(
     let ctx = guard::Context {
         evidence: &evidence,
         confirmed: &confirmed,
-        policy_secs_left: facts::zero_window_policy_secs_left(tables.as_ref()),
+        policy_secs_left: facts::zero_window_policy_secs_left(
+            tables
+                .as_ref()
+                .map(|t| t as &dyn crate::kernel::maps::RuleTables),
+        ),
         local: &local_addrs,
         allowlist: &allowlist,
     };

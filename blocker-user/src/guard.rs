@@ -133,7 +133,8 @@ impl Refusal {
             Self::NoExpiry(_) => "no-expiry",
             Self::RateLimited(_) => "rate-limited",
             Self::UnblockDisabled => "unblock-disabled",
-            Self::ShellLike(_) => "shell-like",
+            Self::Forgeable(_) => "forgeable",
+            Self::RemovesProtection(_) => "removes-protection",
             Self::TooLong { .. } => "too-long",
         }
     }

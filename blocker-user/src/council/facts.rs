@@ -107,7 +107,7 @@ pub struct FactSources<'a> {
 
 /// The facts of every component about `view`.
 /// Seconds the zero-window SYN drop policy stays on, if it is on.
-pub fn zero_window_policy_secs_left(tables: Option<&Tables>) -> Option<u64> {
+pub fn zero_window_policy_secs_left(tables: Option<&dyn RuleTables>) -> Option<u64> {
     let now_ns = clock::boottime_ns();
     let until = tables
         .and_then(|t| t.config(slot::ZW_DROP_UNTIL_NS).ok())
