@@ -6,17 +6,25 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     helpers::{bpf_map_lookup_elem, bpf_map_update_elem},
     macros::btf_map,
 };
 use blocker_common::{
-    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleEntry, SockState, XdpStats, ZeroWindowEntry, config,
+    Event, Ipv4Key, Ipv6Key, LpmV4, Meta, RuleCounters, RuleEntry, SockState, XdpStats,
+    ZeroWindowEntry, config,
 };
 
+/// LRU maps keep one LRU list per CPU (`BPF_F_NO_COMMON_LRU`): an insert that
+/// must evict takes the local CPU's list lock only, never a lock every CPU
+/// contends for (`bpf_percpu_lru_pop_free()`, kernel/bpf/bpf_lru_list.c), so
+/// a spoofed flood of new sources on all receive queues does not serialise
+/// on one lock.
+const PER_CPU_LRU: usize = BPF_F_NO_COMMON_LRU as usize;
+
 #[btf_map]
-pub static BLOCK_V4: HashMap<Ipv4Key, RuleEntry, 65536> = HashMap::new();
+pub static BLOCK_V4: HashMap<Ipv4Key, RuleEntry, 262144> = HashMap::new();
 #[btf_map]
 pub static BLOCK_V6: HashMap<Ipv6Key, RuleEntry, 65536> = HashMap::new();
 #[btf_map]
@@ -30,9 +38,14 @@ pub static ALLOW_V6: LpmTrie<Ipv6Key, RuleEntry, 4096> = LpmTrie::new();
 #[btf_map]
 pub static STATS: PerCpuArray<XdpStats, 1> = PerCpuArray::new();
 #[btf_map]
-pub static ZW_SYN_V4: LruHashMap<Ipv4Key, ZeroWindowEntry, 65536> = LruHashMap::new();
+pub static ZW_SYN_V4: LruHashMap<Ipv4Key, ZeroWindowEntry, 65536, PER_CPU_LRU> = LruHashMap::new();
 #[btf_map]
-pub static ZW_SYN_V6: LruHashMap<Ipv6Key, ZeroWindowEntry, 65536> = LruHashMap::new();
+pub static ZW_SYN_V6: LruHashMap<Ipv6Key, ZeroWindowEntry, 65536, PER_CPU_LRU> = LruHashMap::new();
+/// Rule slot → this CPU's counts. An array: the lookup is inlined by the
+/// verifier (no helper call, no hashing), which is what keeps counting off
+/// the per-packet bill.
+#[btf_map]
+pub static RULE_COUNTERS: PerCpuArray<RuleCounters, 65536> = PerCpuArray::new();
 #[btf_map]
 pub static CONFIG: Array<u64, { config::LEN as usize }> = Array::new();
 /// Read only by userspace (layout version of the pins); defined here so it is

@@ -4,12 +4,22 @@
 //! 1. Ethernet with up to two VLAN tags (802.1Q / 802.1ad), then IPv4 or IPv6.
 //!    Anything else passes: non-IP frames count as `non_ip`, frames cut short
 //!    or with invalid headers as `malformed`.
-//! 2. The source address: allowlist → PASS; a live exact or CIDR block rule
-//!    → DROP; an expired rule is ignored (and counted), also when it is the
-//!    longest prefix in front of a live one (see [`find_lpm`]).
-//! 3. TCP SYN without ACK and with window 0: counted per source (LRU), one
-//!    event when a source crosses the threshold, and dropped while the global
-//!    zero-window policy is on.
+//! 2. The source address: a live exact or CIDR block rule → DROP, unless the
+//!    allowlist covers the source → PASS. The blocklists come first because
+//!    on the common path (a source no rule names) the allowlist cannot change
+//!    the outcome, so it is not looked up at all; it is looked up exactly
+//!    when its answer matters (a block rule matched, or a zero-window SYN),
+//!    so it still always wins. An expired rule is ignored (and counted), also
+//!    when it is the longest prefix in front of a live one (see
+//!    [`find_lpm`]).
+//! 3. TCP SYN without ACK and with window 0 (allowlisted sources exempt):
+//!    dropped while the global zero-window policy is on, without touching the
+//!    per-source table (a spoofed flood would otherwise turn every frame into
+//!    an LRU insert and eviction); otherwise counted per source (LRU), with
+//!    one event when a source crosses the threshold.
+//!
+//! Matched rules are counted in [`RULE_COUNTERS`], per CPU: nothing on the
+//! drop or allow paths writes memory that another CPU reads.
 //!
 //! Nothing here logs or loops over map entries; the only loops are the
 //! bounded walk over IPv6 extension headers and, for a source whose longest
@@ -21,7 +31,7 @@ use aya_ebpf::{
 };
 use blocker_common::{
     AF_INET, AF_INET6, Event, Ipv4Key, Ipv6Key, LPM_V4_LOOKUP_BITS, LPM_V6_LOOKUP_BITS, LpmV4,
-    RuleEntry, XdpStats, ZeroWindowEntry, config, event_kind,
+    RuleCounters, RuleEntry, XdpStats, ZeroWindowEntry, config, event_kind,
 };
 use network_types::{
     eth::{EthHdr, EtherType},
@@ -32,8 +42,8 @@ use network_types::{
 
 use crate::{
     maps::{
-        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, EVENTS, MapRef, STATS,
-        ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
+        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, EVENTS, MapRef,
+        RULE_COUNTERS, STATS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
     },
     parse::{Malformed, ptr_at},
 };
@@ -153,7 +163,13 @@ fn try_ipv4(
     if proto != IPPROTO_TCP || u16::from_be_bytes(frags) & 0x1fff != 0 {
         return Ok(xdp_action::XDP_PASS);
     }
-    try_tcp(ctx, offset + header_len, Source::V4(src), stats)
+    let mut tcp = Tcp {
+        source: Source::V4(src),
+        tables: &tables,
+        lpm_key: &mut lpm_key,
+        frame_len,
+    };
+    tcp.check(ctx, offset + header_len, stats)
 }
 
 #[inline(always)]
@@ -187,7 +203,15 @@ fn try_ipv6(
     let mut offset = offset + Ipv6Hdr::LEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return try_tcp(ctx, offset, Source::V6(src), stats),
+            IPPROTO_TCP => {
+                let mut tcp = Tcp {
+                    source: Source::V6(src),
+                    tables: &tables,
+                    lpm_key: &mut lpm_key,
+                    frame_len,
+                };
+                return tcp.check(ctx, offset, stats);
+            }
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 // Next Header, Hdr Ext Len in 8-octet units not counting the first.
                 let ext: *const [u8; 2] = ptr_at(ctx, offset)?;
@@ -221,32 +245,57 @@ enum Source {
     V6(Ipv6Key),
 }
 
-#[inline(always)]
-fn try_tcp(
-    ctx: &XdpContext,
-    offset: usize,
+/// A TCP segment that passed the blocklists, with what the zero-window
+/// check needs to consult the allowlist.
+struct Tcp<'a, L> {
     source: Source,
-    stats: &mut XdpStats,
-) -> Result<u32, Malformed> {
-    let tcp: *const TcpHdr = ptr_at(ctx, offset)?;
-    let flags: *const u8 = ptr_at(ctx, offset + TCP_FLAGS_OFFSET)?;
-    // SAFETY: bounds checked by `ptr_at` (the whole fixed header, then the byte).
-    let (flags, window) = unsafe { (*flags, (*tcp).window) };
-    if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN || window != [0, 0] {
-        return Ok(xdp_action::XDP_PASS);
+    tables: &'a Tables,
+    lpm_key: &'a mut Key<L>,
+    frame_len: u64,
+}
+
+impl<L> Tcp<'_, L> {
+    #[inline(always)]
+    fn check(
+        &mut self,
+        ctx: &XdpContext,
+        offset: usize,
+        stats: &mut XdpStats,
+    ) -> Result<u32, Malformed> {
+        let tcp: *const TcpHdr = ptr_at(ctx, offset)?;
+        let flags: *const u8 = ptr_at(ctx, offset + TCP_FLAGS_OFFSET)?;
+        // SAFETY: bounds checked by `ptr_at` (the whole fixed header, then the byte).
+        let (flags, window) = unsafe { (*flags, (*tcp).window) };
+        if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN || window != [0, 0] {
+            return Ok(xdp_action::XDP_PASS);
+        }
+        // The allowlist exempts a source from the zero-window policy and its
+        // accounting, as it exempts it from block rules.
+        if let Some(rule) = self.tables.allowed(self.lpm_key, stats) {
+            count_match(rule, self.frame_len);
+            stats.allowlisted += 1;
+            return Ok(xdp_action::XDP_PASS);
+        }
+        stats.zw_syn += 1;
+        let now = boot_ns();
+        // Policy first: while it drops every zero-window SYN, counting them per
+        // source only feeds the LRU (one insert and one eviction per spoofed
+        // source) and cannot change the verdict.
+        let drop_until = config(config::ZW_DROP_UNTIL_NS);
+        if drop_until != 0 && now < drop_until {
+            stats.zw_syn_dropped += 1;
+            return Ok(xdp_action::XDP_DROP);
+        }
+        match self.source {
+            Source::V4(addr) => {
+                count_zero_window(MapRef::of(&ZW_SYN_V4), &addr, self.source, now, stats)
+            }
+            Source::V6(addr) => {
+                count_zero_window(MapRef::of(&ZW_SYN_V6), &addr, self.source, now, stats)
+            }
+        }
+        Ok(xdp_action::XDP_PASS)
     }
-    stats.zw_syn += 1;
-    let now = boot_ns();
-    match source {
-        Source::V4(addr) => count_zero_window(MapRef::of(&ZW_SYN_V4), &addr, source, now, stats),
-        Source::V6(addr) => count_zero_window(MapRef::of(&ZW_SYN_V6), &addr, source, now, stats),
-    }
-    let drop_until = config(config::ZW_DROP_UNTIL_NS);
-    if drop_until != 0 && now < drop_until {
-        stats.zw_syn_dropped += 1;
-        return Ok(xdp_action::XDP_DROP);
-    }
-    Ok(xdp_action::XDP_PASS)
 }
 
 /// Counts one zero-window SYN from `addr` in `map` (an LRU hash), and sends
@@ -331,7 +380,7 @@ struct Tables {
 
 /// What a rule lookup found.
 enum Found {
-    Live(*mut RuleEntry),
+    Live(*const RuleEntry),
     Expired,
     Nothing,
 }
@@ -347,24 +396,44 @@ impl Tables {
         stats: &mut XdpStats,
         frame_len: u64,
     ) -> Option<u32> {
-        if config(self.allow_slot) != 0
-            && let Found::Live(rule) = find_lpm(self.allow, lpm_key, stats)
-        {
-            count_match(rule, frame_len);
+        let blocked = self.blocking(addr, lpm_key, stats)?;
+        if let Some(allow) = self.allowed(lpm_key, stats) {
+            count_match(allow, frame_len);
             stats.allowlisted += 1;
             return Some(xdp_action::XDP_PASS);
         }
+        count_match(blocked, frame_len);
+        Some(xdp_action::XDP_DROP)
+    }
+
+    /// The live block rule for the source: exact first, then CIDR.
+    #[inline(always)]
+    fn blocking<K, L>(
+        &self,
+        addr: &K,
+        lpm_key: &mut Key<L>,
+        stats: &mut XdpStats,
+    ) -> Option<*const RuleEntry> {
         if config(self.exact_slot) != 0
             && let Found::Live(rule) = find(self.exact, addr, stats)
         {
-            count_match(rule, frame_len);
-            return Some(xdp_action::XDP_DROP);
+            return Some(rule);
         }
         if config(self.net_slot) != 0
             && let Found::Live(rule) = find_lpm(self.net, lpm_key, stats)
         {
-            count_match(rule, frame_len);
-            return Some(xdp_action::XDP_DROP);
+            return Some(rule);
+        }
+        None
+    }
+
+    /// The live allow rule covering the source.
+    #[inline(always)]
+    fn allowed<L>(&self, lpm_key: &mut Key<L>, stats: &mut XdpStats) -> Option<*const RuleEntry> {
+        if config(self.allow_slot) != 0
+            && let Found::Live(rule) = find_lpm(self.allow, lpm_key, stats)
+        {
+            return Some(rule);
         }
         None
     }
@@ -384,7 +453,7 @@ fn find<K>(map: MapRef, key: &K, stats: &mut XdpStats) -> Found {
 }
 
 #[inline(always)]
-fn is_live(rule: *mut RuleEntry) -> bool {
+fn is_live(rule: *const RuleEntry) -> bool {
     // SAFETY: live map value of a rule map.
     let rule = unsafe { &*rule };
     // Permanent rules skip the clock read.
@@ -464,12 +533,30 @@ fn find_lpm_from<L>(map: MapRef, key: &mut Key<L>, stats: &mut XdpStats) -> Foun
     Found::Expired
 }
 
+/// Counts a matched frame in this CPU's [`RULE_COUNTERS`] slot of `rule`.
 #[inline(always)]
-fn count_match(rule: *mut RuleEntry, frame_len: u64) {
-    // SAFETY: live, 8-byte aligned map value (see `LpmV4` for why the IPv4
-    // LPM values are aligned too).
+fn count_match(rule: *const RuleEntry, frame_len: u64) {
+    // SAFETY: live map value of a rule map.
+    let (id, slot) = unsafe { ((*rule).id, (*rule).slot) };
+    if id == 0 {
+        return;
+    }
+    let Some(counters) = RULE_COUNTERS.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
+    // disabled, so nothing else writes it meanwhile.
     unsafe {
-        atomic_add(&raw mut (*rule).packets, 1);
-        atomic_add(&raw mut (*rule).bytes, frame_len);
+        if (*counters).id == id {
+            (*counters).packets += 1;
+            (*counters).bytes += frame_len;
+        } else {
+            // A slot last used by another rule (removed, or sharing it).
+            *counters = RuleCounters {
+                id,
+                packets: 1,
+                bytes: frame_len,
+            };
+        }
     }
 }

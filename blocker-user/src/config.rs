@@ -248,13 +248,18 @@ pub struct MapsConfig {
     pub allow_v6: u32,
     pub zero_window_v4: u32,
     pub zero_window_v6: u32,
+    /// Slots of the per-CPU rule counters (see
+    /// `blocker_common::maps::RULE_COUNTERS`).
+    pub rule_counters: u32,
 }
 
 impl Default for MapsConfig {
     fn default() -> Self {
         Self {
             when_full: WhenFull::Refuse,
-            block_v4: 65536,
+            // A community blocklist (CrowdSec's bouncer spec asks for 100k
+            // decisions) fits with room to spare.
+            block_v4: 262144,
             block_v6: 65536,
             block_net_v4: 16384,
             block_net_v6: 16384,
@@ -262,6 +267,7 @@ impl Default for MapsConfig {
             allow_v6: 4096,
             zero_window_v4: 65536,
             zero_window_v6: 65536,
+            rule_counters: 65536,
         }
     }
 }
@@ -280,7 +286,7 @@ pub enum WhenFull {
 
 impl MapsConfig {
     /// `(map name, capacity, config key)` for every sized map.
-    pub fn entries(&self) -> [(&'static str, u32, &'static str); 8] {
+    pub fn entries(&self) -> [(&'static str, u32, &'static str); 9] {
         use blocker_common::maps::*;
         [
             (BLOCK_V4, self.block_v4, "block_v4"),
@@ -291,6 +297,7 @@ impl MapsConfig {
             (ALLOW_V6, self.allow_v6, "allow_v6"),
             (ZW_SYN_V4, self.zero_window_v4, "zero_window_v4"),
             (ZW_SYN_V6, self.zero_window_v6, "zero_window_v6"),
+            (RULE_COUNTERS, self.rule_counters, "rule_counters"),
         ]
     }
 

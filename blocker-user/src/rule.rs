@@ -3,7 +3,7 @@
 //! the map layer (`kernel::maps`) and the enforcer (`state`), so neither
 //! imports the other's types to name a rule.
 
-use blocker_common::RuleEntry;
+use blocker_common::{RuleCounters, RuleEntry};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -60,4 +60,7 @@ pub struct Rule {
     pub list: List,
     pub net: IpNet,
     pub entry: RuleEntry,
+    /// Its packet and byte counts, summed over the CPUs (zero for a rule that
+    /// has not matched, or whose counter slot another rule took over).
+    pub counters: RuleCounters,
 }

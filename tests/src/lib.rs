@@ -11,6 +11,7 @@ pub mod lab;
 pub mod llm_server;
 pub mod peers;
 pub mod testrun;
+pub mod xdp_filter;
 
 use std::{
     path::PathBuf,

@@ -44,7 +44,8 @@ impl Harness {
         }
     }
 
-    fn prog(&self) -> &Xdp {
+    /// The program under test.
+    pub fn prog(&self) -> &Xdp {
         self.ebpf
             .program(self.program)
             .expect("program")
@@ -60,16 +61,7 @@ impl Harness {
     /// Runs `repeat` times; returns the action and the kernel's average time
     /// per run.
     pub fn run_repeat(&self, frame: &[u8], repeat: u32) -> (u32, Duration) {
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..TestRunOptions::default()
-        };
-        let r = self
-            .prog()
-            .test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
-        (r.return_value, r.duration)
+        test_run(self.prog(), frame, repeat)
     }
 
     /// Runs once and returns the action and how each counter moved.
@@ -121,4 +113,34 @@ pub fn diff(after: &XdpStats, before: &XdpStats) -> XdpStats {
         events: after.events - before.events,
         events_lost: after.events_lost - before.events_lost,
     }
+}
+
+/// Runs `prog` on `frame` `repeat` times; the action and the kernel's
+/// average time per run.
+pub fn test_run(prog: &Xdp, frame: &[u8], repeat: u32) -> (u32, Duration) {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::default()
+    };
+    let r = prog
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
+    (r.return_value, r.duration)
+}
+
+/// Pins the calling thread to `cpu`, so `BPF_PROG_TEST_RUN` runs there.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays in range.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        ok,
+        0,
+        "pin to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -204,3 +204,27 @@ fn ban_before_any_daemon_creates_the_maps_and_says_so() {
         describe(&out)
     );
 }
+
+#[test]
+fn pins_of_an_older_layout_version_are_refused() {
+    let state = State::new();
+    state.ok(&["ban", "198.18.0.2"]);
+    // Layout 1 kept counters in the rule values; this binary uses another.
+    let out = Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(state.pin_dir.join("META"))
+        .args([
+            "key", "0", "0", "0", "0", "value", "1", "0", "0", "0", "0", "0", "0", "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = state.run(&["ban", "198.18.0.3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("layout version 1, this binary uses")
+            && err.contains("blocker detach --all --purge"),
+        "{err}"
+    );
+}

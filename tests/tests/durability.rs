@@ -325,7 +325,7 @@ fn pinned_maps_are_resized_on_start_keeping_every_entry() {
     let d = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &small]);
     assert!(
         d.log()
-            .contains("resized map BLOCK_V4 from 65536 to 64 entries (20 copied)"),
+            .contains("resized map BLOCK_V4 from 262144 to 64 entries (20 copied)"),
         "{}",
         d.log()
     );

@@ -243,6 +243,34 @@ fn bpftool_prints_formatted_keys_and_values() {
             .is_some(),
         "{stats}"
     );
+    // Per-rule counters: per CPU, keyed by the rule's id, and summed by
+    // `blocker list`.
+    assert!(!lab.tcp_connect(CLIENT_V4[0], server4(), TCP_TIMEOUT));
+    let id = formatted["value"]["id"].as_u64().unwrap();
+    let slot = formatted["value"]["slot"].as_u64().unwrap();
+    let counters = dump("RULE_COUNTERS");
+    let entry = counters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["formatted"]["key"].as_u64() == Some(slot))
+        .unwrap_or_else(|| panic!("no counter slot {slot}: {counters}"));
+    let per_cpu: u64 = entry["formatted"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["value"]["id"].as_u64() == Some(id))
+        .map(|v| v["value"]["packets"].as_u64().unwrap())
+        .sum();
+    assert!(per_cpu >= 1, "{entry}");
+    let list = state.json(&["list"]);
+    let listed = list["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == CLIENT_V4[0])
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(listed["packets"].as_u64().unwrap() >= per_cpu, "{list}");
 }
 
 #[test]
@@ -297,7 +325,7 @@ fn status_reports_interfaces_daemon_and_capacity() {
         .unwrap();
     assert_eq!(
         (block["entries"].as_u64(), block["capacity"].as_u64()),
-        (Some(1), Some(65536))
+        (Some(1), Some(262144))
     );
 }
 

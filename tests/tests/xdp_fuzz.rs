@@ -258,28 +258,45 @@ impl Model {
         (live.is_some(), expired_before)
     }
 
-    /// The source decision: `Some(action)` when a rule decides.
+    /// The source decision: `Some(action)` when a rule decides. The
+    /// blocklists are looked up first; the allowlist only when a block rule
+    /// matched (it still wins then).
     fn check(&self, src: IpAddr, s: &mut XdpStats, facts: &mut Facts) -> Option<u32> {
-        let (allowed, expired) = Self::lpm(&self.allow, src);
-        s.expired += u64::from(expired);
+        let (allowed, allow_expired) = Self::lpm(&self.allow, src);
         let exact = self
             .rules(List::Block, true)
             .iter()
             .find(|r| r.net.addr() == src);
         let (in_net, net_expired) = Self::lpm(&self.nets, src);
         facts.allowlisted = allowed;
-        facts.banned = !allowed && (exact.is_some_and(|r| r.live) || in_net);
+        let blocked = match exact {
+            Some(r) if r.live => true,
+            other => {
+                s.expired += u64::from(other.is_some());
+                s.expired += u64::from(net_expired);
+                in_net
+            }
+        };
+        facts.banned = !allowed && blocked;
+        if !blocked {
+            return None;
+        }
+        s.expired += u64::from(allow_expired);
         if allowed {
             s.allowlisted += 1;
             return Some(XDP_PASS);
         }
-        match exact {
-            Some(r) if r.live => return Some(XDP_DROP),
-            Some(_) => s.expired += 1,
-            None => {}
+        Some(XDP_DROP)
+    }
+
+    /// A zero-window SYN no block rule decided: the allowlist exempts it.
+    fn zero_window_allowed(&self, src: IpAddr, s: &mut XdpStats) -> bool {
+        let (allowed, allow_expired) = Self::lpm(&self.allow, src);
+        s.expired += u64::from(allow_expired);
+        if allowed {
+            s.allowlisted += 1;
         }
-        s.expired += u64::from(net_expired);
-        in_net.then_some(XDP_DROP)
+        allowed
     }
 
     /// The action and counter movement for `f`.
@@ -384,6 +401,9 @@ impl Model {
             return None;
         }
         if f[l4 + 13] & 0x12 != 0x02 || be16(f, l4 + 14) != 0 {
+            return Some(XDP_PASS);
+        }
+        if self.zero_window_allowed(facts.source?, s) {
             return Some(XDP_PASS);
         }
         s.zw_syn += 1;

@@ -7,7 +7,7 @@ use blocker::rule::List;
 use blocker_common::{XdpStats, config};
 use blocker_tests::{
     frames::{Spec, V6Ext, arp, with_extra_vlan},
-    testrun::{Harness, XDP_ABORTED, XDP_DROP, XDP_PASS},
+    testrun::{Harness, XDP_ABORTED, XDP_DROP, XDP_PASS, pin_to_cpu},
 };
 
 const BANNED4: &str = "198.18.0.2";
@@ -94,14 +94,17 @@ fn per_rule_counters_count_drops_and_bytes() {
         .find(|r| r.net.to_string() == "198.18.0.2/32")
         .unwrap();
     assert_eq!(
-        (exact.entry.packets, exact.entry.bytes),
+        (exact.counters.packets, exact.counters.bytes),
         (3, 3 * f.len() as u64)
     );
     let cidr = rules
         .iter()
         .find(|r| r.net.to_string() == "198.18.4.0/24")
         .unwrap();
-    assert_eq!((cidr.entry.packets, cidr.entry.bytes), (1, g.len() as u64));
+    assert_eq!(
+        (cidr.counters.packets, cidr.counters.bytes),
+        (1, g.len() as u64)
+    );
 }
 
 #[test]
@@ -128,7 +131,7 @@ fn allowlist_beats_blocklist() {
     assert_eq!(h.run(&Spec::syn(BANNED6, SERVER6).build()), XDP_PASS);
     // Allow rules count what they passed.
     let allow = h.tables.rules(List::Allow).unwrap();
-    assert_eq!(allow.iter().map(|r| r.entry.packets).sum::<u64>(), 2);
+    assert_eq!(allow.iter().map(|r| r.counters.packets).sum::<u64>(), 2);
 }
 
 #[test]
@@ -222,16 +225,20 @@ fn expired_narrower_rules_do_not_shadow_live_wider_ones() {
         h.run(&Spec::syn("2001:db8:7::1", SERVER6).build()),
         XDP_DROP
     );
-    // Outside every live rule: passed, the expired /0 allow counted.
+    // Outside every live rule: passed. No block rule names the source, so
+    // the allowlist (and its expired /0) is not even looked up.
     let (action, d) = h.run_counted(&Spec::syn("198.18.9.1", SERVER4).build());
-    assert_eq!((action, d.expired), (XDP_PASS, 1));
+    assert_eq!((action, d.expired), (XDP_PASS, 0));
+    // A zero-window SYN does consult it: the expired /0 is counted.
+    let (action, d) = h.run_counted(&Spec::zero_window_syn("198.18.9.1", SERVER4).build());
+    assert_eq!((action, d.expired, d.zw_syn), (XDP_PASS, 1, 1));
     // The live rules' counters saw the frames, the expired ones did not.
     let allow = h.tables.rules(List::Allow).unwrap();
     let hits = |net: &str| {
         allow
             .iter()
             .find(|r| r.net.to_string() == net)
-            .map(|r| r.entry.packets)
+            .map(|r| r.counters.packets)
     };
     assert_eq!(hits("198.18.8.0/24"), Some(1));
     assert_eq!(hits("198.18.8.0/28"), Some(0));
@@ -536,9 +543,17 @@ fn zero_window_policy_switch_drops_until_it_expires() {
         XDP_PASS,
         "only zero-window SYNs are dropped"
     );
-    // Allowlisted sources are never dropped by the policy.
+    // Policy first: while it drops, the per-source table is not touched, so
+    // a spoofed flood costs no LRU insert (or eviction) per frame.
+    assert!(
+        h.tables.zero_window().unwrap().is_empty(),
+        "no per-source accounting while the policy drops"
+    );
+    // Allowlisted sources are never dropped by the policy, nor counted.
     h.allow(OTHER4);
-    assert_eq!(h.run(&zw), XDP_PASS);
+    let (action, d) = h.run_counted(&zw);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!((d.allowlisted, d.zw_syn, d.zw_syn_dropped), (1, 0, 0));
     h.tables.remove(List::Allow, net(OTHER4)).unwrap();
     // Expired switch: back to counting only.
     h.tables
@@ -627,7 +642,150 @@ fn re_banning_keeps_counters_and_updates_expiry() {
     assert!(!replaced);
     let rules = h.tables.rules(List::Block).unwrap();
     let r24 = rules.iter().find(|r| r.net.prefix_len() == 24).unwrap();
-    assert_eq!((r24.entry.packets, r24.entry.expires_at_ns), (1, 0));
+    assert_eq!((r24.counters.packets, r24.entry.expires_at_ns), (1, 0));
     let r25 = rules.iter().find(|r| r.net.prefix_len() == 25).unwrap();
-    assert_eq!(r25.entry.packets, 0);
+    assert_eq!(r25.counters.packets, 0);
+}
+
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The drop and allow paths write nothing another CPU reads: each CPU counts
+/// in its own slot of RULE_COUNTERS, userspace sums them, and the rule value
+/// itself (which every CPU reads) is never written by the program.
+#[test]
+fn rule_counters_are_per_cpu_and_the_rule_value_stays_unwritten() {
+    assert!(
+        online_cpus() >= 2,
+        "this test needs two CPUs to run a frame on each"
+    );
+    let mut h = Harness::new();
+    h.ban(BANNED4);
+    h.ban("2001:db8:5::/48");
+    h.allow("198.18.0.4/30");
+    h.ban("198.18.0.4");
+    let before = h
+        .tables
+        .matching(List::Block, BANNED4.parse().unwrap())
+        .unwrap()
+        .unwrap();
+    let f = Spec::syn(BANNED4, SERVER4).build();
+    let g = Spec::syn("2001:db8:5::9", SERVER6).build();
+    let a = Spec::syn("198.18.0.4", SERVER4).build();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            assert_eq!(h.run(&g), XDP_DROP);
+            assert_eq!(h.run(&a), XDP_PASS);
+            // Frames matching no rule pass without touching a counter.
+            assert_eq!(h.run(&Spec::syn(OTHER6, SERVER6).build()), XDP_PASS);
+        });
+    });
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(1);
+            for _ in 0..2 {
+                assert_eq!(h.run(&f), XDP_DROP);
+                assert_eq!(h.run(&g), XDP_DROP);
+            }
+        });
+    });
+    let after = h
+        .tables
+        .matching(List::Block, BANNED4.parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(before, after, "the rule value is read-only to the program");
+    let per_cpu = h.tables.counters_per_cpu(&after).unwrap();
+    assert_eq!(
+        (per_cpu[0].packets, per_cpu[1].packets),
+        (0, 2),
+        "counted on CPU 1 only"
+    );
+    let rules = h.tables.rules(List::Block).unwrap();
+    let count = |n: &str| {
+        let r = rules.iter().find(|r| r.net.to_string() == n).unwrap();
+        (r.counters.packets, r.counters.bytes)
+    };
+    assert_eq!(count("198.18.0.2/32"), (2, 2 * f.len() as u64));
+    // Summed over both CPUs.
+    assert_eq!(count("2001:db8:5::/48"), (3, 3 * g.len() as u64));
+    let cidr = rules
+        .iter()
+        .find(|r| r.net.to_string() == "2001:db8:5::/48")
+        .unwrap();
+    let per_cpu = h.tables.counters_per_cpu(&cidr.entry).unwrap();
+    assert_eq!((per_cpu[0].packets, per_cpu[1].packets), (1, 2));
+    // The allowlist's rescue counted on the allow rule, not the ban.
+    assert_eq!(count("198.18.0.4/32"), (0, 0));
+    let allow = h.tables.rules(List::Allow).unwrap();
+    assert_eq!(allow[0].counters.packets, 1);
+}
+
+/// The allowlist is looked up only when its answer matters: for a source a
+/// block rule names, and for zero-window SYNs. It still always wins.
+#[test]
+fn allowlist_is_consulted_only_when_it_can_change_the_verdict() {
+    let mut h = Harness::new();
+    h.allow("198.18.0.0/29");
+    h.allow("2001:db8::/64");
+    let plain = Spec::syn(OTHER4, SERVER4).build();
+    assert_eq!(h.run_counted(&plain), (XDP_PASS, passed()));
+    let plain6 = Spec::syn(OTHER6, SERVER6).build();
+    assert_eq!(h.run_counted(&plain6), (XDP_PASS, passed()));
+    assert_eq!(
+        h.tables.rules(List::Allow).unwrap()[0].counters.packets,
+        0,
+        "a frame no block rule names is not an allowlist match"
+    );
+    h.ban(OTHER4);
+    h.ban("2001:db8::/32");
+    let (action, d) = h.run_counted(&plain);
+    assert_eq!((action, d.allowlisted, d.dropped), (XDP_PASS, 1, 0));
+    let (action, d) = h.run_counted(&plain6);
+    assert_eq!((action, d.allowlisted, d.dropped), (XDP_PASS, 1, 0));
+    // Outside the allowed /64 the /32 ban drops.
+    assert_eq!(
+        h.run(&Spec::syn("2001:db8:1::3", SERVER6).build()),
+        XDP_DROP
+    );
+    let zw = Spec::zero_window_syn("198.18.0.5", SERVER4).build();
+    let (action, d) = h.run_counted(&zw);
+    assert_eq!((action, d.allowlisted, d.zw_syn), (XDP_PASS, 1, 0));
+    assert!(h.tables.zero_window().unwrap().is_empty());
+}
+
+/// A new rule for an address that had one starts counting from zero; a
+/// replaced one (re-ban) keeps its counts (`re_banning_keeps_counters...`).
+#[test]
+fn a_rule_created_again_counts_from_zero() {
+    let mut h = Harness::new();
+    h.ban(BANNED4);
+    let f = Spec::syn(BANNED4, SERVER4).build();
+    h.run(&f);
+    h.run(&f);
+    let packets = |h: &Harness| h.tables.rules(List::Block).unwrap()[0].counters.packets;
+    assert_eq!(packets(&h), 2);
+    assert!(h.tables.remove(List::Block, net(BANNED4)).unwrap());
+    h.ban(BANNED4);
+    assert_eq!(packets(&h), 0);
+    h.run(&f);
+    assert_eq!(packets(&h), 1);
+}
+
+/// The zero-window LRU maps keep per-CPU lists, so evictions under a spoofed
+/// flood take no lock shared by all CPUs.
+#[test]
+fn lru_maps_use_per_cpu_lists() {
+    let _h = Harness::new();
+    let obj = blocker::object::bytes().unwrap();
+    let obj = aya_obj::Object::parse(obj).unwrap();
+    for name in [
+        blocker_common::maps::ZW_SYN_V4,
+        blocker_common::maps::ZW_SYN_V6,
+    ] {
+        // BPF_F_NO_COMMON_LRU (linux/bpf.h).
+        assert_eq!(obj.maps[name].map_flags() & 2, 2, "{name}");
+    }
 }

@@ -29,6 +29,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let store = Store::open_in(&ctx.state_dir).ok();
+    // One query for every record, not one per rule (a million rules).
+    let records: std::collections::HashMap<(List, blocker::addr::IpNet), _> = store
+        .as_ref()
+        .and_then(|s| s.active_rules().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| ((r.list, r.net), r))
+        .collect();
     let now = clock::boottime_ns();
     let mut rules = Vec::new();
     for list in [List::Allow, List::Block] {
@@ -36,9 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             if !r.entry.is_live(now) {
                 continue;
             }
-            let record = store
-                .as_ref()
-                .and_then(|s| s.active(r.list, r.net).ok().flatten());
+            let record = records.get(&(r.list, r.net));
             rules.push(ExportedRule {
                 list: r.list,
                 prefix: r.net,
@@ -48,7 +54,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     || blocker_common::reason::name(r.entry.reason).to_string(),
                     |rec| rec.reason.clone(),
                 ),
-                source: record.map_or_else(|| "kernel".to_string(), |rec| rec.source),
+                source: record.map_or_else(|| "kernel".to_string(), |rec| rec.source.clone()),
             });
         }
     }

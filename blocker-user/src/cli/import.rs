@@ -164,27 +164,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             source: "import",
         })
         .collect();
-    // One journal commit for the whole file, then the maps.
-    let results = enforcer.add_many(&changes)?;
-    let mut failed = Vec::new();
-    let mut imported = 0;
-    for (p, r) in planned.iter().zip(results) {
-        match r {
-            Ok(_) => imported += 1,
-            Err(e) => failed.push(format!(
-                "{} {}: {e}",
-                p.list.as_str(),
-                addr::display(&p.net)
-            )),
-        }
-    }
+    // Checked to fit before anything is written, one journal commit for the
+    // whole file, then batched map writes.
+    let applied = enforcer.apply_batch(&changes)?;
+    let imported = applied.written;
+    let failed: Vec<String> = Vec::new();
     if args.json {
-        output::json(
-            &serde_json::json!({ "imported": imported, "skipped": skipped, "failed": failed }),
-        )?;
+        output::json(&serde_json::json!({
+            "imported": imported, "replaced": applied.replaced, "evicted": applied.evicted,
+            "skipped": skipped, "failed": failed,
+        }))?;
     } else {
         println!(
-            "imported {imported} rule(s){}",
+            "imported {imported} rule(s) ({} replaced){}",
+            applied.replaced,
             if skipped.is_empty() {
                 String::new()
             } else {

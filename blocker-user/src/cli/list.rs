@@ -91,8 +91,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 reason_code: reason::name(rule.entry.reason),
                 source: record.map(|r| r.source),
                 added_at: clock::rfc3339(clock::to_system(rule.entry.added_at_ns)),
-                packets: rule.entry.packets,
-                bytes: rule.entry.bytes,
+                packets: rule.counters.packets,
+                bytes: rule.counters.bytes,
             });
         }
     }

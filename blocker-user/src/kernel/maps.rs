@@ -9,7 +9,8 @@ use aya::{
     maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapError, PerCpuArray},
 };
 use blocker_common::{
-    Ipv4Key, Ipv6Key, LpmV4, RuleEntry, XdpStats, ZeroWindowEntry, config as slot, maps,
+    Ipv4Key, Ipv6Key, LpmV4, RuleCounters, RuleEntry, XdpStats, ZeroWindowEntry, config as slot,
+    maps,
 };
 use ipnet::IpNet;
 
@@ -32,6 +33,20 @@ pub enum TablesError {
         capacity: u32,
         key: &'static str,
     },
+    #[error(
+        "{what} cannot take {new} more rules ({present} of {capacity} entries in map {map} are in use); nothing was written. Raise `{key}` under [maps] in the config and restart `blocker run`, or import fewer"
+    )]
+    WontFit {
+        what: &'static str,
+        map: &'static str,
+        capacity: u32,
+        present: usize,
+        new: usize,
+        key: &'static str,
+        /// The list and one prefix of the table, to evict from it.
+        list: List,
+        example: IpNet,
+    },
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: MapError },
 }
@@ -47,12 +62,49 @@ pub struct Tables {
     stats: PerCpuArray<MapData, XdpStats>,
     zw_v4: HashMap<MapData, Ipv4Key, ZeroWindowEntry>,
     zw_v6: HashMap<MapData, Ipv6Key, ZeroWindowEntry>,
+    counters: PerCpuArray<MapData, RuleCounters>,
     config: Array<MapData, u64>,
     capacities: std::collections::HashMap<&'static str, u32>,
+    ids: RuleIds,
+}
+
+/// Chooses rule ids ([`RuleEntry::id`]): random, so the daemon and CLI
+/// commands writing rules at once need no coordination. With 2^64 values a
+/// collision among a million live rules has a probability of about 3e-8, and
+/// would only merge two rules' counters. The counter slot is `id % capacity`.
+struct RuleIds(u64);
+
+impl RuleIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        // SAFETY: `seed` is a valid 8-byte out-buffer.
+        let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let mut state = u64::from_ne_bytes(seed);
+        if got != 8 {
+            // No getrandom(2): time and pid still differ between writers.
+            state = clock::boottime_ns() ^ (u64::from(std::process::id()) << 40);
+        }
+        Self(state)
+    }
+
+    /// splitmix64 (Steele, Lea, Flood 2014): every output distinct over a
+    /// period of 2^64; never 0, which means "not counted".
+    fn next(&mut self) -> u64 {
+        loop {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            if z != 0 {
+                return z;
+            }
+        }
+    }
 }
 
 /// Where a rule for a given list and prefix is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Table {
     BlockV4,
     BlockV6,
@@ -124,6 +176,41 @@ impl Table {
     }
 }
 
+/// Elements per `BPF_MAP_*_BATCH` call: large enough that syscalls vanish
+/// from the profile, small enough to keep the kernel's copy buffers modest.
+const BATCH_CHUNK: usize = 16_384;
+
+/// A rule to write with [`Tables::upsert_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry {
+    pub list: List,
+    pub net: IpNet,
+    pub ttl: Option<Duration>,
+    pub reason: u32,
+}
+
+/// What [`Tables::plan_batch`] found: every table the batch fits in, the
+/// ids replaced rules keep. Writing it cannot run out of room unless
+/// another writer fills a table meanwhile.
+pub struct BatchPlan {
+    entries: Vec<(Table, IpNet, RuleEntry, bool)>,
+}
+
+impl BatchPlan {
+    /// Rules the batch replaces (same list and prefix already present).
+    pub fn replaced(&self) -> usize {
+        self.entries.iter().filter(|e| e.3).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// `BPF_EXIST` (linux/bpf.h): update only an existing element.
 const BPF_EXIST: u64 = 2;
 
@@ -168,8 +255,10 @@ impl Tables {
             stats: typed(&mut take, maps::STATS)?,
             zw_v4: typed(&mut take, maps::ZW_SYN_V4)?,
             zw_v6: typed(&mut take, maps::ZW_SYN_V6)?,
+            counters: typed(&mut take, maps::RULE_COUNTERS)?,
             config: typed(&mut take, maps::CONFIG)?,
             capacities: Default::default(),
+            ids: RuleIds::new(),
         };
         t.capacities = [
             (maps::BLOCK_V4, t.block_v4.map().info()),
@@ -180,6 +269,7 @@ impl Tables {
             (maps::ALLOW_V6, t.allow_v6.map().info()),
             (maps::ZW_SYN_V4, t.zw_v4.map().info()),
             (maps::ZW_SYN_V6, t.zw_v6.map().info()),
+            (maps::RULE_COUNTERS, t.counters.map().info()),
         ]
         .into_iter()
         .filter_map(|(name, info)| info.ok().map(|i| (name, i.max_entries())))
@@ -192,9 +282,17 @@ impl Tables {
         self.capacities.get(name).copied()
     }
 
+    /// Gives `entry` a fresh id and its counter slot ([`RuleEntry::id`],
+    /// [`RuleEntry::slot`]).
+    pub fn assign_id(&mut self, entry: &mut RuleEntry) {
+        entry.id = self.ids.next();
+        let slots = u64::from(self.capacity(maps::RULE_COUNTERS).unwrap_or(1).max(1));
+        entry.slot = (entry.id % slots) as u32;
+    }
+
     /// Writes a rule for `net` on `list` that expires after `ttl` (`None`:
-    /// never), keeping the packet counters of the rule it replaces. Returns
-    /// the entry written and whether it replaced one.
+    /// never), keeping the packet counters (the id) of the rule it replaces.
+    /// Returns the entry written and whether it replaced one.
     pub fn upsert(
         &mut self,
         list: List,
@@ -205,10 +303,9 @@ impl Tables {
         let mut entry = RuleEntry {
             expires_at_ns: clock::expiry_from_now(ttl),
             added_at_ns: clock::boottime_ns(),
-            packets: 0,
-            bytes: 0,
+            id: 0,
             reason,
-            flags: 0,
+            slot: 0,
         };
         let table = Table::of(list, &net);
         // A lookup in an LPM trie is longest-prefix: with the rule's own
@@ -228,8 +325,11 @@ impl Tables {
         match previous {
             Ok(prev) => {
                 let mut carried = entry;
-                carried.packets = prev.packets;
-                carried.bytes = prev.bytes;
+                if prev.id == 0 {
+                    self.assign_id(&mut carried);
+                } else {
+                    (carried.id, carried.slot) = (prev.id, prev.slot);
+                }
                 match self.write(table, net, carried, BPF_EXIST) {
                     Ok(()) => return Ok((carried, true)),
                     Err(e) if errno(&e) == Some(libc::ENOENT) => {}
@@ -239,13 +339,22 @@ impl Tables {
             Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(map_err(table.map())(e)),
         }
-        entry.packets = 0;
+        self.assign_id(&mut entry);
         self.insert(list, net, entry)?;
         Ok((entry, false))
     }
 
-    /// Writes `entry` as is (restoring or importing rules).
-    pub fn insert(&mut self, list: List, net: IpNet, entry: RuleEntry) -> Result<(), TablesError> {
+    /// Writes `entry` as is (restoring or importing rules); an entry without
+    /// an id gets a fresh one.
+    pub fn insert(
+        &mut self,
+        list: List,
+        net: IpNet,
+        mut entry: RuleEntry,
+    ) -> Result<(), TablesError> {
+        if entry.id == 0 {
+            self.assign_id(&mut entry);
+        }
         let table = Table::of(list, &net);
         self.write(table, net, entry, 0)
             .map_err(|e| self.write_error(table, e))?;
@@ -301,6 +410,298 @@ impl Tables {
         }
     }
 
+    /// Checks that `rules` fit (before anything is written) and prepares
+    /// their entries: a rule for a prefix already on its list keeps that
+    /// rule's id (its counters). O(n + size of the touched tables): one
+    /// batched read of each exact table, one key walk of each LPM trie.
+    /// Fails with [`TablesError::Full`], naming the setting to raise, when a
+    /// table cannot take its new rules.
+    pub fn plan_batch(&mut self, rules: &[NewEntry]) -> Result<BatchPlan, TablesError> {
+        let now = clock::boottime_ns();
+        let entries: Vec<(List, IpNet, RuleEntry)> = rules
+            .iter()
+            .map(|r| {
+                let entry = RuleEntry {
+                    expires_at_ns: clock::expiry_from_now(r.ttl),
+                    added_at_ns: now,
+                    id: 0,
+                    reason: r.reason,
+                    slot: 0,
+                };
+                (r.list, r.net, entry)
+            })
+            .collect();
+        self.plan_entries(&entries)
+    }
+
+    /// [`plan_batch`](Self::plan_batch) for entries with their times set
+    /// (restoring journaled rules). An entry's id is kept when it has one
+    /// and the prefix is new; a replaced rule's id always wins.
+    pub fn plan_entries(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<BatchPlan, TablesError> {
+        use std::collections::{HashMap as Map, HashSet};
+        let mut existing: Map<Table, Map<Vec<u8>, RuleEntry>> = Map::new();
+        let mut lpm_keys: Map<Table, HashSet<IpNet>> = Map::new();
+        let mut new_per_table: Map<Table, usize> = Map::new();
+        let mut seen: HashSet<(Table, IpNet)> = HashSet::with_capacity(rules.len());
+        let mut entries = Vec::with_capacity(rules.len());
+        for &(list, net, mut entry) in rules {
+            let r = NewEntry {
+                list,
+                net,
+                ttl: None,
+                reason: entry.reason,
+            };
+            let table = Table::of(r.list, &r.net);
+            let previous = match table {
+                Table::BlockV4 | Table::BlockV6 => {
+                    if !existing.contains_key(&table) {
+                        let all = self.exact_entries(table)?;
+                        existing.insert(table, all);
+                    }
+                    existing[&table].get(&exact_key(&r.net)).copied()
+                }
+                _ => {
+                    if !lpm_keys.contains_key(&table) {
+                        let mut keys = Vec::new();
+                        self.collect(table, &mut keys)?;
+                        lpm_keys.insert(table, keys.into_iter().map(|k| k.net).collect());
+                    }
+                    if lpm_keys[&table].contains(&r.net) {
+                        self.matching_exact(table, r.net)?
+                    } else {
+                        None
+                    }
+                }
+            };
+            let replaced = previous.is_some();
+            match previous {
+                Some(prev) if prev.id != 0 => (entry.id, entry.slot) = (prev.id, prev.slot),
+                _ if entry.id != 0 => {}
+                _ => self.assign_id(&mut entry),
+            }
+            // The same prefix twice in one batch takes one slot.
+            if !replaced && seen.insert((table, r.net)) {
+                *new_per_table.entry(table).or_default() += 1;
+            }
+            entries.push((table, r.net, entry, replaced));
+        }
+        for (table, new) in new_per_table {
+            let capacity = self.capacity(table.map()).unwrap_or(0) as usize;
+            let present = match table {
+                Table::BlockV4 | Table::BlockV6 => existing.get(&table).map_or(0, Map::len),
+                _ => lpm_keys.get(&table).map_or(0, HashSet::len),
+            };
+            if present + new > capacity {
+                let (what, key) = table.describe();
+                let example = entries
+                    .iter()
+                    .find(|e: &&(Table, IpNet, RuleEntry, bool)| e.0 == table)
+                    .map(|e| e.1);
+                return Err(TablesError::WontFit {
+                    what,
+                    map: table.map(),
+                    capacity: capacity as u32,
+                    present,
+                    new,
+                    key,
+                    list: table.list(),
+                    example: example.expect("a new rule of this table"),
+                });
+            }
+        }
+        Ok(BatchPlan { entries })
+    }
+
+    /// Writes a planned batch: `BPF_MAP_UPDATE_BATCH` for the exact tables,
+    /// one update per rule for the LPM tries (which have no batch
+    /// operations). Returns how many were written; on error nothing after
+    /// the failing chunk is.
+    pub fn write_batch(&mut self, plan: &BatchPlan) -> Result<usize, TablesError> {
+        let mut written = 0;
+        let mut touched = std::collections::HashSet::new();
+        for table in Table::ALL {
+            let rows: Vec<&(Table, IpNet, RuleEntry, bool)> =
+                plan.entries.iter().filter(|e| e.0 == table).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            touched.insert(table);
+            match table {
+                Table::BlockV4 | Table::BlockV6 => {
+                    let mut keys = Vec::with_capacity(rows.len() * 16);
+                    let values: Vec<RuleEntry> = rows.iter().map(|r| r.2).collect();
+                    for r in &rows {
+                        keys.extend_from_slice(&exact_key(&r.1));
+                    }
+                    let key_size = if table == Table::BlockV4 { 4 } else { 16 };
+                    let fd = self.exact_fd(table);
+                    let result = crate::kernel::sys::update_batch(
+                        fd,
+                        &keys,
+                        key_size,
+                        crate::kernel::sys::pod_bytes(&values),
+                        size_of::<RuleEntry>(),
+                        BATCH_CHUNK,
+                    );
+                    match result {
+                        Ok(n) => written += n,
+                        Err((_, e)) => {
+                            let e = MapError::SyscallError(aya::sys::SyscallError {
+                                call: "bpf_map_update_batch",
+                                io_error: e,
+                            });
+                            // Mark what is in before failing.
+                            self.set_config(table.active_slot(), 1)?;
+                            return Err(self.write_error(table, e));
+                        }
+                    }
+                }
+                _ => {
+                    for r in rows {
+                        if let Err(e) = self.write(table, r.1, r.2, 0) {
+                            self.set_config(table.active_slot(), 1)?;
+                            return Err(self.write_error(table, e));
+                        }
+                        written += 1;
+                    }
+                }
+            }
+            self.set_config(table.active_slot(), 1)?;
+        }
+        Ok(written)
+    }
+
+    /// Removes up to `count` rules from the table `net` goes to on `list`,
+    /// those expiring soonest first (expired ones first of all), never a
+    /// permanent one. O(n) in the table's size. Returns the evicted rules.
+    pub fn evict_soonest_many(
+        &mut self,
+        list: List,
+        net: IpNet,
+        count: usize,
+    ) -> Result<Vec<Rule>, TablesError> {
+        let table = Table::of(list, &net);
+        let mut rules = Vec::new();
+        self.collect(table, &mut rules)?;
+        rules.retain(|r| r.entry.expires_at_ns != 0);
+        if rules.len() > count {
+            rules.select_nth_unstable_by_key(count, |r| r.entry.expires_at_ns);
+            rules.truncate(count);
+        }
+        let nets: Vec<(List, IpNet)> = rules.iter().map(|r| (r.list, r.net)).collect();
+        self.remove_batch(&nets)?;
+        Ok(rules)
+    }
+
+    /// [`plan_batch`](Self::plan_batch) then [`write_batch`](Self::write_batch).
+    pub fn upsert_batch(&mut self, rules: &[NewEntry]) -> Result<BatchPlan, TablesError> {
+        let plan = self.plan_batch(rules)?;
+        self.write_batch(&plan)?;
+        Ok(plan)
+    }
+
+    /// Removes the rules for exactly these prefixes: batched deletes for the
+    /// exact tables, one delete per rule for the tries. Returns how many
+    /// were there.
+    pub fn remove_batch(&mut self, rules: &[(List, IpNet)]) -> Result<usize, TablesError> {
+        let mut removed = 0;
+        for table in Table::ALL {
+            let nets: Vec<IpNet> = rules
+                .iter()
+                .filter(|(l, n)| Table::of(*l, n) == table)
+                .map(|(_, n)| *n)
+                .collect();
+            if nets.is_empty() {
+                continue;
+            }
+            match table {
+                Table::BlockV4 | Table::BlockV6 => {
+                    let mut keys = Vec::with_capacity(nets.len() * 16);
+                    for n in &nets {
+                        keys.extend_from_slice(&exact_key(n));
+                    }
+                    let key_size = if table == Table::BlockV4 { 4 } else { 16 };
+                    removed += crate::kernel::sys::delete_batch(
+                        self.exact_fd(table),
+                        &keys,
+                        key_size,
+                        BATCH_CHUNK,
+                    )
+                    .map_err(|e| {
+                        map_err(table.map())(MapError::SyscallError(aya::sys::SyscallError {
+                            call: "bpf_map_delete_batch",
+                            io_error: e,
+                        }))
+                    })?;
+                }
+                _ => {
+                    for n in nets {
+                        if self.remove_quiet(table, n)? {
+                            removed += 1;
+                        }
+                    }
+                }
+            }
+            self.refresh_active(table)?;
+        }
+        Ok(removed)
+    }
+
+    fn exact_fd(&self, table: Table) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        match table {
+            Table::BlockV4 => self.block_v4.map().fd().as_fd(),
+            _ => self.block_v6.map().fd().as_fd(),
+        }
+    }
+
+    /// Every entry of an exact table, by key bytes, in batched reads.
+    fn exact_entries(
+        &self,
+        table: Table,
+    ) -> Result<std::collections::HashMap<Vec<u8>, RuleEntry>, TablesError> {
+        let key_size = if table == Table::BlockV4 { 4 } else { 16 };
+        let (keys, values) = crate::kernel::sys::lookup_all(
+            self.exact_fd(table),
+            key_size,
+            size_of::<RuleEntry>(),
+            BATCH_CHUNK,
+        )
+        .map_err(|e| {
+            map_err(table.map())(MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_lookup_batch",
+                io_error: e,
+            }))
+        })?;
+        let values: Vec<RuleEntry> = crate::kernel::sys::pod_from_bytes(&values);
+        Ok(keys
+            .chunks_exact(key_size)
+            .map(<[u8]>::to_vec)
+            .zip(values)
+            .collect())
+    }
+
+    /// The rule stored for exactly `net` in LPM `table`, if any.
+    fn matching_exact(&self, table: Table, net: IpNet) -> Result<Option<RuleEntry>, TablesError> {
+        let got = match (table, net) {
+            (Table::BlockNetV4, IpNet::V4(n)) => self.block_net_v4.get(&addr::lpm_v4(n), 0),
+            (Table::BlockNetV6, IpNet::V6(n)) => self.block_net_v6.get(&addr::lpm_v6(n), 0),
+            (Table::AllowV4, IpNet::V4(n)) => self.allow_v4.get(&addr::lpm_v4(n), 0),
+            (Table::AllowV6, IpNet::V6(n)) => self.allow_v6.get(&addr::lpm_v6(n), 0),
+            _ => unreachable!("LPM tables only"),
+        };
+        match got {
+            // A lookup with the rule's own length returns it, or a covering
+            // rule: only the caller's key set tells them apart (it does).
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(table.map())(e)),
+        }
+    }
+
     /// The rule on `list` the XDP program would match for source `addr`
     /// (exact first, then the longest prefix), live or expired.
     pub fn matching(&self, list: List, addr: IpAddr) -> Result<Option<RuleEntry>, TablesError> {
@@ -343,6 +744,15 @@ impl Tables {
     /// Removes the rule for exactly `net` on `list`; `false` if there was none.
     pub fn remove(&mut self, list: List, net: IpNet) -> Result<bool, TablesError> {
         let table = Table::of(list, &net);
+        let removed = self.remove_quiet(table, net)?;
+        if removed {
+            self.refresh_active(table)?;
+        }
+        Ok(removed)
+    }
+
+    /// [`remove`](Self::remove) without refreshing the table's active slot.
+    fn remove_quiet(&mut self, table: Table, net: IpNet) -> Result<bool, TablesError> {
         let result = match (table, net) {
             (Table::BlockV4, IpNet::V4(n)) => self.block_v4.remove(&addr::v4_key(n.addr())),
             (Table::BlockV6, IpNet::V6(n)) => self.block_v6.remove(&addr::v6_key(n.addr())),
@@ -353,10 +763,7 @@ impl Tables {
             _ => unreachable!("Table::of matches the family"),
         };
         match result {
-            Ok(()) => {
-                self.refresh_active(table)?;
-                Ok(true)
-            }
+            Ok(()) => Ok(true),
             Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => {
                 Ok(false)
             }
@@ -364,11 +771,17 @@ impl Tables {
         }
     }
 
-    /// Every rule on `list`, sorted by address.
+    /// Every rule on `list`, sorted by address, with its counters.
     pub fn rules(&self, list: List) -> Result<Vec<Rule>, TablesError> {
         let mut out = Vec::new();
         for table in Table::ALL.into_iter().filter(|t| t.list() == list) {
             self.collect(table, &mut out)?;
+        }
+        let counters = self.all_counters()?;
+        for rule in &mut out {
+            if let Some(c) = counters.get(&rule.entry.id) {
+                rule.counters = *c;
+            }
         }
         out.sort_by(|a, b| {
             (a.net.addr(), a.net.prefix_len()).cmp(&(b.net.addr(), b.net.prefix_len()))
@@ -376,27 +789,78 @@ impl Tables {
         Ok(out)
     }
 
+    /// Every rule on `list` without its counters (garbage collection and
+    /// counting need no counter walk).
+    fn rules_only(&self, list: List) -> Result<Vec<Rule>, TablesError> {
+        let mut out = Vec::new();
+        for table in Table::ALL.into_iter().filter(|t| t.list() == list) {
+            self.collect(table, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Every counter slot, summed over the CPUs per rule id: one walk of the
+    /// counter array (bounded by its capacity, not by the number of rules).
+    fn all_counters(&self) -> Result<std::collections::HashMap<u64, RuleCounters>, TablesError> {
+        let mut out: std::collections::HashMap<u64, RuleCounters> = Default::default();
+        for slot in 0..self.counters.len() {
+            let per_cpu = self
+                .counters
+                .get(&slot, 0)
+                .map_err(map_err(maps::RULE_COUNTERS))?;
+            for c in per_cpu.iter().filter(|c| c.id != 0) {
+                let sum = out.entry(c.id).or_insert(RuleCounters {
+                    id: c.id,
+                    ..RuleCounters::default()
+                });
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The counters of `entry` on each possible CPU, unsummed (what the XDP
+    /// program wrote; zero where the slot counts for another rule).
+    pub fn counters_per_cpu(&self, entry: &RuleEntry) -> Result<Vec<RuleCounters>, TablesError> {
+        let per_cpu = self
+            .counters
+            .get(&entry.slot, 0)
+            .map_err(map_err(maps::RULE_COUNTERS))?;
+        Ok(per_cpu
+            .iter()
+            .map(|c| {
+                if c.id == entry.id && entry.id != 0 {
+                    *c
+                } else {
+                    RuleCounters::default()
+                }
+            })
+            .collect())
+    }
+
+    /// The counters of `entry`, summed over the CPUs.
+    pub fn counters(&self, entry: &RuleEntry) -> Result<RuleCounters, TablesError> {
+        let per_cpu = self.counters_per_cpu(entry)?;
+        Ok(sum_counters(per_cpu.iter()))
+    }
+
     fn collect(&self, table: Table, out: &mut Vec<Rule>) -> Result<(), TablesError> {
         let list = table.list();
         let e = map_err(table.map());
         match table {
-            Table::BlockV4 => {
-                for item in self.block_v4.iter() {
-                    let (k, entry) = item.map_err(&e)?;
+            Table::BlockV4 | Table::BlockV6 => {
+                // Batched reads: one syscall per 16k rules, not two per rule.
+                for (key, entry) in self.exact_entries(table)? {
+                    let ip = match key.len() {
+                        4 => IpAddr::from(<[u8; 4]>::try_from(key.as_slice()).expect("4 bytes")),
+                        _ => IpAddr::from(<[u8; 16]>::try_from(key.as_slice()).expect("16 bytes")),
+                    };
                     out.push(Rule {
                         list,
-                        net: addr::host(IpAddr::from(k)),
+                        net: addr::host(ip),
                         entry,
-                    });
-                }
-            }
-            Table::BlockV6 => {
-                for item in self.block_v6.iter() {
-                    let (k, entry) = item.map_err(&e)?;
-                    out.push(Rule {
-                        list,
-                        net: addr::host(IpAddr::from(k)),
-                        entry,
+                        counters: RuleCounters::default(),
                     });
                 }
             }
@@ -409,7 +873,12 @@ impl Tables {
                 for item in trie.iter() {
                     let (k, entry) = item.map_err(&e)?;
                     if let Some(net) = addr::from_lpm_v4(&k) {
-                        out.push(Rule { list, net, entry });
+                        out.push(Rule {
+                            list,
+                            net,
+                            entry,
+                            counters: RuleCounters::default(),
+                        });
                     }
                 }
             }
@@ -422,7 +891,12 @@ impl Tables {
                 for item in trie.iter() {
                     let (k, entry) = item.map_err(&e)?;
                     if let Some(net) = addr::from_lpm_v6(&k) {
-                        out.push(Rule { list, net, entry });
+                        out.push(Rule {
+                            list,
+                            net,
+                            entry,
+                            counters: RuleCounters::default(),
+                        });
                     }
                 }
             }
@@ -452,7 +926,7 @@ impl Tables {
     pub fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
         let mut expired = Vec::new();
         for list in [List::Allow, List::Block] {
-            for rule in self.rules(list)? {
+            for rule in self.rules_only(list)? {
                 if !rule.entry.is_live(now_ns) && self.remove(rule.list, rule.net)? {
                     expired.push(rule);
                 }
@@ -553,8 +1027,8 @@ impl Tables {
     /// Number of rules in each list.
     pub fn counts(&self) -> Result<(usize, usize), TablesError> {
         Ok((
-            self.rules(List::Allow)?.len(),
-            self.rules(List::Block)?.len(),
+            self.rules_only(List::Allow)?.len(),
+            self.rules_only(List::Block)?.len(),
         ))
     }
 }
@@ -583,6 +1057,65 @@ pub trait RuleTables {
     fn forget_zero_window(&mut self, source: IpAddr) -> Result<(), TablesError>;
     fn config(&self, index: u32) -> Result<u64, TablesError>;
     fn set_config(&mut self, index: u32, value: u64) -> Result<(), TablesError>;
+
+    // Batches. The defaults go rule by rule through the methods above (what
+    // the fake needs); [`Tables`] checks capacity up front and batches.
+
+    fn plan_batch(&mut self, rules: &[NewEntry]) -> Result<BatchPlan, TablesError> {
+        let now = clock::boottime_ns();
+        let entries: Vec<(List, IpNet, RuleEntry)> = rules
+            .iter()
+            .map(|r| {
+                let entry = RuleEntry {
+                    expires_at_ns: clock::expiry_from_now(r.ttl),
+                    added_at_ns: now,
+                    reason: r.reason,
+                    ..RuleEntry::default()
+                };
+                (r.list, r.net, entry)
+            })
+            .collect();
+        self.plan_entries(&entries)
+    }
+    fn plan_entries(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<BatchPlan, TablesError> {
+        Ok(BatchPlan {
+            entries: rules
+                .iter()
+                .map(|&(list, net, entry)| (Table::of(list, &net), net, entry, false))
+                .collect(),
+        })
+    }
+    fn write_batch(&mut self, plan: &BatchPlan) -> Result<usize, TablesError> {
+        for &(table, net, entry, _) in &plan.entries {
+            self.insert(table.list(), net, entry)?;
+        }
+        Ok(plan.entries.len())
+    }
+    fn remove_batch(&mut self, rules: &[(List, IpNet)]) -> Result<usize, TablesError> {
+        let mut n = 0;
+        for &(list, net) in rules {
+            n += usize::from(self.remove(list, net)?);
+        }
+        Ok(n)
+    }
+    fn evict_soonest_many(
+        &mut self,
+        list: List,
+        net: IpNet,
+        count: usize,
+    ) -> Result<Vec<Rule>, TablesError> {
+        let mut out = Vec::new();
+        while out.len() < count {
+            match self.evict_soonest(list, net)? {
+                Some(r) => out.push(r),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl RuleTables for Tables {
@@ -631,6 +1164,29 @@ impl RuleTables for Tables {
     fn set_config(&mut self, index: u32, value: u64) -> Result<(), TablesError> {
         Tables::set_config(self, index, value)
     }
+    fn plan_batch(&mut self, rules: &[NewEntry]) -> Result<BatchPlan, TablesError> {
+        Tables::plan_batch(self, rules)
+    }
+    fn plan_entries(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<BatchPlan, TablesError> {
+        Tables::plan_entries(self, rules)
+    }
+    fn write_batch(&mut self, plan: &BatchPlan) -> Result<usize, TablesError> {
+        Tables::write_batch(self, plan)
+    }
+    fn remove_batch(&mut self, rules: &[(List, IpNet)]) -> Result<usize, TablesError> {
+        Tables::remove_batch(self, rules)
+    }
+    fn evict_soonest_many(
+        &mut self,
+        list: List,
+        net: IpNet,
+        count: usize,
+    ) -> Result<Vec<Rule>, TablesError> {
+        Tables::evict_soonest_many(self, list, net, count)
+    }
 }
 
 /// Live allowlist prefixes (none without tables).
@@ -662,6 +1218,15 @@ pub fn block_fill(tables: &dyn RuleTables) -> Option<std::collections::HashMap<&
     ]))
 }
 
+/// Sum of one rule's per-CPU counters.
+pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a RuleCounters>) -> RuleCounters {
+    per_cpu.fold(RuleCounters::default(), |acc, c| RuleCounters {
+        id: acc.id.max(c.id),
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
 /// Field-wise sum of two counter sets.
 pub fn sum_stats(a: &XdpStats, b: &XdpStats) -> XdpStats {
     XdpStats {
@@ -676,6 +1241,14 @@ pub fn sum_stats(a: &XdpStats, b: &XdpStats) -> XdpStats {
         zw_syn_dropped: a.zw_syn_dropped + b.zw_syn_dropped,
         events: a.events + b.events,
         events_lost: a.events_lost + b.events_lost,
+    }
+}
+
+/// The key bytes of an exact-table rule (a host prefix).
+fn exact_key(net: &IpNet) -> Vec<u8> {
+    match net {
+        IpNet::V4(n) => addr::v4_key(n.addr()).to_vec(),
+        IpNet::V6(n) => addr::v6_key(n.addr()).to_vec(),
     }
 }
 

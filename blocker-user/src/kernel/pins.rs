@@ -320,11 +320,26 @@ pub fn load_for_daemon(
         let old = sys::obj_get(&aside).map_err(resize_err)?;
         let new = sys::obj_get(&pins.map(name)).map_err(resize_err)?;
         let info = MapInfo::from_pin(&aside).map_err(|source| LoadError::Map { name, source })?;
+        if name == maps::RULE_COUNTERS {
+            // Rules keep the slot they were given (`id % old capacity`); an
+            // array of another length cannot take the old one's contents
+            // slot for slot, so the counts start over (rules whose slot is
+            // past the new end are no longer counted until re-created).
+            std::fs::remove_file(&aside).map_err(resize_err)?;
+            info!("resized map {name} from {from} to {to} slots; rule counters start over");
+            resized.push(Resized {
+                map: name,
+                from,
+                to,
+                entries: 0,
+            });
+            continue;
+        }
         let entries = sys::copy_map(
             old.as_fd(),
             new.as_fd(),
             info.key_size() as usize,
-            info.value_size() as usize,
+            syscall_value_len(&info),
         )
         .map_err(resize_err)?;
         std::fs::remove_file(&aside).map_err(resize_err)?;
@@ -337,6 +352,23 @@ pub fn load_for_daemon(
         });
     }
     Ok((ebpf, resized))
+}
+
+/// Bytes of one value as `BPF_MAP_LOOKUP_ELEM` writes it: for per-CPU maps
+/// one 8-byte aligned slot per possible CPU (`bpf_map_value_size()`,
+/// kernel/bpf/syscall.c).
+fn syscall_value_len(info: &MapInfo) -> usize {
+    use aya::maps::MapType;
+    let value = info.value_size() as usize;
+    match info.map_type() {
+        Ok(
+            MapType::PerCpuHash
+            | MapType::LruPerCpuHash
+            | MapType::PerCpuArray
+            | MapType::PerCpuCgroupStorage,
+        ) => value.next_multiple_of(8) * aya::util::nr_cpus().map_or(1, |n| n),
+        _ => value,
+    }
 }
 
 /// Loads the object with private, unpinned maps: for `BPF_PROG_TEST_RUN`

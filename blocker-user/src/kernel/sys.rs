@@ -266,6 +266,153 @@ fn for_each_key(
     }
 }
 
+/// The bytes of a slice of plain-old-data map keys or values.
+pub fn pod_bytes<T: aya::Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: `Pod` types have no padding and no invalid bit patterns; the
+    // slice covers exactly `size_of_val(v)` initialised bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), size_of_val(v)) }
+}
+
+/// Plain-old-data values out of bytes the kernel wrote (`size_of::<T>()`
+/// each, possibly unaligned).
+pub fn pod_from_bytes<T: aya::Pod>(b: &[u8]) -> Vec<T> {
+    b.chunks_exact(size_of::<T>())
+        // SAFETY: each chunk holds `size_of::<T>()` bytes and every bit
+        // pattern is a valid `T` (`Pod`).
+        .map(|c| unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<T>()) })
+        .collect()
+}
+
+/// The `batch` part of `union bpf_attr` (`BPF_MAP_*_BATCH`, Linux 5.6,
+/// commit cb4d03ab499d).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Writes `keys.len() / key_size` elements in one `BPF_MAP_UPDATE_BATCH`
+/// call per `chunk` elements: hash maps take it (`generic_map_update_batch`
+/// holds the map's bucket locks one element at a time, no per-element
+/// syscall). LPM tries do not implement it (`trie_map_ops` has no
+/// `map_update_batch`): the kernel answers `EINVAL`, and callers fall back
+/// to one update per element. On failure returns how many were written
+/// before it, and the error.
+pub fn update_batch(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    key_size: usize,
+    values: &[u8],
+    value_size: usize,
+    chunk: usize,
+) -> Result<usize, (usize, io::Error)> {
+    let n = keys.len() / key_size;
+    debug_assert_eq!(values.len(), n * value_size);
+    let mut done = 0;
+    while done < n {
+        let count = (n - done).min(chunk);
+        let mut attr = BatchAttr {
+            keys: keys[done * key_size..].as_ptr() as u64,
+            values: values[done * value_size..].as_ptr() as u64,
+            count: count as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // The kernel writes back how many it processed in `count`.
+        let r = bpf_mut(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr);
+        if let Err(e) = r {
+            return Err((done + attr.count as usize, e));
+        }
+        done += count;
+    }
+    Ok(n)
+}
+
+/// Deletes the given keys in `BPF_MAP_DELETE_BATCH` calls of `chunk` keys.
+/// A key that is not there stops a batch with `ENOENT` (the kernel reports
+/// how many it deleted first): that key is skipped and the rest go on.
+/// Returns how many were deleted.
+pub fn delete_batch(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    key_size: usize,
+    chunk: usize,
+) -> io::Result<usize> {
+    let n = keys.len() / key_size;
+    let (mut at, mut deleted) = (0, 0);
+    while at < n {
+        let count = (n - at).min(chunk);
+        let mut attr = BatchAttr {
+            keys: keys[at * key_size..].as_ptr() as u64,
+            count: count as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        match bpf_mut(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(_) => {
+                deleted += count;
+                at += count;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                deleted += attr.count as usize;
+                at += attr.count as usize + 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Every element of a hash map, read with `BPF_MAP_LOOKUP_BATCH` (`chunk`
+/// per call): keys and values concatenated.
+pub fn lookup_all(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    chunk: usize,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    let mut kbuf = vec![0u8; key_size * chunk];
+    let mut vbuf = vec![0u8; value_size * chunk];
+    // Opaque batch cursors: hash maps use a u32 bucket index.
+    let (mut in_batch, mut out_batch) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::from_mut(&mut in_batch) as u64
+            },
+            out_batch: std::ptr::from_mut(&mut out_batch) as u64,
+            keys: kbuf.as_mut_ptr() as u64,
+            values: vbuf.as_mut_ptr() as u64,
+            count: chunk as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let r = bpf_mut(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = attr.count as usize;
+        keys.extend_from_slice(&kbuf[..got * key_size]);
+        values.extend_from_slice(&vbuf[..got * value_size]);
+        match r {
+            Ok(_) => {}
+            // The last batch: the kernel returns what it has with ENOENT.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((keys, values)),
+            Err(e) => return Err(e),
+        }
+        first = false;
+        in_batch = out_batch;
+    }
+}
+
 /// Copies every element of map `src` into map `dst` (same key and value
 /// sizes, not per-CPU), returning how many. Used to resize pinned maps.
 pub fn copy_map(
@@ -355,6 +502,23 @@ fn bpf<T>(cmd: bpf_cmd, attr: &T) -> io::Result<libc::c_long> {
             libc::SYS_bpf,
             cmd as libc::c_long,
             std::ptr::from_ref(attr),
+            size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// [`bpf`] for commands that write results back into `attr`.
+fn bpf_mut<T>(cmd: bpf_cmd, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: as for `bpf`; the kernel writes back only within `attr`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
             size_of::<T>() as libc::c_uint,
         )
     };

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::{
     addr, clock,
     config::WhenFull,
-    kernel::maps::{RuleTables, Tables, TablesError},
+    kernel::maps::{NewEntry, RuleTables, Tables, TablesError},
     rule::{List, Rule},
     state::journal::{NewRule, Store, StoreError},
 };
@@ -59,6 +59,17 @@ pub struct Applied {
     pub replaced: bool,
     /// Id of the store record.
     pub record_id: i64,
+}
+
+/// What [`Enforcer::apply_batch`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BatchApplied {
+    /// Rules written to the maps (and journaled).
+    pub written: usize,
+    /// Of those, rules that replaced one for the same prefix (counters kept).
+    pub replaced: usize,
+    /// Rules evicted to make room (`when_full = "evict-soonest"`).
+    pub evicted: usize,
 }
 
 /// A rule change to apply.
@@ -199,6 +210,97 @@ impl<T: RuleTables> Enforcer<T> {
             .collect())
     }
 
+    /// Records and applies many rules at once: the path for imports and
+    /// whole decision lists (a CrowdSec startup stream, a community list).
+    ///
+    /// 1. Checks every table can take its new rules, before anything is
+    ///    written: [`TablesError::WontFit`] names the setting to raise (with
+    ///    `when_full = "evict-soonest"` the soonest-expiring rules make room
+    ///    instead, journaled as evicted).
+    /// 2. Journals all of them in one transaction.
+    /// 3. Writes the maps in batches (`BPF_MAP_UPDATE_BATCH` for the exact
+    ///    tables; the LPM tries take one update per rule, having no batch
+    ///    operations). If that fails the records are marked failed.
+    ///
+    /// O(n + size of the touched tables). Duplicates in `changes`: the last
+    /// one wins.
+    pub fn apply_batch(&mut self, changes: &[Change<'_>]) -> Result<BatchApplied, EnforceError> {
+        self.store_or_err()?;
+        let new: Vec<NewEntry> = changes
+            .iter()
+            .map(|c| NewEntry {
+                list: c.list,
+                net: c.net,
+                ttl: c.ttl,
+                reason: c.reason_code,
+            })
+            .collect();
+        let mut evicted = 0;
+        let plan = loop {
+            match self.tables.plan_batch(&new) {
+                Ok(plan) => break plan,
+                Err(TablesError::WontFit {
+                    list,
+                    example,
+                    present,
+                    new: wanted,
+                    capacity,
+                    ..
+                }) if self.when_full == WhenFull::EvictSoonest => {
+                    let need = present + wanted - capacity as usize;
+                    let victims = self.tables.evict_soonest_many(list, example, need)?;
+                    if victims.is_empty() {
+                        // Only permanent rules left: refuse, naming the setting.
+                        match self.tables.plan_batch(&new) {
+                            Ok(plan) => break plan,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    warn!(
+                        "{} is full: evicted {} rules (expiring soonest) to make room for a batch of {}",
+                        list.as_str(),
+                        victims.len(),
+                        changes.len()
+                    );
+                    evicted += victims.len();
+                    self.evicted += victims.len() as u64;
+                    let nets: Vec<(List, IpNet)> =
+                        victims.iter().map(|v| (v.list, v.net)).collect();
+                    self.store_or_err()?.remove_all(&nets, "evicted")?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let records: Vec<NewRule<'_>> = changes.iter().map(Change::record).collect();
+        let ids = self.store_or_err()?.record_all(&records)?;
+        if let Err(e) = self.tables.write_batch(&plan) {
+            if let Err(undo) = self.store_or_err()?.remove_ids(&ids, "failed") {
+                tracing::error!("could not mark {} store records failed: {undo}", ids.len());
+            }
+            return Err(e.into());
+        }
+        Ok(BatchApplied {
+            written: plan.len(),
+            replaced: plan.replaced(),
+            evicted,
+        })
+    }
+
+    /// Removes the rules for exactly these prefixes from the maps (batched)
+    /// and the journal (one transaction). Returns how many existed in either.
+    pub fn remove_batch(
+        &mut self,
+        rules: &[(List, IpNet)],
+        why: &str,
+    ) -> Result<usize, EnforceError> {
+        let in_maps = self.tables.remove_batch(rules)?;
+        let in_store = match self.store.as_mut() {
+            Some(s) => s.remove_all(rules, why)?,
+            None => 0,
+        };
+        Ok(in_maps.max(in_store))
+    }
+
     fn apply_recorded(
         &mut self,
         change: &Change<'_>,
@@ -285,47 +387,76 @@ impl<T: RuleTables> Enforcer<T> {
         let journaled = store.active_rules()?;
         let mut in_maps: Vec<Rule> = self.tables.rules(List::Allow)?;
         in_maps.extend(self.tables.rules(List::Block)?);
+        // Sets, not scans: a million journaled rules against a million in
+        // the maps must stay O(n).
+        let mapped: std::collections::HashSet<(List, IpNet)> =
+            in_maps.iter().map(|m| (m.list, m.net)).collect();
 
+        let mut expired: Vec<(List, IpNet)> = Vec::new();
+        let mut restore: Vec<(List, IpNet, RuleEntry)> = Vec::new();
         for r in &journaled {
-            let live_in_map = in_maps.iter().any(|m| m.list == r.list && m.net == r.net);
             if r.expires_at.is_some_and(|e| e <= now_unix) {
-                store.remove(r.list, r.net, "expired")?;
-                if live_in_map {
-                    self.tables.remove(r.list, r.net)?;
-                }
-                report.expired += 1;
+                expired.push((r.list, r.net));
                 continue;
             }
-            if live_in_map {
+            if mapped.contains(&(r.list, r.net)) {
                 report.kept += 1;
                 continue;
             }
-            let entry = RuleEntry {
-                expires_at_ns: r
-                    .expires_at
-                    .map_or(0, |e| clock::from_system(clock::from_unix_secs(e))),
-                added_at_ns: clock::from_system(clock::from_unix_secs(r.added_at)),
-                reason: r.reason_code,
-                ..RuleEntry::default()
-            };
-            match self.tables.insert(r.list, r.net, entry) {
-                Ok(()) => {
-                    report
-                        .restored
-                        .push(format!("{} {}", r.list.as_str(), addr::display(&r.net)))
-                }
-                Err(e) => report.failed.push(format!(
-                    "{} {}: {e}",
-                    r.list.as_str(),
-                    addr::display(&r.net)
-                )),
-            }
+            restore.push((
+                r.list,
+                r.net,
+                RuleEntry {
+                    expires_at_ns: r
+                        .expires_at
+                        .map_or(0, |e| clock::from_system(clock::from_unix_secs(e))),
+                    added_at_ns: clock::from_system(clock::from_unix_secs(r.added_at)),
+                    reason: r.reason_code,
+                    ..RuleEntry::default()
+                },
+            ));
         }
+        if !expired.is_empty() {
+            store.remove_all(&expired, "expired")?;
+            let in_map: Vec<(List, IpNet)> = expired
+                .iter()
+                .filter(|k| mapped.contains(k))
+                .copied()
+                .collect();
+            self.tables.remove_batch(&in_map)?;
+            report.expired = expired.len();
+        }
+        let name = |list: List, net: &IpNet| format!("{} {}", list.as_str(), addr::display(net));
+        match self.tables.plan_entries(&restore) {
+            Ok(plan) => match self.tables.write_batch(&plan) {
+                Ok(_) => report.restored = restore.iter().map(|r| name(r.0, &r.1)).collect(),
+                Err(e) => {
+                    let e = e.to_string();
+                    report.failed = restore
+                        .iter()
+                        .map(|r| format!("{}: {e}", name(r.0, &r.1)))
+                        .collect();
+                }
+            },
+            // Not all fit: restore one by one, so as many as fit are back
+            // and each one that is not says why.
+            Err(TablesError::WontFit { .. }) => {
+                for (list, net, entry) in &restore {
+                    match self.tables.insert(*list, *net, *entry) {
+                        Ok(()) => report.restored.push(name(*list, net)),
+                        Err(e) => report.failed.push(format!("{}: {e}", name(*list, net))),
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let journaled_set: std::collections::HashSet<(List, IpNet)> =
+            journaled.iter().map(|r| (r.list, r.net)).collect();
 
         let orphans: Vec<&Rule> = in_maps
             .iter()
             .filter(|m| m.entry.is_live(now_boot))
-            .filter(|m| !journaled.iter().any(|r| r.list == m.list && r.net == m.net))
+            .filter(|m| !journaled_set.contains(&(m.list, m.net)))
             .collect();
         if !orphans.is_empty() {
             let reasons: Vec<String> = orphans
