@@ -24,7 +24,7 @@ use std::{
     time::Instant,
 };
 
-use blocker::{addr::IpNet, config::MapsConfig, tables::List};
+use blocker::{addr::IpNet, config::MapsConfig, rule::List};
 use blocker_common::{RuleEntry, config, programs, reason};
 use blocker_tests::{
     frames::Spec,

@@ -228,3 +228,35 @@ fn pins_of_an_older_layout_version_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn an_import_that_cannot_fit_is_refused_before_anything_is_written() {
+    let state = State::new();
+    let config = state.state_dir.join("small.toml");
+    std::fs::write(&config, "[maps]\nblock_v4 = 8\n").unwrap();
+    let c = config.to_str().unwrap();
+    state.ok(&["--config", c, "ban", "198.18.0.2"]);
+    let list = state.state_dir.join("list.txt");
+    let text: String = (10..20).map(|i| format!("198.18.1.{i}\n")).collect();
+    std::fs::write(&list, text).unwrap();
+    let out = state.run(&["--config", c, "import", list.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot take 10 more rules (1 of 8 entries")
+            && err.contains("nothing was written")
+            && err.contains("block_v4"),
+        "{err}"
+    );
+    // Neither the maps nor the journal took any of them.
+    let rules = state.json(&["list"]);
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 1, "{rules}");
+    // A rule already present needs no room: 7 new + 1 replaced fit in 8.
+    let text: String = (2..5)
+        .map(|i| format!("198.18.0.{i}\n"))
+        .chain((10..15).map(|i| format!("198.18.1.{i}\n")))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+    let out = state.ok(&["--config", c, "import", list.to_str().unwrap()]);
+    assert!(out.contains("imported 8 rule(s) (1 replaced)"), "{out}");
+}

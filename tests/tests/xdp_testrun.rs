@@ -779,7 +779,7 @@ fn a_rule_created_again_counts_from_zero() {
 #[test]
 fn lru_maps_use_per_cpu_lists() {
     let _h = Harness::new();
-    let obj = blocker::object::bytes().unwrap();
+    let obj = blocker::kernel::object::bytes().unwrap();
     let obj = aya_obj::Object::parse(obj).unwrap();
     for name in [
         blocker_common::maps::ZW_SYN_V4,

@@ -457,17 +457,16 @@ impl Tables {
             let table = Table::of(r.list, &r.net);
             let previous = match table {
                 Table::BlockV4 | Table::BlockV6 => {
-                    if !existing.contains_key(&table) {
-                        let all = self.exact_entries(table)?;
-                        existing.insert(table, all);
+                    if let std::collections::hash_map::Entry::Vacant(v) = existing.entry(table) {
+                        v.insert(self.exact_entries(table)?);
                     }
                     existing[&table].get(&exact_key(&r.net)).copied()
                 }
                 _ => {
-                    if !lpm_keys.contains_key(&table) {
+                    if let std::collections::hash_map::Entry::Vacant(v) = lpm_keys.entry(table) {
                         let mut keys = Vec::new();
                         self.collect(table, &mut keys)?;
-                        lpm_keys.insert(table, keys.into_iter().map(|k| k.net).collect());
+                        v.insert(keys.into_iter().map(|k| k.net).collect());
                     }
                     if lpm_keys[&table].contains(&r.net) {
                         self.matching_exact(table, r.net)?
