@@ -64,8 +64,8 @@ impl RuleTables for FakeTables {
         };
         let replaced = match self.rules.get(&(list, net)) {
             Some(prev) => {
-                entry.packets = prev.packets;
-                entry.bytes = prev.bytes;
+                // The id (and with it the counters) stays with the prefix.
+                (entry.id, entry.slot) = (prev.id, prev.slot);
                 true
             }
             None => {
@@ -94,7 +94,12 @@ impl RuleTables for FakeTables {
             .rules
             .iter()
             .filter(|((l, _), _)| *l == list)
-            .map(|(&(list, net), &entry)| Rule { list, net, entry })
+            .map(|(&(list, net), &entry)| Rule {
+                list,
+                net,
+                entry,
+                counters: blocker_common::RuleCounters::default(),
+            })
             .collect())
     }
 
