@@ -190,8 +190,8 @@ impl Live {
                     list,
                     net: r.net,
                     origin: labels.label(origin),
-                    packets: r.entry.packets,
-                    bytes: r.entry.bytes,
+                    packets: r.counters.packets,
+                    bytes: r.counters.bytes,
                     remaining_secs: clock::remaining(r.entry.expires_at_ns, now)
                         .map(|d| d.as_secs()),
                     expired: !r.entry.is_live(now),
