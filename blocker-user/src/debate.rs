@@ -40,7 +40,7 @@ pub enum InputError {
     #[error("the alerts name several sources ({0}); a debate is about one source: split the file")]
     SeveralSources(String),
     #[error("not an eve.json alert, an incident or a brief: {0}")]
-    Json(String),
+    Json(#[from] serde_json::Error),
 }
 
 /// What a debate runs on.
@@ -116,19 +116,16 @@ pub fn parse_input(text: &str, max_evidence: usize) -> Result<Input, InputError>
             fresh_id: true,
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| InputError::Json(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text)?;
     if value.get("incident").is_some() {
-        let b: BriefFile =
-            serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
+        let b: BriefFile = serde_json::from_value(value)?;
         return Ok(Input {
             incident: b.incident,
             facts: b.facts,
             fresh_id: false,
         });
     }
-    let incident: IncidentView =
-        serde_json::from_value(value).map_err(|e| InputError::Json(e.to_string()))?;
+    let incident: IncidentView = serde_json::from_value(value)?;
     Ok(Input {
         incident,
         facts: None,

@@ -126,7 +126,7 @@ pub enum LlmError {
     #[error("role {0:?} has no embedded system prompt: set [council.llm.roles.{0}] system_prompt")]
     NoPrompt(String),
     #[error("building the HTTP client: {0}")]
-    Client(String),
+    Client(#[from] reqwest::Error),
 }
 
 impl LlmConfig {
@@ -254,8 +254,7 @@ impl Endpoint {
         let has_key = !key.expose_secret().is_empty();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| LlmError::Client(e.to_string()))?;
+            .build()?;
         // async-openai's default executor retries 429/5xx on its own (three
         // times, fixed backoff) and would hide those calls from the
         // accounting; the plain reqwest service leaves retries, their

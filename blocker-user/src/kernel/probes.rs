@@ -36,11 +36,11 @@ pub enum ProbeError {
     #[error(
         "the treason probes need the kernel's BTF ({0}); use a kernel with CONFIG_DEBUG_INFO_BTF, or run with --treason-probe off"
     )]
-    Btf(String),
+    Btf(#[from] offsets::BtfError),
     #[error(
         "the tracepoint fallback cannot read the tcp tracepoint formats ({0}); run with --treason-probe kprobe or off"
     )]
-    Tracefs(String),
+    Tracefs(#[from] tracefs::TracefsError),
     #[error("attaching the kprobes failed ({0}); retry with --treason-probe tracepoint (or auto)")]
     Kprobe(String),
     #[error("attaching the tracepoints failed ({0}); retry with --treason-probe off")]
@@ -72,8 +72,8 @@ pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
     if mode == ProbeMode::Off {
         return Ok(Offsets::default());
     }
-    let kernel_btf = offsets::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
-    let sock = offsets::sock_offsets(&kernel_btf).map_err(|e| ProbeError::Btf(e.to_string()))?;
+    let kernel_btf = offsets::Btf::from_sys_fs()?;
+    let sock = offsets::sock_offsets(&kernel_btf)?;
     let tracepoints = match (mode, tracepoint_offsets()) {
         (_, Ok(t)) => t,
         (ProbeMode::Tracepoint, Err(e)) => return Err(ProbeError::Tracefs(e)),
@@ -85,8 +85,8 @@ pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
     Ok(Offsets { sock, tracepoints })
 }
 
-fn tracepoint_offsets() -> Result<TracepointOffsets, String> {
-    tracefs::read_tracepoint_offsets().map_err(|e| e.to_string())
+fn tracepoint_offsets() -> Result<TracepointOffsets, tracefs::TracefsError> {
+    tracefs::read_tracepoint_offsets()
 }
 
 /// Attaches the probes `mode` asks for. The object must have been loaded
@@ -174,9 +174,10 @@ fn attach_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
 
 fn attach_tracepoints(ebpf: &mut Ebpf, offsets: &Offsets) -> Result<Vec<String>, String> {
     if offsets.tracepoints.valid == 0 {
-        return Err(tracepoint_offsets()
-            .err()
-            .unwrap_or_else(|| "field offsets were not resolved before load".into()));
+        return Err(tracepoint_offsets().err().map_or_else(
+            || "field offsets were not resolved before load".into(),
+            |e| e.to_string(),
+        ));
     }
     let mut attached = Vec::new();
     for (prog, event) in [

@@ -39,8 +39,11 @@ pub enum AttachError {
     Attach { iface: String, source: ProgramError },
     #[error("the eBPF verifier rejected the XDP program: {0}")]
     Load(ProgramError),
-    #[error("pinning the XDP link at {path} failed: {reason}")]
-    Pin { path: PathBuf, reason: String },
+    #[error("pinning the XDP link at {path} failed: {source}")]
+    Pin {
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
     #[error("detaching XDP from {iface} failed: {source}")]
     Detach { iface: String, source: io::Error },
     #[error("the object has no program {0}")]
@@ -129,9 +132,9 @@ pub fn attach_xdp(
         .map_err(|e| attach_error(iface, e))?;
     match FdLink::try_from(link) {
         Ok(fd_link) => {
-            fd_link.pin(&link_path).map_err(|e| AttachError::Pin {
+            fd_link.pin(&link_path).map_err(|source| AttachError::Pin {
                 path: link_path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         }
         Err(e) => {
@@ -154,17 +157,33 @@ fn attach_mode(
     prog.attach(iface, mode)
 }
 
-fn replace_in_pinned_link(prog: &mut Xdp, path: &Path) -> Result<(), String> {
-    let fd = sys::obj_get(path).map_err(|e| e.to_string())?;
-    let info = sys::xdp_link_info(fd.as_fd()).map_err(|e| e.to_string())?;
+/// Why a pinned link could not take the new program (the caller then
+/// attaches a fresh link, so these are logged, not returned).
+#[derive(Debug, thiserror::Error)]
+enum ReplaceError {
+    #[error("cannot open the pin: {0}")]
+    Open(#[source] io::Error),
+    #[error("cannot read the link's info: {0}")]
+    Info(#[source] io::Error),
+    #[error("the link is detached")]
+    Detached,
+    #[error("{0}")]
+    Link(#[from] aya::programs::links::LinkError),
+    #[error("{0}")]
+    Program(#[from] ProgramError),
+}
+
+fn replace_in_pinned_link(prog: &mut Xdp, path: &Path) -> Result<(), ReplaceError> {
+    let fd = sys::obj_get(path).map_err(ReplaceError::Open)?;
+    let info = sys::xdp_link_info(fd.as_fd()).map_err(ReplaceError::Info)?;
     if info.ifindex == 0 {
-        return Err("the link is detached".into());
+        return Err(ReplaceError::Detached);
     }
-    let fd_link = FdLink::from(PinnedLink::from_pin(path).map_err(|e| e.to_string())?);
-    let link = aya::programs::xdp::XdpLink::try_from(fd_link).map_err(|e| e.to_string())?;
-    let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+    let fd_link = FdLink::from(PinnedLink::from_pin(path)?);
+    let link = aya::programs::xdp::XdpLink::try_from(fd_link)?;
+    let id = prog.attach_to_link(link)?;
     // Close our descriptor; the pin keeps the link (and now our program).
-    drop(prog.take_link(id).map_err(|e| e.to_string())?);
+    drop(prog.take_link(id)?);
     Ok(())
 }
 
