@@ -53,7 +53,59 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "tmux",
         "`blocker top` is driven under tmux (send-keys, capture-pane)",
     ),
+    (
+        "fail2ban",
+        "the fail2ban test runs the real fail2ban-server with the shipped action",
+    ),
+    (
+        "systemd",
+        "`systemd-analyze verify` and `security` check packaging/systemd/blocker.service",
+    ),
+    (
+        "python3-venv",
+        "kubernetes-validate (PyPI) checks the manifests from a venv: Debian's pip refuses system-wide installs (PEP 668)",
+    ),
 ];
+
+/// The PyPI validator of the Kubernetes manifests, pinned: its bundled
+/// schemas decide what passes.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// Installs `kubernetes-validate` into a venv under the target dir (Debian 12's
+/// pip refuses to install into the system Python: externally-managed-environment,
+/// PEP 668) and returns the path of its command.
+pub fn kubernetes_validate() -> anyhow::Result<PathBuf> {
+    let venv = crate::compile::target_dir().join("tools/k8s-venv");
+    let bin = venv.join("bin/kubernetes-validate");
+    if Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(bin);
+    }
+    note(&format!(
+        "installing {KUBERNETES_VALIDATE} into {}: the tests validate the Kubernetes manifests with it",
+        venv.display()
+    ));
+    // Debian's python3, not whatever python3 is first on PATH (a pyenv shim
+    // may have no venv module).
+    let python = if Path::new("/usr/bin/python3").exists() {
+        PathBuf::from("/usr/bin/python3")
+    } else {
+        PathBuf::from("python3")
+    };
+    run(Command::new(&python).args(["-m", "venv"]).arg(&venv))
+        .context("creating the venv for kubernetes-validate (apt-get install python3-venv)")?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        KUBERNETES_VALIDATE,
+    ]))
+    .context("pip install kubernetes-validate")?;
+    Ok(bin)
+}
 
 /// Extra packages for `cargo xtask bench`.
 pub const BENCH_PACKAGES: &[(&str, &str)] = &[

@@ -8,6 +8,7 @@ mod bootstrap;
 mod compile;
 mod demo;
 mod fuzz;
+mod image;
 mod test;
 mod util;
 mod vm;
@@ -63,6 +64,12 @@ enum Cmd {
     ///
     /// Example: cargo xtask fuzz --seconds 600 --target eve
     Fuzz(fuzz::Args),
+    /// Build the container image (FROM scratch around a static musl
+    /// `blocker`) with podman, buildah or docker; installs podman and runc
+    /// when no engine is there.
+    ///
+    /// Example: cargo xtask image --tag localhost/blocker:dev
+    Image(image::Args),
     /// Benchmarks: XDP per-packet cost against a pass-only program, and an
     /// LLM debate against a sequential baseline, side by side. The XDP one
     /// needs root.
@@ -99,5 +106,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(args) => bench::run_all(&args),
         Cmd::Demo => demo::run_demo(),
         Cmd::Fuzz(args) => fuzz::run_all(&args),
+        Cmd::Image(args) => image::build(&args).map(drop),
     }
 }

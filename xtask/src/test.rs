@@ -5,7 +5,7 @@ use std::{process::Command, time::Instant};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    bootstrap, compile, fuzz,
+    bootstrap, compile, fuzz, image,
     util::{is_root, note, run},
     vm,
 };
@@ -55,6 +55,7 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
     };
     step("bootstrap", &mut || {
         bootstrap::packages(bootstrap::TEST_PACKAGES)?;
+        bootstrap::packages(image::IMAGE_PACKAGES)?;
         if !kernels.is_empty() {
             bootstrap::packages(vm::VM_PACKAGES)?;
         }
@@ -129,12 +130,30 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             "--include-ignored",
         ]))
     })?;
+    let mut image_tag = None;
+    step("container image", &mut || {
+        // The sidecar test (tests/tests/container.rs) runs this image.
+        image_tag = Some(image::build(&image::Args {
+            engine: Some("podman".into()),
+            tag: None,
+        })?);
+        Ok(())
+    })?;
+    let image_tag = image_tag.expect("built above");
+    let mut k8s_validate = None;
+    step("kubernetes-validate", &mut || {
+        k8s_validate = Some(bootstrap::kubernetes_validate()?);
+        Ok(())
+    })?;
+    let k8s_validate = k8s_validate.expect("installed above");
     let mut bin = None;
     step("integration tests (privileged)", &mut || {
         let built = compile::all(false)?;
         let mut cmd = compile::host_cargo(&obj);
         cmd.args(["test", "-p", "blocker-tests", "--"])
             .env("BLOCKER_BIN", &built)
+            .env("BLOCKER_IMAGE", &image_tag)
+            .env("KUBERNETES_VALIDATE", &k8s_validate)
             .env("RUST_BACKTRACE", "1");
         if let Some(f) = &args.filter {
             cmd.arg(f);
