@@ -141,7 +141,8 @@ impl Drop for Container {
 
 fn listed(c: &Container) -> Vec<String> {
     let text = c.blocker(&["list", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     v["rules"]
         .as_array()
         .unwrap()
@@ -182,7 +183,10 @@ fn sidecar_protects_the_pods_service_and_keeps_bans_across_restart() {
     let service: SocketAddr = format!("{SERVER_V4}:{port}").parse().unwrap();
     let (attacker, friend) = (CLIENT_V4[0], CLIENT_V4[1]);
     let t = Duration::from_secs(2);
-    assert!(lab.tcp_connect(attacker, service, t), "service unreachable before blocker");
+    assert!(
+        lab.tcp_connect(attacker, service, t),
+        "service unreachable before blocker"
+    );
 
     let caps = cap_args();
     let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
@@ -210,9 +214,15 @@ fn sidecar_protects_the_pods_service_and_keeps_bans_across_restart() {
         !lab.tcp_connect(attacker, service, t),
         "banned peer reached the service after the restart"
     );
-    assert!(lab.tcp_connect(friend, service, t), "friend dropped after the restart");
+    assert!(
+        lab.tcp_connect(friend, service, t),
+        "friend dropped after the restart"
+    );
     let list = c.blocker(&["list"]);
-    assert!(list.contains(attacker) && list.contains("sidecar test"), "{list}");
+    assert!(
+        list.contains(attacker) && list.contains("sidecar test"),
+        "{list}"
+    );
     // The drops were counted in the kernel, on the rule.
     let stats = state.json(&["list"]);
     assert!(

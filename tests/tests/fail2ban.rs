@@ -160,7 +160,10 @@ fn three_failed_logins_ban_in_xdp_and_fail2ban_unbans() {
     let daemon = Daemon::start(&state, &lab.server, &lab.server_if, &["--no-kmsg"]);
     let attacker = CLIENT_V4[0];
     let friend = CLIENT_V4[1];
-    assert!(lab.ping(attacker, SERVER_V4), "lab path broken before the ban");
+    assert!(
+        lab.ping(attacker, SERVER_V4),
+        "lab path broken before the ban"
+    );
 
     let logpath = state.state_dir.join("auth.log");
     std::fs::write(&logpath, "").expect("create the log");
@@ -202,7 +205,10 @@ fn three_failed_logins_ban_in_xdp_and_fail2ban_unbans() {
 
     // Dropped in XDP: real packets from the attacker, counted on its rule;
     // the friend passes.
-    assert!(!lab.ping(attacker, SERVER_V4), "banned source still answered");
+    assert!(
+        !lab.ping(attacker, SERVER_V4),
+        "banned source still answered"
+    );
     assert!(lab.ping(friend, SERVER_V4), "the friend was dropped");
     let counted = wait_until(Duration::from_secs(10), || {
         banned(&state)

@@ -123,7 +123,10 @@ fn systemd_unit_exposure_is_low() {
 
 fn kubernetes_validate() -> PathBuf {
     let p = std::env::var_os("KUBERNETES_VALIDATE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/k8s-venv/bin/kubernetes-validate"),
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/tools/k8s-venv/bin/kubernetes-validate")
+        },
         PathBuf::from,
     );
     assert!(
@@ -153,7 +156,10 @@ fn kubernetes_manifests_validate() {
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     for kind in ["daemonset/blocker", "pod/web", "configmap/blocker-config"] {
-        assert!(text.contains(&format!("passed for resource {kind}")), "{text}");
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{text}"
+        );
     }
     // The DaemonSet has what the issue asks for.
     let ds = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
@@ -170,13 +176,21 @@ fn kubernetes_manifests_validate() {
     // The validator can fail: a wrong type is rejected.
     let tmp = TempDir::new();
     let bad = tmp.0.join("bad.yaml");
-    std::fs::write(&bad, ds.replace("hostNetwork: true", "hostNetwork: yes-please")).unwrap();
+    std::fs::write(
+        &bad,
+        ds.replace("hostNetwork: true", "hostNetwork: yes-please"),
+    )
+    .unwrap();
     let out = Command::new(&bin)
         .arg("--strict")
         .arg(&bad)
         .output()
         .expect("spawn kubernetes-validate");
-    assert!(!out.status.success(), "a bad manifest passed: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "a bad manifest passed: {}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -187,5 +201,8 @@ fn fail2ban_action_calls_blocker_ban_and_unban() {
         text.contains("ban '<ip>' --ttl '<bantime>s' --reason 'fail2ban <name>'"),
         "{text}"
     );
-    assert!(text.contains("actionunban = <blocker> <blocker_opts> unban '<ip>'"), "{text}");
+    assert!(
+        text.contains("actionunban = <blocker> <blocker_opts> unban '<ip>'"),
+        "{text}"
+    );
 }

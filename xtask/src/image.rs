@@ -148,4 +148,3 @@ pub fn build(args: &Args) -> anyhow::Result<String> {
     note(&format!("built image {tag} ({version}) with {engine}"));
     Ok(tag)
 }
-
