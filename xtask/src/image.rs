@@ -11,10 +11,7 @@
 //! blocker-user/build.rs), so the image holds one file. A user with registry
 //! access builds the same image from the same `Containerfile` the same way.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
