@@ -130,6 +130,7 @@ pub struct SourcesConfig {
     pub kmsg: bool,
     pub eve_json: String,
     pub queue: usize,
+    pub crowdsec: crate::evidence::crowdsec::CrowdsecConfig,
 }
 
 impl Default for SourcesConfig {
@@ -138,6 +139,7 @@ impl Default for SourcesConfig {
             kmsg: true,
             eve_json: String::new(),
             queue: 4096,
+            crowdsec: crate::evidence::crowdsec::CrowdsecConfig::default(),
         }
     }
 }
@@ -459,6 +461,7 @@ impl Config {
         if llm.model.is_empty() {
             return Err("[council.llm] model is empty".into());
         }
+        self.sources.crowdsec.validate()?;
         if self.council.max_concurrent == 0 || self.sources.queue == 0 {
             return Err("[council] max_concurrent and [sources] queue must be at least 1".into());
         }

@@ -6,6 +6,7 @@
 //! Test network rules (DESIGN.md): namespaces only, addresses from
 //! 198.18.0.0/15 and 2001:db8::/32, no route out, bounded traffic.
 
+pub mod crowdsec;
 pub mod frames;
 pub mod lab;
 pub mod llm_server;

@@ -6,6 +6,7 @@
 mod bench;
 mod bootstrap;
 mod compile;
+mod crowdsec;
 mod demo;
 mod fuzz;
 mod image;
@@ -84,7 +85,12 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bootstrap => {
             bootstrap::packages(bootstrap::TEST_PACKAGES)?;
             let linker = bootstrap::toolchain()?;
-            util::note(&format!("ready (bpf-linker in {})", linker.display()));
+            let crowdsec = crowdsec::ensure()?;
+            util::note(&format!(
+                "ready (bpf-linker in {}, CrowdSec in {})",
+                linker.display(),
+                crowdsec.display()
+            ));
             Ok(())
         }
         Cmd::Build { release } => compile::all(release).map(drop),

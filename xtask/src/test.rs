@@ -5,7 +5,7 @@ use std::{process::Command, time::Instant};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    bootstrap, compile, fuzz, image,
+    bootstrap, compile, crowdsec, fuzz, image,
     util::{is_root, note, run},
     vm,
 };
@@ -53,9 +53,11 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         Some(k) if !k.is_empty() => k.clone(),
         _ => vm::all_guest_kernels(),
     };
+    let mut crowdsec_root = None;
     step("bootstrap", &mut || {
         bootstrap::packages(bootstrap::TEST_PACKAGES)?;
         bootstrap::packages(image::IMAGE_PACKAGES)?;
+        crowdsec_root = Some(crowdsec::ensure()?);
         if !kernels.is_empty() {
             bootstrap::packages(vm::VM_PACKAGES)?;
         }
@@ -155,6 +157,9 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             .env("BLOCKER_IMAGE", &image_tag)
             .env("KUBERNETES_VALIDATE", &k8s_validate)
             .env("RUST_BACKTRACE", "1");
+        if let Some(root) = &crowdsec_root {
+            cmd.env(crowdsec::ROOT_ENV, root);
+        }
         if let Some(f) = &args.filter {
             cmd.arg(f);
         }

@@ -23,7 +23,7 @@
 
 mod guest;
 mod initramfs;
-mod kernel;
+pub mod kernel;
 
 use std::{
     collections::BTreeMap,

@@ -7,7 +7,7 @@ use blocker::{
     kernel::maps::Tables,
     kernel::pins,
     rule::List,
-    state::journal::Store,
+    state::journal::{self, Store},
     state::rulefile::{self, Export, ExportedRule},
 };
 
@@ -23,6 +23,10 @@ pub struct Args {
     /// it: one blocked address or CIDR per line.
     #[arg(long)]
     json: bool,
+    /// Only rules from this source or under it (`crowdsec`,
+    /// `crowdsec:lists:NAME`, `council`, ...).
+    #[arg(long, value_name = "SOURCE")]
+    origin: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -45,6 +49,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let record = records.get(&(r.list, r.net));
+            if let Some(origin) = &args.origin
+                && !record.is_some_and(|rec| journal::source_matches(&rec.source, origin))
+            {
+                continue;
+            }
             rules.push(ExportedRule {
                 list: r.list,
                 prefix: r.net,

@@ -3,7 +3,12 @@
 use std::process::ExitCode;
 
 use blocker::{
-    addr, clock, kernel::maps::Tables, kernel::pins, rule::List, state::journal::Store, ttl,
+    addr, clock,
+    kernel::maps::Tables,
+    kernel::pins,
+    rule::List,
+    state::journal::{self, Store},
+    ttl,
 };
 use blocker_common::reason;
 use serde::Serialize;
@@ -19,6 +24,11 @@ pub struct Args {
     /// Only this list.
     #[arg(long, value_parser = list_arg(), value_name = "LIST")]
     list: Option<List>,
+    /// Only rules from this source or under it: `crowdsec` (every
+    /// CrowdSec origin), `crowdsec:cscli`, `crowdsec:lists:NAME`, `council`,
+    /// `cli`, ...
+    #[arg(long, value_name = "SOURCE")]
+    origin: Option<String>,
     /// Machine-readable output (stable field names).
     #[arg(long)]
     json: bool,
@@ -70,6 +80,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             let record = store
                 .as_ref()
                 .and_then(|s| s.active(rule.list, rule.net).ok().flatten());
+            if let Some(origin) = &args.origin
+                && !record
+                    .as_ref()
+                    .is_some_and(|r| journal::source_matches(&r.source, origin))
+            {
+                continue;
+            }
             let left = clock::remaining(rule.entry.expires_at_ns, now);
             views.push(RuleView {
                 list: rule.list,
@@ -98,6 +115,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         output::json(&serde_json::json!({ "rules": views }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if views.is_empty() && args.origin.is_some() {
+        println!("no rules from that origin");
         return Ok(ExitCode::SUCCESS);
     }
     if views.is_empty() {

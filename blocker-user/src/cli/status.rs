@@ -180,6 +180,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     d.latency.apply_p50_ms
                 );
             }
+            if let Some(c) = &d.crowdsec {
+                print_crowdsec(c);
+            }
         }
         None => println!("daemon: not running (pinned rules are still enforced)"),
     }
@@ -237,4 +240,71 @@ fn table_of(rule: &blocker::rule::Rule) -> String {
         (_, false, false) => BLOCK_NET_V6,
     }
     .to_string()
+}
+
+/// The CrowdSec bouncer's lines of `blocker status`.
+fn print_crowdsec(c: &blocker::daemon::crowdsec::CrowdsecStatus) {
+    let state = if c.connected {
+        format!(
+            "connected, last pull {}",
+            c.last_pull.as_deref().unwrap_or("-")
+        )
+    } else {
+        format!(
+            "UNREACHABLE ({} failed pull(s) in a row, retry in {:.0}s: {}); rules already in the kernel keep being enforced",
+            c.failures,
+            c.retry_in_secs.unwrap_or(0.0),
+            c.last_error.as_deref().unwrap_or("-")
+        )
+    };
+    println!("CrowdSec: {} ({state})", c.lapi_url);
+    let refused: Vec<String> = c.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let skipped: Vec<String> = c
+        .skipped
+        .types
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!(
+        "  {} live ban decisions, {} prefixes enforced; {} applied, {} lifted, {} unchanged, {} kept (banned longer by another source), {} failed; refused: {}; skipped: {} filtered, {} own, {} invalid, types: {}",
+        c.decisions,
+        c.enforced,
+        c.applied,
+        c.removed,
+        c.unchanged,
+        c.kept_foreign,
+        c.failed,
+        if refused.is_empty() {
+            "none".into()
+        } else {
+            refused.join(", ")
+        },
+        c.skipped.filtered,
+        c.skipped.own,
+        c.skipped.invalid,
+        if skipped.is_empty() {
+            "none".into()
+        } else {
+            skipped.join(", ")
+        }
+    );
+    for o in &c.origins {
+        println!(
+            "  {} {}: {} active, {} packets / {} bytes dropped",
+            o.origin, o.ip_type, o.active_decisions, o.dropped_packets, o.dropped_bytes
+        );
+    }
+    if c.push.enabled {
+        println!(
+            "  push: {} alerts pushed, {} failed, {} dropped{}",
+            c.push.pushed,
+            c.push.failed,
+            c.push.dropped,
+            c.push
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
 }

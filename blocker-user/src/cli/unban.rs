@@ -8,7 +8,7 @@ use blocker::{
     kernel::pins,
     rule::List,
     state::enforcer::Enforcer,
-    state::journal::Store,
+    state::journal::{self, Store},
 };
 
 use super::{Context, output, parse_net_arg};
@@ -16,8 +16,14 @@ use super::{Context, output, parse_net_arg};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Addresses or CIDR prefixes, exactly as they were added.
-    #[arg(required = true, value_name = "ADDR|CIDR", value_parser = parse_net_arg)]
+    #[arg(required_unless_present = "origin", value_name = "ADDR|CIDR", value_parser = parse_net_arg)]
     pub targets: Vec<IpNet>,
+    /// Instead of addresses: every rule from this source or under it
+    /// (`crowdsec:cscli`, `crowdsec:lists:NAME`, `council`, ...). A rule
+    /// CrowdSec still decides comes back at the bouncer's next full pull;
+    /// delete it there (`cscli decisions delete`) to lift it for good.
+    #[arg(long, value_name = "SOURCE", conflicts_with = "targets")]
+    pub origin: Option<String>,
     /// Print what was removed as JSON.
     #[arg(long)]
     pub json: bool,
@@ -43,7 +49,27 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
     };
     let mut removed = Vec::new();
     let mut absent = Vec::new();
-    for net in &args.targets {
+    let targets: Vec<IpNet> = match &args.origin {
+        None => args.targets.clone(),
+        Some(origin) => {
+            let Some(store) = enforcer.store() else {
+                anyhow::bail!(
+                    "--origin needs the journal (it records each rule's source), which is unavailable: {}",
+                    enforcer.journal_error().unwrap_or("not opened")
+                );
+            };
+            store
+                .active_rules()?
+                .into_iter()
+                .filter(|r| r.list == list && journal::source_matches(&r.source, origin))
+                .map(|r| r.net)
+                .collect()
+        }
+    };
+    if let (Some(origin), true) = (&args.origin, targets.is_empty()) {
+        eprintln!("no {} rules from {origin}", list.as_str());
+    }
+    for net in &targets {
         if enforcer.remove(list, *net, why)? {
             removed.push(addr::display(net));
         } else {

@@ -16,6 +16,7 @@
 //! - [`narrate`]: debates logged for operators;
 //! - [`lock`]: one daemon per pin directory and state directory.
 
+pub mod crowdsec;
 mod journal_writer;
 pub mod lock;
 mod narrate;

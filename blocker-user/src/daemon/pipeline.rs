@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{
+    crowdsec,
     journal_writer::JournalEntry,
     narrate::narrate,
     status::{CouncilStatus, DaemonStatus, IncidentStatus, LatencyStatus},
@@ -106,6 +107,9 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) metrics: Arc<Metrics>,
     /// The interfaces XDP must stay attached to (readiness).
     pub(super) interfaces: Vec<String>,
+    pub(super) crowdsec_status: Option<Arc<std::sync::Mutex<crowdsec::CrowdsecStatus>>>,
+    /// Kernel-confirmed bans to push to CrowdSec, when pushing is on.
+    pub(super) push_tx: Option<mpsc::Sender<crowdsec::PushItem>>,
 }
 
 impl<T: RuleTables> Pipeline<T> {
@@ -323,6 +327,7 @@ impl<T: RuleTables> Pipeline<T> {
                         self.latencies.pop_front();
                     }
                     self.latencies.push_back(sample);
+                    self.push(view, *target, *ttl_secs);
                     info!(
                         "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
                         addr::display(target),
@@ -334,6 +339,36 @@ impl<T: RuleTables> Pipeline<T> {
             }
         }
         outcome
+    }
+
+    /// Hands a kernel-confirmed ban to the CrowdSec pusher (never waits:
+    /// a full queue drops the alert and counts it).
+    fn push(&self, view: &IncidentView, target: ipnet::IpNet, ttl_secs: u64) {
+        let (Some(tx), Some(scenario)) = (&self.push_tx, crowdsec::scenario_of(view)) else {
+            return;
+        };
+        if !addr::is_host(&target) {
+            return;
+        }
+        let item = crowdsec::PushItem {
+            peer: target.addr(),
+            scenario,
+            message: format!(
+                "{} banned by blocker for {}s on kernel evidence ({scenario}, incident #{})",
+                target.addr(),
+                ttl_secs,
+                view.id
+            ),
+            ttl: Duration::from_secs(ttl_secs),
+            at: SystemTime::now(),
+            events: view.alert_count,
+        };
+        if tx.try_send(item).is_err()
+            && let Some(st) = &self.crowdsec_status
+            && let Ok(mut st) = st.lock()
+        {
+            st.push.dropped += 1;
+        }
     }
 
     pub(super) fn on_tick(&mut self) {
@@ -487,6 +522,10 @@ impl<T: RuleTables> Pipeline<T> {
             apply_p50_ms: pct(ms(|l| l.apply_ns), 0.5),
             recent_ms: recent,
         };
+        s.crowdsec = self
+            .crowdsec_status
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|c| c.clone()));
     }
 }
 
@@ -559,6 +598,8 @@ mod tests {
             journal_tx,
             metrics: Arc::default(),
             interfaces: Vec::new(),
+            crowdsec_status: None,
+            push_tx: None,
             cfg,
         };
         Harness {

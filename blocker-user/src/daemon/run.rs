@@ -204,6 +204,20 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         let registry = metrics.registry(PinDir::new(&cfg.pin_dir), cfg.state_dir.clone());
         crate::metrics::serve::spawn(addr, metrics.clone(), registry).await?;
     }
+    // The CrowdSec bouncer: its own enforcer (pinned maps, its own journal
+    // connection) on its own task, so a large decision list never runs on
+    // the pipeline's task.
+    let (crowdsec_status, push_tx) = if cfg.sources.crowdsec.enabled {
+        match start_crowdsec(cfg, &pins, cancel.clone()) {
+            Ok((status, push)) => (Some(status), push),
+            Err(e) => {
+                warn!("CrowdSec bouncer not started: {e}");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
 
     let journal_tx = spawn_journal(&cfg.state_dir);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
@@ -227,6 +241,8 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         journal_tx,
         metrics,
         interfaces: opts.interfaces.clone(),
+        crowdsec_status,
+        push_tx,
     };
     p.heartbeat();
     p.council_status.agents = p.council.agent_names();
@@ -350,4 +366,26 @@ fn spawn_port_watcher() -> Arc<std::sync::Mutex<Vec<u16>>> {
         }
     });
     ports
+}
+
+/// Starts the CrowdSec bouncer with an enforcer of its own.
+fn start_crowdsec(
+    cfg: &crate::config::Config,
+    pins: &PinDir,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<super::crowdsec::Spawned, String> {
+    let tables = crate::kernel::maps::Tables::open(pins).map_err(|e| e.to_string())?;
+    let store = crate::state::journal::Store::open_in(&cfg.state_dir)
+        .map_err(|e| format!("{e} (the bouncer never enforces a decision it cannot journal)"))?;
+    let enforcer =
+        crate::state::enforcer::Enforcer::new(tables, store).with_when_full(cfg.maps.when_full);
+    let guard = crate::guard::Guard::new(cfg.guard.clone()).map_err(|e| e.to_string())?;
+    super::crowdsec::spawn(
+        &cfg.sources.crowdsec,
+        enforcer,
+        guard,
+        crate::kernel::sys::local_addresses(),
+        cfg.daemon.dry_run,
+        cancel,
+    )
 }

@@ -30,6 +30,9 @@ pub struct DaemonStatus {
     pub council: CouncilStatus,
     /// Kernel event to map entry, over the last bans.
     pub latency: LatencyStatus,
+    /// The CrowdSec bouncer (`[sources.crowdsec]`), when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<super::crowdsec::CrowdsecStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

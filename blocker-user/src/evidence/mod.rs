@@ -9,6 +9,7 @@
 //! no input can grow memory or flood the log.
 
 pub mod alert;
+pub mod crowdsec;
 pub mod eve;
 mod follow;
 pub mod kmsg;

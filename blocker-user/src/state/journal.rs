@@ -134,6 +134,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX verdicts_debate ON verdicts (debate_id);",
 ];
 
+/// Whether a rule's `source` is of `origin`: the same, or under it
+/// (`crowdsec` covers `crowdsec:cscli` and `crowdsec:lists:NAME`;
+/// `crowdsec:lists` covers every list). What `--origin` selects.
+pub fn source_matches(source: &str, origin: &str) -> bool {
+    source == origin
+        || source
+            .strip_prefix(origin)
+            .is_some_and(|rest| rest.starts_with(':'))
+}
+
 /// A rule as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StoredRule {
@@ -794,6 +804,16 @@ mod tests {
         assert!(!s.remove(List::Block, net, "unban").unwrap());
         assert!(s.active(List::Block, net).unwrap().is_none());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn origins_select_sources() {
+        assert!(source_matches("crowdsec:cscli", "crowdsec:cscli"));
+        assert!(source_matches("crowdsec:cscli", "crowdsec"));
+        assert!(source_matches("crowdsec:lists:firehol", "crowdsec:lists"));
+        assert!(!source_matches("crowdsec:cscli-import", "crowdsec:cscli"));
+        assert!(!source_matches("crowdsecx", "crowdsec"));
+        assert!(!source_matches("council", "crowdsec"));
     }
 
     #[test]

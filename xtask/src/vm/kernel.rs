@@ -196,13 +196,35 @@ fn numbers(s: &str) -> Vec<u64> {
 }
 
 /// The version apt would download for `package`, if any.
-fn candidate_version(package: &str) -> anyhow::Result<Option<String>> {
+pub fn candidate_version(package: &str) -> anyhow::Result<Option<String>> {
     let out = cmd_output(Command::new("apt-cache").args(["policy", package]))?;
     Ok(out
         .lines()
         .find_map(|l| l.trim().strip_prefix("Candidate:"))
         .map(|v| v.trim().to_string())
         .filter(|v| v != "(none)"))
+}
+
+/// Downloads `package` at `version` into `downloads` with `apt-get
+/// download` (never installed) and returns the `.deb`.
+pub fn download(downloads: &Path, package: &str, version: &str) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(downloads)?;
+    run(Command::new("apt-get")
+        .current_dir(downloads)
+        // The download dir belongs to root; apt's `_apt` sandbox user could
+        // not write there.
+        .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
+        .arg(format!("{package}={version}")))
+    .with_context(|| format!("downloading {package} {version}"))?;
+    fs::read_dir(downloads)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+        })
+        .with_context(|| format!("apt-get download left no {package}_*.deb"))
 }
 
 /// Marks a completely unpacked kernel directory.
@@ -213,28 +235,11 @@ fn from_package(cache: &Path, label: &str, package: &str, version: &str) -> anyh
     if dir.join(STAMP).exists() {
         return load(label, &dir);
     }
-    let downloads = cache.join("downloads");
-    fs::create_dir_all(&downloads)?;
     note(&format!(
         "downloading the Debian kernel package {package} {version} (apt-get download; \
          unpacked into the cache, not installed)"
     ));
-    run(Command::new("apt-get")
-        .current_dir(&downloads)
-        // The download dir belongs to root; apt's `_apt` sandbox user could
-        // not write there.
-        .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-        .arg(format!("{package}={version}")))
-    .with_context(|| format!("downloading {package} {version}"))?;
-    let deb = fs::read_dir(&downloads)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
-        })
-        .with_context(|| format!("apt-get download left no {package}_*.deb"))?;
+    let deb = download(&cache.join("downloads"), package, version)?;
     let kernel = unpack(cache, label, &deb, &dir);
     let _ = fs::remove_file(&deb);
     let kernel = kernel?;
