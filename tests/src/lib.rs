@@ -7,9 +7,11 @@
 //! 198.18.0.0/15 and 2001:db8::/32, no route out, bounded traffic.
 
 pub mod crowdsec;
+pub mod fleet;
 pub mod frames;
 pub mod lab;
 pub mod llm_server;
+pub mod nats;
 pub mod peers;
 pub mod testrun;
 pub mod xdp_filter;

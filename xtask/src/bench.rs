@@ -22,6 +22,9 @@ pub struct Args {
     /// Run only this benchmark.
     #[arg(long, value_enum)]
     pub only: Option<Which>,
+    /// Run only this part, e.g. `cargo xtask bench fleet` (same as --only).
+    #[arg(value_enum, conflicts_with = "only")]
+    pub part: Option<Which>,
     /// Fixed latency of every call to the LLM test server, milliseconds.
     #[arg(long, default_value_t = 250)]
     pub latency_ms: u64,
@@ -35,12 +38,15 @@ pub enum Which {
     Pipeline,
     /// A 4-agent, 4-round LLM debate, concurrent against sequential.
     Debate,
+    /// Three nodes on a real NATS JetStream server: propagation latency
+    /// and decisions/s applied on a receiver (needs root).
+    Fleet,
 }
 
 pub fn run_all(args: &Args) -> anyhow::Result<()> {
-    let want = |w| args.only.is_none_or(|o| o == w);
+    let want = |w| args.part.or(args.only).is_none_or(|o| o == w);
     anyhow::ensure!(
-        is_root() || args.only == Some(Which::Debate),
+        is_root() || args.part.or(args.only) == Some(Which::Debate),
         "benchmarks load BPF programs; run `sudo -E cargo xtask bench` (or --only debate)"
     );
     bootstrap::packages(bootstrap::TEST_PACKAGES)?;
@@ -84,6 +90,19 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             .env("BENCH_ROUNDS", args.rounds.min(5).to_string());
         if let Some(j) = &args.json {
             cmd.env("BENCH_JSON", j.with_extension("debate.json"));
+        }
+        run(&mut cmd)?;
+    }
+    if want(Which::Fleet) {
+        note(
+            "fleet: propagation a → b, c over council decisions; a receiver catching up on a burst",
+        );
+        let bin = compile::all(true)?;
+        let mut cmd = compile::host_cargo(&obj);
+        cmd.args(["bench", "-p", "blocker-tests", "--bench", "fleet"])
+            .env("BLOCKER_BIN", &bin);
+        if let Some(j) = &args.json {
+            cmd.env("BENCH_JSON", j.with_extension("fleet.json"));
         }
         run(&mut cmd)?;
     }

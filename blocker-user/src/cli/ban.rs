@@ -33,6 +33,12 @@ pub struct Args {
     /// Print the rules written as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Share the ban with the fleet (`[fleet]`): it is queued in the journal
+    /// and the running daemon publishes it. Needs a --ttl. Also the default
+    /// with `[fleet] share_operator_bans = true`.
+    /// Example: blocker ban 203.0.113.7 --ttl 1h --share
+    #[arg(long)]
+    pub share: bool,
 }
 
 #[derive(Serialize)]
@@ -57,6 +63,27 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
             ))
             .into());
         }
+    }
+    let fleet = &ctx.config.fleet;
+    let share = list == List::Block && (args.share || (fleet.enabled && fleet.share_operator_bans));
+    if args.share && list != List::Block {
+        return Err(UsageError(
+            "only bans are shared with the fleet, never allowlist entries".into(),
+        )
+        .into());
+    }
+    if share && !fleet.enabled {
+        return Err(UsageError(
+            "--share needs the fleet: set [fleet] enabled = true (and its servers) in the config"
+                .into(),
+        )
+        .into());
+    }
+    if share && args.ttl.is_none() {
+        return Err(UsageError(
+            "a shared ban must expire (peers refuse permanent ones): give it a --ttl".into(),
+        )
+        .into());
     }
     pins::require_caps(pins::MAP_CAPS)?;
     let mut ebpf = pins::load_pinned(&ctx.pins, &ctx.config.maps)?;
@@ -83,6 +110,20 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
             reason_code: reason::MANUAL,
             source: "cli",
         })?;
+        if share && let (Some(store), Some(ttl)) = (enforcer.store(), args.ttl) {
+            // The daemon's publisher polls the outbox (see fleet::journal).
+            let d = blocker::fleet::Decision::block(
+                &fleet.node_name(),
+                *net,
+                ttl,
+                reason::MANUAL,
+                &reason_text,
+                "operator ban (cli)",
+            );
+            blocker::fleet::journal::queue(store.conn(), &d).map_err(|e| {
+                anyhow::anyhow!("banned, but could not queue it for the fleet: {e}")
+            })?;
+        }
         written.push(Written {
             list,
             address: addr::display(net),

@@ -180,6 +180,43 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     d.latency.apply_p50_ms
                 );
             }
+            let f = &d.fleet;
+            if f.enabled {
+                println!(
+                    "fleet: node {} {} {} — lag {}, {} queued, {} sent{}",
+                    f.node,
+                    if f.connected {
+                        "connected to"
+                    } else {
+                        "NOT connected to"
+                    },
+                    f.servers.join(", "),
+                    f.lag,
+                    f.queued,
+                    f.sent,
+                    f.last_error
+                        .as_ref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                );
+                for (origin, c) in &f.origins {
+                    println!(
+                        "  from {origin}: {} received, {} applied, {} refused",
+                        c.received, c.applied, c.refused
+                    );
+                }
+                if !f.rejected.is_empty() {
+                    let r: Vec<String> =
+                        f.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    println!("  rejected messages: {}", r.join(", "));
+                }
+                if f.propagation.count > 0 {
+                    println!(
+                        "  propagation (origin applied → applied here): p50 {:.1} ms, p99 {:.1} ms over {} decisions",
+                        f.propagation.p50_ms, f.propagation.p99_ms, f.propagation.count
+                    );
+                }
+            }
             if let Some(c) = &d.crowdsec {
                 print_crowdsec(c);
             }

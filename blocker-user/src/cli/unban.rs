@@ -27,6 +27,11 @@ pub struct Args {
     /// Print what was removed as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Tell the fleet to lift it too. Implied when this node shared the ban
+    /// (`blocker ban --share`); peers lift only bans they got from us.
+    /// Example: blocker unban 203.0.113.7 --share
+    #[arg(long)]
+    pub share: bool,
 }
 
 pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
@@ -69,7 +74,18 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
     if let (Some(origin), true) = (&args.origin, targets.is_empty()) {
         eprintln!("no {} rules from {origin}", list.as_str());
     }
+    let fleet = &ctx.config.fleet;
     for net in &targets {
+        if list == List::Block
+            && fleet.enabled
+            && let Some(store) = enforcer.store()
+            && (args.share
+                || blocker::fleet::journal::shared_block(store.conn(), *net).unwrap_or(false))
+        {
+            let d = blocker::fleet::Decision::unblock(&fleet.node_name(), *net, why);
+            blocker::fleet::journal::queue(store.conn(), &d)
+                .map_err(|e| anyhow::anyhow!("could not queue the unban for the fleet: {e}"))?;
+        }
         if enforcer.remove(list, *net, why)? {
             removed.push(addr::display(net));
         } else {

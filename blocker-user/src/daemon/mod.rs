@@ -52,6 +52,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Enforce(#[from] EnforceError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::link::LinkError),
     /// `[guard] trusted` does not parse (the config loader checks it first,
     /// so this means a config built in code).
     #[error("invalid configuration: [guard] trusted")]

@@ -27,6 +27,7 @@ use crate::{
         facts::{BanHistory, FactSources, gather_facts},
     },
     evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters},
+    fleet::{self, Decision, PolicyRefusal, link::Inbound},
     guard::{self, Guard},
     incident::{Incident, IncidentView, Tracker, Trigger},
     kernel::{
@@ -36,7 +37,7 @@ use crate::{
     },
     metrics::{AlertLabels, ListLabels, Metrics, Readiness, RuleLabels, SourceLabels},
     rule::List,
-    state::enforcer::Enforcer,
+    state::enforcer::{Change, Enforcer},
     verdict::{Outcome, execute, reason_code},
 };
 
@@ -110,6 +111,17 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) crowdsec_status: Option<Arc<std::sync::Mutex<crowdsec::CrowdsecStatus>>>,
     /// Kernel-confirmed bans to push to CrowdSec, when pushing is on.
     pub(super) push_tx: Option<mpsc::Sender<crowdsec::PushItem>>,
+    /// The fleet, when `[fleet] enabled`.
+    pub(super) fleet: Option<FleetSide>,
+}
+
+/// The pipeline's end of the fleet: where own decisions go, the status the
+/// link shares, and a journal connection for received decisions.
+pub(super) struct FleetSide {
+    pub(super) node: String,
+    pub(super) link: fleet::link::Link,
+    pub(super) status: fleet::SharedStatus,
+    pub(super) journal: rusqlite::Connection,
 }
 
 impl<T: RuleTables> Pipeline<T> {
@@ -328,6 +340,29 @@ impl<T: RuleTables> Pipeline<T> {
                     }
                     self.latencies.push_back(sample);
                     self.push(view, *target, *ttl_secs);
+                    if let Some(f) = &self.fleet {
+                        // Only what this node decided and applied is
+                        // shared; received decisions never come this way.
+                        let digest: Vec<String> = view
+                            .by_kind
+                            .iter()
+                            .map(|(k, n)| format!("{}×{n}", k.as_str()))
+                            .collect();
+                        let d = Decision::block(
+                            &f.node,
+                            *target,
+                            Duration::from_secs(*ttl_secs),
+                            reason,
+                            &draft.justification,
+                            &format!("incident #{}: {}", view.id, digest.join(", ")),
+                        );
+                        if f.link.publish.try_send(d).is_err() {
+                            warn!(
+                                "fleet: the publisher is behind; {} is not shared",
+                                addr::display(target)
+                            );
+                        }
+                    }
                     info!(
                         "verdict applied: banned {} for {} (incident #{}; {:.2} ms after the kernel's evidence)",
                         addr::display(target),
@@ -368,6 +403,116 @@ impl<T: RuleTables> Pipeline<T> {
             && let Ok(mut st) = st.lock()
         {
             st.push.dropped += 1;
+        }
+    }
+
+    /// A peer's decision: the policy, then this node's guard, then the
+    /// enforcer; journaled with its origin whatever the outcome, and never
+    /// published again.
+    pub(super) fn on_fleet(&mut self, inbound: Inbound) {
+        let Inbound { decision: d, done } = inbound;
+        let Some(f) = self.fleet.as_ref() else {
+            return;
+        };
+        if fleet::journal::seen(&f.journal, &d.id).unwrap_or(false) {
+            // A redelivery (we crashed before the ack): handled already.
+            let _ = done.send(());
+            return;
+        }
+        let (outcome, detail, rule_id) = self.apply_external(&d);
+        let f = self.fleet.as_ref().expect("checked above");
+        if let Err(e) =
+            fleet::journal::record_received(&f.journal, &d, outcome, detail.as_deref(), rule_id)
+        {
+            warn!("fleet: could not journal {}: {e}", d.describe());
+        }
+        {
+            let mut s = f.status.lock().expect("status lock");
+            let c = s.origins.entry(d.origin.clone()).or_default();
+            c.received += 1;
+            match outcome {
+                "applied" => {
+                    c.applied += 1;
+                    let now = fleet::decision::unix_ms(SystemTime::now());
+                    s.propagation
+                        .add(now.saturating_sub(d.issued_at_ms).max(0) as f64);
+                }
+                _ => c.refused += 1,
+            }
+        }
+        match (&detail, outcome) {
+            (Some(why), _) => warn!("fleet: {outcome} {}: {why}", d.describe()),
+            (None, _) => info!("fleet: {outcome} {}", d.describe()),
+        }
+        let _ = done.send(());
+    }
+
+    fn apply_external(&mut self, d: &Decision) -> (&'static str, Option<String>, Option<i64>) {
+        let refused = |why: String| ("refused", Some(why), None);
+        let ttl =
+            match self
+                .cfg
+                .fleet
+                .policy
+                .check(d, SystemTime::now(), self.cfg.fleet.max_clock_skew)
+            {
+                Ok(t) => t,
+                Err(e) => return refused(e.to_string()),
+            };
+        let source = format!("fleet:{}", d.origin);
+        match (d.kind, ttl) {
+            (fleet::Kind::Block, Some(ttl)) => {
+                // No incident here: the guard's external entry point checks
+                // the target against this node's allowlist, trusted list,
+                // own addresses, special ranges, width and TTL bounds (the
+                // peer's text is data: sanitized, journaled, never run).
+                let allowlist = live_allowlist(Some(self.enforcer.tables()));
+                let ctx = guard::ExternalContext {
+                    local: &self.local_addrs,
+                    allowlist: &allowlist,
+                };
+                if let Err(r) = self.guard.check_external(d.target, Some(ttl), &ctx) {
+                    return refused(format!("guard: {r}"));
+                }
+                if self.cfg.daemon.dry_run {
+                    return ("dry-run", None, None);
+                }
+                match self.enforcer.add(&Change {
+                    list: List::Block,
+                    net: d.target,
+                    ttl: Some(ttl),
+                    reason: &d.reason,
+                    reason_code: d.reason_code,
+                    source: &source,
+                }) {
+                    Ok(a) => ("applied", None, Some(a.record_id)),
+                    Err(e) => ("failed", Some(e.to_string()), None),
+                }
+            }
+            (fleet::Kind::Unblock, _) => {
+                let theirs = self
+                    .enforcer
+                    .store()
+                    .and_then(|s| s.active(List::Block, d.target).ok().flatten())
+                    .is_some_and(|r| r.source == source);
+                if !theirs {
+                    return refused(
+                        PolicyRefusal::NotTheirs {
+                            target: addr::display(&d.target),
+                            origin: d.origin.clone(),
+                        }
+                        .to_string(),
+                    );
+                }
+                if self.cfg.daemon.dry_run {
+                    return ("dry-run", None, None);
+                }
+                match self.enforcer.remove(List::Block, d.target, &source) {
+                    Ok(_) => ("applied", None, None),
+                    Err(e) => ("failed", Some(e.to_string()), None),
+                }
+            }
+            (fleet::Kind::Block, None) => refused("a block without an expiry".into()),
         }
     }
 
@@ -499,6 +644,9 @@ impl<T: RuleTables> Pipeline<T> {
             journal_error: self.enforcer.journal_error().map(str::to_owned),
             ..self.council_status.clone()
         };
+        if let Some(f) = &self.fleet {
+            s.fleet = f.status.lock().expect("status lock").clone();
+        }
         let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {
             self.latencies.iter().map(|l| f(l) as f64 / 1e6).collect()
         };
@@ -600,6 +748,7 @@ mod tests {
             interfaces: Vec::new(),
             crowdsec_status: None,
             push_tx: None,
+            fleet: None,
             cfg,
         };
         Harness {

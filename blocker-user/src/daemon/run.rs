@@ -219,6 +219,35 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         (None, None)
     };
 
+    // The fleet: peers' decisions come in on their own queue, own ones go
+    // out through the link's outbox. Without [fleet] the queue stays empty.
+    let (fleet_tx, mut fleet_rx) = mpsc::channel::<crate::fleet::link::Inbound>(1024);
+    let fleet = if cfg.fleet.enabled {
+        let db = cfg.state_dir.join(crate::state::journal::DB_FILE);
+        let status = crate::fleet::SharedStatus::default();
+        let link = crate::fleet::link::spawn(
+            cfg.fleet.clone(),
+            db.clone(),
+            status.clone(),
+            fleet_tx.clone(),
+        )
+        .await?;
+        let journal = crate::fleet::link::open_journal(&db)?;
+        info!(
+            "fleet: node {} sharing verdicts on {} (stream {})",
+            cfg.fleet.node_name(),
+            cfg.fleet.servers.join(", "),
+            cfg.fleet.stream
+        );
+        Some(super::pipeline::FleetSide {
+            node: cfg.fleet.node_name(),
+            link,
+            status,
+            journal,
+        })
+    } else {
+        None
+    };
     let journal_tx = spawn_journal(&cfg.state_dir);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(cfg.council.max_concurrent * 2 + 4);
     let mut p = Pipeline {
@@ -243,6 +272,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         interfaces: opts.interfaces.clone(),
         crowdsec_status,
         push_tx,
+        fleet,
     };
     p.heartbeat();
     p.council_status.agents = p.council.agent_names();
@@ -285,6 +315,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             () = &mut shutdown => break,
             Some(alert) = alert_rx.recv() => p.on_alert(alert),
             Some(done) = done_rx.recv() => p.on_debate(done),
+            Some(inbound) = fleet_rx.recv() => p.on_fleet(inbound),
             _ = tick.tick() => {
                 p.on_tick();
                 p.fill_status(&mut status);

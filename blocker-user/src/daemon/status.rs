@@ -33,6 +33,9 @@ pub struct DaemonStatus {
     /// The CrowdSec bouncer (`[sources.crowdsec]`), when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crowdsec: Option<super::crowdsec::CrowdsecStatus>,
+    /// Decisions shared with and received from the fleet.
+    #[serde(default)]
+    pub fleet: crate::fleet::FleetStatus,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

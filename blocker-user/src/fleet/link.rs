@@ -158,8 +158,10 @@ pub async fn spawn(
                 }
                 _ => {}
             }
+            let mut s = st.lock().expect("status lock");
+            s.connected = flag.load(Ordering::Relaxed);
             if !matches!(event, async_nats::Event::Connected) {
-                st.lock().expect("status lock").last_error = Some(event.to_string());
+                s.last_error = Some(event.to_string());
             }
         }
     });

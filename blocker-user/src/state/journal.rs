@@ -132,6 +132,9 @@ const MIGRATIONS: &[&str] = &[
         rule_id       INTEGER               -- the rules row an applied block wrote
     );
     CREATE INDEX verdicts_debate ON verdicts (debate_id);",
+    // 3: the fleet's outbox (own decisions to publish, also the queue while
+    // NATS is away) and the decisions received from peers.
+    crate::fleet::journal::SCHEMA,
 ];
 
 /// Whether a rule's `source` is of `origin`: the same, or under it
@@ -300,6 +303,11 @@ impl Store {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The connection, for the fleet's rows in the same journal.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn path(&self) -> &Path {
