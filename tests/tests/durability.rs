@@ -53,20 +53,43 @@ fn sigkill_during_a_burst_of_bans_loses_no_acknowledged_ban() {
         &state,
         "[guard]\nmax_bans_per_minute = 100000\n[xdp]\nzero_window_threshold = 5\n",
     );
-    let mut d = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
-    // Council bans (XDP incidents from 300 sources) and operator bans at once.
-    let frames: Vec<Vec<u8>> = (0..300u32)
-        .flat_map(|i| {
+    // Council bans need kernel-confirmed evidence (a zero-window SYN is
+    // forgeable and only watched, see issue 10): IDS alerts on established
+    // TCP sessions (an application protocol) from 300 sources.
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let mut d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("following eve.json")),
+        "{}",
+        d.log()
+    );
+    let lines: Vec<String> = (0..300u32)
+        .map(|i| {
             let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
-            (0..6).map(move |_| Spec::zero_window_syn(&src, SERVER_V4).build())
+            format!(
+                r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
+            )
         })
         .collect();
     let injector = {
-        let frames = frames.clone();
-        let lab_client = lab.client.path();
-        let _ = lab_client;
         std::thread::scope(|s| {
-            let h = s.spawn(|| peers::inject(&lab, &frames).unwrap());
+            let h = s.spawn(|| {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+                for l in &lines {
+                    writeln!(f, "{l}").unwrap();
+                    f.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
             let mut cli_acked = Vec::new();
             for i in 0..40 {
                 let addr = format!("198.18.50.{}", i + 1);

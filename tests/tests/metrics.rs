@@ -79,12 +79,42 @@ fn config(state: &State) -> PathBuf {
 
 fn start(state: &State, lab: &Lab) -> Daemon {
     let cfg = config(state);
-    Daemon::start(
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let d = Daemon::start(
         state,
         &lab.server,
         &lab.server_if,
-        &["--config", cfg.to_str().unwrap()],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--eve-json",
+            eve.to_str().unwrap(),
+        ],
+    );
+    // The follower opens the file at its end once it runs.
+    assert!(
+        wait_until(DETECT, || d.log().contains("following eve.json")),
+        "{}",
+        d.log()
+    );
+    d
+}
+
+/// Zero-window SYNs are forgeable evidence, watched and never a per-source
+/// ban (issue 10); the ban comes from kernel-independent confirmed evidence:
+/// an IDS alert on an established TCP session (an application protocol).
+fn confirm(state: &State, src: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(state.state_dir.join("eve.json"))
+        .unwrap();
+    writeln!(
+        f,
+        r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
     )
+    .unwrap();
 }
 
 /// `count` zero-window SYNs from `src` to the server (bounded, 2 ms apart).
@@ -167,6 +197,7 @@ fn scrape_follows_a_zero_window_syn_flood_and_passes_promtool() {
 
     // The flood: past the threshold, the council bans the source.
     hping(&lab, flooder, 30);
+    confirm(&state, flooder);
     assert!(
         wait_until(DETECT, || banned(&state, flooder)),
         "flooder not banned:\n{}",
@@ -433,6 +464,7 @@ fn top_shows_the_attack_under_tmux_and_quits_on_q() {
     // below the threshold; top follows without being restarted.
     hping(&lab, flooder, 30);
     hping(&lab, talker, 10);
+    confirm(&state, flooder);
     assert!(
         wait_until(DETECT, || banned(&state, flooder)),
         "flooder not banned:\n{}",

@@ -174,9 +174,11 @@ fn spoofed_sources(sources: u32, per_source: usize, rate: usize) -> (usize, Stri
         .flat_map(|a| forged(a, SERVER_V4, per_source))
         .collect();
     paced(&lab, &frames, rate);
-    // Let the council catch up with every event.
+    // Let the council catch up with every event: each forged source is its
+    // own incident (a watch, journaled), hundreds of them on two shared
+    // cores, so this bound is generous; it is a bound, not a timing claim.
     assert!(
-        wait_until(DETECT, || {
+        wait_until(Duration::from_secs(300), || {
             let s = state.daemon_status();
             let c = &s["council"];
             s["alerts"]["delivered"].as_u64().unwrap_or(0) > 0
