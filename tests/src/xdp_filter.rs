@@ -22,6 +22,8 @@ use crate::{describe, unique};
 
 /// Where xdp-filter pins its maps (global: one xdp-filter per host).
 const PIN_DIR: &str = "/sys/fs/bpf/xdp-filter";
+/// libxdp's own pin directory (its dispatcher state), created on first use.
+const LIBXDP_DIR: &str = "/sys/fs/bpf/xdp";
 /// `MAP_FLAG_SRC` in xdp-filter's common_kern_user.h.
 const MAP_FLAG_SRC: u64 = 1;
 /// Entries per map, fixed by xdp-filter.
@@ -34,6 +36,8 @@ pub struct XdpFilter {
     pub prog: Xdp,
     v4: PerCpuHashMap<MapData, [u8; 4], u64>,
     v6: PerCpuHashMap<MapData, [u8; 16], u64>,
+    /// Whether loading created LIBXDP_DIR, so dropping removes it again.
+    created_libxdp_dir: bool,
 }
 
 fn sh(cmd: &mut Command) {
@@ -50,6 +54,7 @@ impl XdpFilter {
             !std::path::Path::new(PIN_DIR).exists(),
             "{PIN_DIR} exists: another xdp-filter is loaded on this host; unload it first"
         );
+        let created_libxdp_dir = !std::path::Path::new(LIBXDP_DIR).exists();
         let ns = unique("bxf");
         let iface = unique("xf");
         sh(Command::new("ip").args(["netns", "add", &ns]));
@@ -94,6 +99,7 @@ impl XdpFilter {
         // From here on `Drop for XdpFilter` cleans up.
         std::mem::forget(guard);
         Self {
+            created_libxdp_dir,
             ns,
             iface,
             prog_pin,
@@ -134,5 +140,9 @@ impl Drop for XdpFilter {
         // xdp-filter removes its pins when it unloads the last interface;
         // make sure, so the next run can load it again.
         let _ = std::fs::remove_dir_all(PIN_DIR);
+        if self.created_libxdp_dir {
+            // remove_dir, not remove_dir_all: only if libxdp left it empty.
+            let _ = std::fs::remove_dir(LIBXDP_DIR);
+        }
     }
 }
