@@ -3,21 +3,28 @@
 //! unit test checks it parses to [`Config::default`].
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 
+// Each room owns the section it reads; this file only assembles them, so
+// the rooms never import the whole configuration back.
 pub use crate::{
     council::{
+        config::{AgentKind, ConsensusName, CouncilConfig, Fallback},
         llm::{LlmConfig, LlmRoleConfig},
         rules::RulesConfig,
     },
     guard::GuardConfig,
     incident::IncidentConfig,
-    kernel::probes::ProbeMode,
+    kernel::{
+        maps::{MapsConfig, WhenFull},
+        probes::ProbeMode,
+        xdp::XdpMode,
+    },
+    ttl::duration,
 };
 
 /// The documented default configuration file.
@@ -74,20 +81,6 @@ impl Default for Config {
     }
 }
 
-/// How the XDP program is attached.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-#[derive(clap::ValueEnum)]
-pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic (skb) mode.
-    #[default]
-    Auto,
-    /// Native mode only: fastest, needs driver support.
-    Driver,
-    /// Generic mode: works on every interface, after the kernel allocated the skb.
-    Skb,
-}
-
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct XdpConfig {
@@ -141,174 +134,6 @@ impl Default for SourcesConfig {
             queue: 4096,
             crowdsec: crate::evidence::crowdsec::CrowdsecConfig::default(),
         }
-    }
-}
-
-/// What plays a role on the council.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    /// The offline, deterministic rule agent of the role.
-    #[default]
-    Rules,
-    /// A model behind an OpenAI-compatible endpoint (`[council.llm]`).
-    Llm,
-}
-
-/// How the council decides (`[council]`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CouncilConfig {
-    pub roles: Vec<String>,
-    /// What plays every role, unless `role_agents` says otherwise.
-    pub agents: AgentKind,
-    /// Per-role exceptions to `agents`, for mixed councils.
-    pub role_agents: BTreeMap<String, AgentKind>,
-    pub consensus: ConsensusName,
-    pub quorum: usize,
-    pub max_rounds: u32,
-    pub max_concurrent: usize,
-    /// Longest a whole debate may take, every round and retry included.
-    #[serde(with = "crate::config::duration")]
-    pub debate_deadline: Duration,
-    /// What decides an incident with confirmed evidence when an LLM
-    /// council cannot conclude (deadline, errors, budget, abstentions).
-    pub fallback: Fallback,
-    pub rules: RulesConfig,
-    pub llm: LlmConfig,
-}
-
-/// `[council] fallback`.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Fallback {
-    /// The offline rule agents decide.
-    Rules,
-    /// Nothing is decided (the transcript says why).
-    None,
-}
-
-impl Default for CouncilConfig {
-    fn default() -> Self {
-        Self {
-            roles: crate::council::rules::ROLES
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
-            agents: AgentKind::Rules,
-            role_agents: BTreeMap::new(),
-            consensus: ConsensusName::Unanimous,
-            quorum: 2,
-            max_rounds: 4,
-            max_concurrent: 4,
-            debate_deadline: Duration::from_secs(60),
-            fallback: Fallback::Rules,
-            rules: RulesConfig::default(),
-            llm: LlmConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsensusName {
-    Unanimous,
-    Quorum,
-}
-
-impl CouncilConfig {
-    /// What plays `role`.
-    pub fn kind_of(&self, role: &str) -> AgentKind {
-        self.role_agents.get(role).copied().unwrap_or(self.agents)
-    }
-
-    /// Whether any role is played by a model (or a judge sits).
-    pub fn uses_llm(&self) -> bool {
-        self.llm.judge || self.roles.iter().any(|r| self.kind_of(r) == AgentKind::Llm)
-    }
-
-    pub fn consensus(&self) -> crate::council::Consensus {
-        match self.consensus {
-            ConsensusName::Unanimous => crate::council::Consensus::Unanimous,
-            ConsensusName::Quorum => crate::council::Consensus::Quorum {
-                min_approvals: self.quorum,
-            },
-        }
-    }
-}
-
-/// Capacities of the kernel tables, in entries.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MapsConfig {
-    pub when_full: WhenFull,
-    pub block_v4: u32,
-    pub block_v6: u32,
-    pub block_net_v4: u32,
-    pub block_net_v6: u32,
-    pub allow_v4: u32,
-    pub allow_v6: u32,
-    pub zero_window_v4: u32,
-    pub zero_window_v6: u32,
-    /// Slots of the per-CPU rule counters (see
-    /// `blocker_common::maps::RULE_COUNTERS`).
-    pub rule_counters: u32,
-}
-
-impl Default for MapsConfig {
-    fn default() -> Self {
-        Self {
-            when_full: WhenFull::Refuse,
-            // A community blocklist (CrowdSec's bouncer spec asks for 100k
-            // decisions) fits with room to spare.
-            block_v4: 262144,
-            block_v6: 65536,
-            block_net_v4: 16384,
-            block_net_v6: 16384,
-            allow_v4: 4096,
-            allow_v6: 4096,
-            zero_window_v4: 65536,
-            zero_window_v6: 65536,
-            rule_counters: 65536,
-        }
-    }
-}
-
-/// What a new rule does when its table is full.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum WhenFull {
-    /// Refuse the new rule with an error (and count it).
-    #[default]
-    Refuse,
-    /// Make room by removing the rule that expires soonest (never a
-    /// permanent one); the journal records the eviction.
-    EvictSoonest,
-}
-
-impl MapsConfig {
-    /// `(map name, capacity, config key)` for every sized map.
-    pub fn entries(&self) -> [(&'static str, u32, &'static str); 9] {
-        use blocker_common::maps::*;
-        [
-            (BLOCK_V4, self.block_v4, "block_v4"),
-            (BLOCK_V6, self.block_v6, "block_v6"),
-            (BLOCK_NET_V4, self.block_net_v4, "block_net_v4"),
-            (BLOCK_NET_V6, self.block_net_v6, "block_net_v6"),
-            (ALLOW_V4, self.allow_v4, "allow_v4"),
-            (ALLOW_V6, self.allow_v6, "allow_v6"),
-            (ZW_SYN_V4, self.zero_window_v4, "zero_window_v4"),
-            (ZW_SYN_V6, self.zero_window_v6, "zero_window_v6"),
-            (RULE_COUNTERS, self.rule_counters, "rule_counters"),
-        ]
-    }
-
-    /// The config key that sets the capacity of map `name`.
-    pub fn key_for(&self, name: &str) -> Option<&'static str> {
-        self.entries()
-            .into_iter()
-            .find(|e| e.0 == name)
-            .map(|e| e.2)
     }
 }
 
@@ -491,33 +316,6 @@ impl Config {
             return Err("[treason] stall must be at least 100ms".into());
         }
         Ok(())
-    }
-}
-
-/// Serde for durations written as `30s`, `5m`, `1h`.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        let d = crate::ttl::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (examples: 30s, 5m, 1h)")))?;
-        // Durations reach the kernel and the incident tracker as u64
-        // nanoseconds (CLOCK_BOOTTIME). Longer ones would wrap there and
-        // slip past the lower bounds `validate` checks: "584years 200days"
-        // is a `stall` of a few hours, 2^64 ns one of zero.
-        if u64::try_from(d.as_nanos()).is_err() {
-            return Err(serde::de::Error::custom(format!(
-                "{s:?} is longer than the longest duration blocker handles (about 584 years)"
-            )));
-        }
-        Ok(d)
     }
 }
 

@@ -155,7 +155,7 @@ pub async fn run(
     dry_run: bool,
     cancel: CancellationToken,
 ) -> Result<Report, DaemonError> {
-    let council = council::build(cfg)?.with_cancel(cancel);
+    let council = council::build(&cfg.council)?.with_cancel(cancel);
     let pins = PinDir::new(&cfg.pin_dir);
     let tables = if !dry_run {
         pins::require_caps(pins::MAP_CAPS)?;

@@ -25,12 +25,12 @@ pub struct GuardConfig {
     /// Widest IPv6 prefix a verdict may block.
     pub min_prefix_v6: u8,
     /// Shortest and longest TTL of a council ban.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub min_ttl: Duration,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_ttl: Duration,
     /// Longest the zero-window SYN policy may be switched on for.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_policy_ttl: Duration,
     /// New council bans per minute, at most; more are refused.
     pub max_bans_per_minute: u32,

@@ -76,11 +76,11 @@ impl IncidentView {
 #[serde(default, deny_unknown_fields)]
 pub struct IncidentConfig {
     /// An incident closes after this long without a new alert.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub window: Duration,
     /// A repeated (source, kind, signature) within this long is a duplicate:
     /// counted, not debated again.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub cooldown: Duration,
     /// Open incidents at most; beyond it the stalest one is closed early.
     pub max_open: usize,

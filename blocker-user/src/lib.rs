@@ -32,10 +32,12 @@
 //!
 //! Shared by several stages: [`rule`] (`List`, `Rule`), [`text`] (hostile
 //! text: sanitizing, the shell-likeness check), [`addr`], [`clock`],
-//! [`ttl`], [`config`] (the configuration file, one section per room), and
+//! [`ttl`], [`choice`] (named values for the CLI and the
+//! configuration), [`config`] (the configuration file, one section per room), and
 //! [`fleet`] (decisions shared between nodes).
 
 pub mod addr;
+pub mod choice;
 pub mod clock;
 pub mod config;
 pub mod council;

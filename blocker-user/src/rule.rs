@@ -19,22 +19,27 @@ pub enum List {
     Block,
 }
 
-impl List {
-    pub const ALL: [Self; 2] = [Self::Allow, Self::Block];
+impl crate::choice::Choice for List {
+    const ALL: &'static [Self] = &[Self::Allow, Self::Block];
 
-    /// What the list does, for help texts.
-    pub const fn help(self) -> &'static str {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Block => "block",
+        }
+    }
+
+    fn help(self) -> &'static str {
         match self {
             Self::Allow => "Checked first: matching sources always pass",
             Self::Block => "Matching sources are dropped",
         }
     }
+}
 
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Block => "block",
-        }
+impl List {
+    pub fn as_str(self) -> &'static str {
+        crate::choice::Choice::name(self)
     }
 }
 
@@ -42,10 +47,7 @@ impl std::str::FromStr for List {
     type Err = UnknownList;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| UnknownList(s.to_owned()))
+        <Self as crate::choice::Choice>::from_name(s).ok_or_else(|| UnknownList(s.to_owned()))
     }
 }
 

@@ -108,6 +108,34 @@ pub fn format_ttl(ttl: Ttl) -> String {
     ttl.map_or_else(|| "never".into(), format_remaining)
 }
 
+/// Serde for durations written as `30s`, `5m`, `1h` (every section of
+/// the configuration uses it).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        let d = super::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (examples: 30s, 5m, 1h)")))?;
+        // Durations reach the kernel and the incident tracker as u64
+        // nanoseconds (CLOCK_BOOTTIME). Longer ones would wrap there and
+        // slip past the lower bounds `validate` checks: "584years 200days"
+        // is a `stall` of a few hours, 2^64 ns one of zero.
+        if u64::try_from(d.as_nanos()).is_err() {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is longer than the longest duration blocker handles (about 584 years)"
+            )));
+        }
+        Ok(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

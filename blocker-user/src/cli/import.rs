@@ -15,7 +15,7 @@ use blocker::{
 };
 use blocker_common::reason;
 
-use super::{Context, UsageError, list_arg, output, parse_ttl_arg};
+use super::{Context, UsageError, choice_arg, output, parse_ttl_arg};
 
 /// Load rules from a file: blocker's JSON export, or a plain list of
 /// addresses/CIDRs (one per line, `#` or `;` comments) such as a published
@@ -28,7 +28,7 @@ pub struct Args {
     /// The file; `-` reads standard input.
     file: PathBuf,
     /// For plain lists: which list the addresses go to.
-    #[arg(long, value_parser = list_arg(), default_value = "block")]
+    #[arg(long, value_parser = choice_arg::<List>(), default_value = "block")]
     list: List,
     /// For plain lists: how long the rules last (90s, 1h, 7d, never).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl_arg, default_value = "never")]

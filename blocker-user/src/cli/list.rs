@@ -13,7 +13,7 @@ use blocker::{
 use blocker_common::reason;
 use serde::Serialize;
 
-use super::{Context, list_arg, output};
+use super::{Context, choice_arg, output};
 
 /// Show the allow and block rules in the kernel, with time left, reason and
 /// the packets each one matched.
@@ -22,7 +22,7 @@ use super::{Context, list_arg, output};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this list.
-    #[arg(long, value_parser = list_arg(), value_name = "LIST")]
+    #[arg(long, value_parser = choice_arg::<List>(), value_name = "LIST")]
     list: Option<List>,
     /// Only rules from this source or under it: `crowdsec` (every
     /// CrowdSec origin), `crowdsec:cscli`, `crowdsec:lists:NAME`, `council`,

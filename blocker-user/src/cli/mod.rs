@@ -143,7 +143,7 @@ impl GlobalArgs {
 #[derive(Debug, Args)]
 pub struct CouncilArgs {
     /// What plays every role: rules (offline) or llm [default: from config, else rules].
-    #[arg(long, value_enum, value_name = "KIND")]
+    #[arg(long, value_parser = choice_arg::<blocker::config::AgentKind>(), value_name = "KIND")]
     agents: Option<blocker::config::AgentKind>,
     /// Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
     /// [default: from config, else $OPENAI_BASE_URL, else OpenAI's]. The key
@@ -268,14 +268,18 @@ pub fn parse_net_arg(s: &str) -> Result<blocker::addr::IpNet, String> {
     blocker::addr::parse_net(s).map_err(|e| e.to_string())
 }
 
-/// clap value parser for `--list`: the possible values and their help come
-/// from [`List`](blocker::rule::List) itself, so the rule layer needs no clap.
-pub fn list_arg() -> impl clap::builder::TypedValueParser<Value = blocker::rule::List> {
+/// clap value parser for a [`Choice`](blocker::choice::Choice) (`--list`,
+/// `--xdp-mode`, `--treason-probe`, `--agents`): the possible values and
+/// their help come from the type itself, so the rooms below need no clap.
+pub fn choice_arg<T: blocker::choice::Choice + Send + Sync>()
+-> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
     PossibleValuesParser::new(
-        blocker::rule::List::ALL.map(|l| PossibleValue::new(l.as_str()).help(l.help())),
+        T::ALL
+            .iter()
+            .map(|v| PossibleValue::new(v.name()).help(v.help())),
     )
-    .map(|s| s.parse().expect("clap only passes the possible values"))
+    .map(|s| T::from_name(&s).expect("clap only passes the possible values"))
 }
 
 /// clap value parser for TTLs.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use blocker::{config::XdpMode, daemon, kernel::probes::ProbeMode};
 
-use super::{Context, CouncilArgs};
+use super::{Context, CouncilArgs, choice_arg};
 
 /// Load blocker, attach XDP to the interfaces and run in the foreground
 /// until SIGINT or SIGTERM.
@@ -26,11 +26,11 @@ pub struct Args {
     interfaces: Vec<String>,
     /// XDP attach mode: auto tries driver (native) mode and falls back to
     /// skb (generic) mode [default: from config, else auto].
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(long, value_parser = choice_arg::<XdpMode>(), value_name = "MODE")]
     xdp_mode: Option<XdpMode>,
     /// How the treason probes attach: auto tries kprobes and falls back to
     /// tracepoints [default: from config, else auto].
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(long, value_parser = choice_arg::<ProbeMode>(), value_name = "MODE")]
     treason_probe: Option<ProbeMode>,
     /// Follow this Suricata eve.json for IDS alerts.
     #[arg(long, value_name = "FILE")]

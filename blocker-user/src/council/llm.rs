@@ -74,12 +74,12 @@ pub struct LlmConfig {
     /// Model name, as the server knows it.
     pub model: String,
     /// Longest a single HTTP call may take (connect, queue, generate).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub timeout: Duration,
     /// Retries of a call answered with 429 or 5xx, or that could not connect.
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one (at most 10s).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub backoff: Duration,
     /// Ask for JSON mode (`response_format: json_object`); turn off for
     /// servers that reject the parameter.

@@ -16,6 +16,7 @@
 //! - an optional [`Judge`] may then summarise the debate; it runs after the
 //!   tally and cannot change what passed.
 
+pub mod config;
 pub mod facts;
 pub mod llm;
 pub mod prompt;
@@ -38,10 +39,7 @@ use tracing::{debug, info, warn};
 
 pub use facts::{Brief, Facts};
 
-use crate::{
-    addr,
-    config::{AgentKind, Config},
-};
+use crate::addr;
 
 /// What the council may decide. Typed, bounded, and nothing else: there is
 /// no variant that carries a command.
@@ -918,8 +916,7 @@ pub enum BuildError {
 
 /// Builds the council from `[council]`: rule agents, LLM agents (sharing
 /// one endpoint, `$OPENAI_API_KEY`), or a mix, plus the optional judge.
-pub fn build(cfg: &Config) -> Result<Council, BuildError> {
-    let c = &cfg.council;
+pub fn build(c: &config::CouncilConfig) -> Result<Council, BuildError> {
     let endpoint = if c.uses_llm() {
         let e = llm::Endpoint::from_env(&c.llm)?;
         info!(
@@ -938,7 +935,7 @@ pub fn build(cfg: &Config) -> Result<Council, BuildError> {
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
     for role in &c.roles {
         match (c.kind_of(role), &endpoint) {
-            (AgentKind::Llm, Some(endpoint)) => {
+            (config::AgentKind::Llm, Some(endpoint)) => {
                 let agent = llm::LlmAgent::new(role, &c.llm, endpoint.clone(), c.max_rounds)?;
                 agents.push(Arc::new(agent));
             }
@@ -960,7 +957,7 @@ pub fn build(cfg: &Config) -> Result<Council, BuildError> {
     }
     // An LLM outage must not stop protection: the offline rules (every
     // role that has them) decide what the models could not.
-    if c.uses_llm() && c.fallback == crate::config::Fallback::Rules {
+    if c.uses_llm() && c.fallback == config::Fallback::Rules {
         let offline: Vec<Arc<dyn Agent>> = rules::ROLES
             .iter()
             .filter_map(|r| rules::RuleAgent::new(r, c.rules.clone()))

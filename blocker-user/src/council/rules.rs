@@ -29,10 +29,10 @@ use crate::{addr, evidence::alert::AlertKind};
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// TTL of a first ban.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub base_ttl: Duration,
     /// Longest TTL the jail escalates to.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_ttl: Duration,
     /// Each earlier ban multiplies the TTL by this.
     pub ttl_factor: u32,
@@ -44,10 +44,10 @@ pub struct RulesConfig {
     /// Or: distinct sources crossing the per-source threshold recently.
     pub flood_sources: u64,
     /// How long the zero-window SYN policy stays on.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub policy_ttl: Duration,
     /// How long a watch lasts.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub watch_ttl: Duration,
 }
 

@@ -730,7 +730,7 @@ mod tests {
         let p = Pipeline {
             tracker: Tracker::new(cfg.incidents.clone(), 1),
             guard: Guard::new(cfg.guard.clone()).unwrap(),
-            council: Arc::new(council::build(&cfg).unwrap()),
+            council: Arc::new(council::build(&cfg.council).unwrap()),
             enforcer,
             probe_status: ProbeStatus::default(),
             counters: Arc::default(),

@@ -58,7 +58,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // Cancelled on shutdown: debates in flight stop (nothing passes) and
     // their HTTP calls are dropped.
     let cancel = tokio_util::sync::CancellationToken::new();
-    let council = Arc::new(council::build(cfg)?.with_cancel(cancel.clone()));
+    let council = Arc::new(council::build(&cfg.council)?.with_cancel(cancel.clone()));
     let guard = Guard::new(cfg.guard.clone()).map_err(DaemonError::Trusted)?;
     let pins = PinDir::new(&cfg.pin_dir);
     // Before anything is loaded or attached: a second daemon on the same

@@ -64,7 +64,7 @@ pub struct FleetConfig {
     /// How long the stream keeps decisions: at least the longest TTL a
     /// node may apply (`[fleet.policy] max_ttl` and `[guard] max_ttl` of the
     /// publishers), so a node that comes back catches up on every live one.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_age: Duration,
     /// Stream replicas (1 on a single server; 3 on a cluster).
     pub replicas: usize,
@@ -72,7 +72,7 @@ pub struct FleetConfig {
     pub share_operator_bans: bool,
     /// How far apart the nodes' wall clocks may be (NTP keeps them within
     /// milliseconds; this is slack, not a licence to skip NTP).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_clock_skew: Duration,
     pub policy: PolicyConfig,
 }
@@ -110,7 +110,7 @@ pub struct PolicyConfig {
     /// Kinds of decision taken from them.
     pub accept: Vec<Kind>,
     /// Longest TTL applied from a peer (longer ones are shortened to it).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_ttl: Duration,
     /// Per-origin exceptions: `[fleet.policy.origin.NAME]` with its own
     /// `accept` and `max_ttl`.
@@ -133,7 +133,7 @@ impl Default for PolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct OriginPolicy {
     pub accept: Vec<Kind>,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_ttl: Duration,
 }
 

@@ -127,7 +127,7 @@ impl RuleTables for FakeTables {
 
     fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
         let mut expired = Vec::new();
-        for list in List::ALL {
+        for &list in <List as crate::choice::Choice>::ALL {
             for r in self.rules(list)? {
                 if !r.entry.is_live(now_ns) {
                     self.rules.remove(&(r.list, r.net));

@@ -14,11 +14,88 @@ use blocker_common::{
 };
 use ipnet::IpNet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     addr, clock,
     kernel::pins::{LoadError, PinDir, open_pinned},
     rule::{List, Rule},
 };
+
+/// Capacities of the kernel tables, in entries.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MapsConfig {
+    pub when_full: WhenFull,
+    pub block_v4: u32,
+    pub block_v6: u32,
+    pub block_net_v4: u32,
+    pub block_net_v6: u32,
+    pub allow_v4: u32,
+    pub allow_v6: u32,
+    pub zero_window_v4: u32,
+    pub zero_window_v6: u32,
+    /// Slots of the per-CPU rule counters (see
+    /// `blocker_common::maps::RULE_COUNTERS`).
+    pub rule_counters: u32,
+}
+
+impl Default for MapsConfig {
+    fn default() -> Self {
+        Self {
+            when_full: WhenFull::Refuse,
+            // A community blocklist (CrowdSec's bouncer spec asks for 100k
+            // decisions) fits with room to spare.
+            block_v4: 262144,
+            block_v6: 65536,
+            block_net_v4: 16384,
+            block_net_v6: 16384,
+            allow_v4: 4096,
+            allow_v6: 4096,
+            zero_window_v4: 65536,
+            zero_window_v6: 65536,
+            rule_counters: 65536,
+        }
+    }
+}
+
+/// What a new rule does when its table is full.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Refuse the new rule with an error (and count it).
+    #[default]
+    Refuse,
+    /// Make room by removing the rule that expires soonest (never a
+    /// permanent one); the journal records the eviction.
+    EvictSoonest,
+}
+
+impl MapsConfig {
+    /// `(map name, capacity, config key)` for every sized map.
+    pub fn entries(&self) -> [(&'static str, u32, &'static str); 9] {
+        use blocker_common::maps::*;
+        [
+            (BLOCK_V4, self.block_v4, "block_v4"),
+            (BLOCK_V6, self.block_v6, "block_v6"),
+            (BLOCK_NET_V4, self.block_net_v4, "block_net_v4"),
+            (BLOCK_NET_V6, self.block_net_v6, "block_net_v6"),
+            (ALLOW_V4, self.allow_v4, "allow_v4"),
+            (ALLOW_V6, self.allow_v6, "allow_v6"),
+            (ZW_SYN_V4, self.zero_window_v4, "zero_window_v4"),
+            (ZW_SYN_V6, self.zero_window_v6, "zero_window_v6"),
+            (RULE_COUNTERS, self.rule_counters, "rule_counters"),
+        ]
+    }
+
+    /// The config key that sets the capacity of map `name`.
+    pub fn key_for(&self, name: &str) -> Option<&'static str> {
+        self.entries()
+            .into_iter()
+            .find(|e| e.0 == name)
+            .map(|e| e.2)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {

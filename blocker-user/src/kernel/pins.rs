@@ -20,7 +20,7 @@ use blocker_common::{LAYOUT_VERSION, Meta, SockOffsets, TracepointOffsets, globa
 use tracing::{info, warn};
 
 use crate::{
-    config::MapsConfig,
+    kernel::maps::MapsConfig,
     kernel::object,
     kernel::sys::{self, Cap},
 };

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::{kernel::offsets, kernel::tracefs};
 
 /// `--treason-probe`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeMode {
     /// kprobes, falling back to tracepoints.
@@ -29,6 +29,28 @@ pub enum ProbeMode {
     Tracepoint,
     /// No probes (XDP, kmsg and IDS evidence only).
     Off,
+}
+
+impl crate::choice::Choice for ProbeMode {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Kprobe, Self::Tracepoint, Self::Off];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Kprobe => "kprobe",
+            Self::Tracepoint => "tracepoint",
+            Self::Off => "off",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Auto => "kprobes, falling back to tracepoints",
+            Self::Kprobe => "kprobes on tcp_retransmit_timer and tcp_send_probe0 only",
+            Self::Tracepoint => "The tcp:tcp_retransmit_skb and tcp:tcp_probe tracepoints only",
+            Self::Off => "No probes (XDP, kmsg and IDS evidence only)",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,10 +18,44 @@ use aya::{
 use blocker_common::programs;
 use tracing::warn;
 
-use crate::{
-    config::XdpMode,
-    kernel::{pins::PinDir, sys},
-};
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{pins::PinDir, sys};
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic (skb) mode.
+    #[default]
+    Auto,
+    /// Native mode only: fastest, needs driver support.
+    Driver,
+    /// Generic mode: works on every interface, after the kernel allocated the skb.
+    Skb,
+}
+
+impl crate::choice::Choice for XdpMode {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Driver, Self::Skb];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Driver => "driver",
+            Self::Skb => "skb",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Auto => "Native (driver) mode, falling back to generic (skb) mode",
+            Self::Driver => "Native mode only: fastest, needs driver support",
+            Self::Skb => {
+                "Generic mode: works on every interface, after the kernel allocated the skb"
+            }
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {

@@ -78,18 +78,18 @@ pub struct CrowdsecConfig {
     pub enabled: bool,
     pub lapi_url: String,
     pub api_key_file: String,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub poll_interval: Duration,
     pub mode: Mode,
     pub scopes: Vec<String>,
     pub origins: Vec<String>,
     pub scenarios_containing: Vec<String>,
     pub scenarios_not_containing: Vec<String>,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub timeout: Duration,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_backoff: Duration,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub resync_interval: Duration,
     pub batch: usize,
     pub push: PushConfig,
