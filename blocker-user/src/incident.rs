@@ -115,6 +115,9 @@ pub struct Incident {
     /// A ban was applied; further alerts are only counted.
     pub resolved: bool,
     pub deliberations: u32,
+    /// Some of its alerts were confirmed evidence ([`EvidenceClass`]):
+    /// such incidents are evicted last when the table is full.
+    pub confirmed: bool,
 }
 
 impl Incident {
@@ -186,8 +189,14 @@ impl Tracker {
     ) -> Option<Trigger> {
         let peer = crate::addr::canonical(alert.peer);
         if !self.open.contains_key(&peer) && self.open.len() >= self.cfg.max_open.max(1) {
-            // Bounded memory: close the stalest incident early.
-            if let Some(stale) = self.open.values().min_by_key(|i| i.last_ns).map(|i| i.peer)
+            // Bounded memory: close the stalest incident early, one with
+            // only forgeable evidence first, so a spoofed flood of new
+            // sources cannot push out what the kernel confirmed.
+            if let Some(stale) = self
+                .open
+                .values()
+                .min_by_key(|i| (i.confirmed, i.last_ns))
+                .map(|i| i.peer)
                 && let Some(i) = self.open.remove(&stale)
             {
                 self.counters.evicted += 1;
@@ -212,8 +221,10 @@ impl Tracker {
                 next_escalation: 2,
                 resolved: false,
                 deliberations: 0,
+                confirmed: false,
             }
         });
+        incident.confirmed |= alert.class() == EvidenceClass::Confirmed;
         incident.last_ns = now_ns;
         incident.alert_count += 1;
         *incident.by_kind.entry(alert.kind).or_insert(0) += 1;

@@ -558,3 +558,93 @@ fn an_llm_outage_still_bans_a_slow_reader_through_the_offline_fallback() {
         d.log()
     );
 }
+
+/// Eve lines for `n` forged UDP alerts from as many sources in 198.19.0.0/16.
+fn forged_ids_flood(n: u32) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&eve_line(
+            &format!("198.19.{}.{}", i / 250, i % 250 + 1),
+            false,
+        ));
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn a_flood_of_forgeable_alerts_never_crowds_out_a_confirmed_slow_reader() {
+    let lab = Lab::new();
+    let _srv = lab.victim_server(PORT, 4 << 20);
+    let state = State::new();
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    // Small lanes and one debate at a time, so the flood overflows both the
+    // intake and the debate queue.
+    let d = start(
+        &state,
+        &lab,
+        &format!(
+            "queue = 16\neve_json = \"{}\"\n[council]\nmax_concurrent = 1\n",
+            eve.display()
+        ),
+    );
+    // Appends in bursts while the real slow reader holds our socket.
+    let flood = |n: u32| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+        f.write_all(forged_ids_flood(n).as_bytes()).unwrap();
+    };
+    flood(20_000);
+    let _slow = KernelPeer::slow_reader(&lab.client, ip(CLIENT_V4[0]), server4());
+    let stop_at = Instant::now() + DETECT;
+    let mut banned_it = false;
+    while Instant::now() < stop_at {
+        flood(5_000);
+        if banned(&state).contains(CLIENT_V4[0]) {
+            banned_it = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        banned_it || wait_until(DETECT, || banned(&state).contains(CLIENT_V4[0])),
+        "the slow reader was crowded out by forged IDS alerts:\n{}",
+        d.log()
+    );
+    // `blocker status --json` shows what was shed (daemon.json is
+    // rewritten every second).
+    let shed = || -> Vec<serde_json::Value> {
+        state.json(&["status"])["daemon"]["shed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let intake = |shed: &[serde_json::Value]| {
+        shed.iter()
+            .filter(|s| {
+                s["stage"] == "intake" && s["class"] == "forgeable" && s["source"] == "suricata"
+            })
+            .map(|s| s["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(
+        wait_until(DETECT, || intake(&shed()) > 0),
+        "nothing shed at the intake: {:?}",
+        shed()
+    );
+    let shed = shed();
+    println!("flood lab: slow reader banned; shed: {shed:?}");
+    assert!(
+        shed.iter().all(|s| s["class"] == "forgeable"),
+        "confirmed evidence was shed: {shed:?}"
+    );
+    // No forged source was banned.
+    let bans = banned(&state);
+    assert!(
+        bans.iter().all(|b| !b.starts_with("198.19.")),
+        "a forged source was banned: {bans:?}"
+    );
+    let human = state.ok(&["status"]);
+    assert!(human.contains("shed under load:"), "{human}");
+}

@@ -149,6 +149,22 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 "alerts: {} delivered, {} dropped (queue full), {} malformed, {} ignored",
                 d.alerts.delivered, d.alerts.dropped_full, d.alerts.malformed, d.alerts.ignored
             );
+            if !d.shed.is_empty() {
+                let shed: Vec<String> = d
+                    .shed
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {} {} at the {}",
+                            s.count,
+                            s.class.as_str(),
+                            s.source.as_str(),
+                            s.stage
+                        )
+                    })
+                    .collect();
+                println!("shed under load: {}", shed.join(", "));
+            }
             println!(
                 "incidents: {} open, {} opened, {} closed, {} evicted, {} duplicate alerts",
                 d.incidents.open,

@@ -27,6 +27,7 @@ pub mod status;
 pub use run::run;
 pub use status::{
     CouncilStatus, DaemonStatus, IncidentStatus, InterfaceStatus, LatencyStatus, STATUS_FILE,
+    ShedStatus,
 };
 
 use crate::{

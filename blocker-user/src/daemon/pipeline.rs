@@ -17,7 +17,7 @@ use super::{
     crowdsec,
     journal_writer::JournalEntry,
     narrate::narrate,
-    status::{CouncilStatus, DaemonStatus, IncidentStatus, LatencyStatus},
+    status::{CouncilStatus, DaemonStatus, IncidentStatus, LatencyStatus, ShedStatus},
 };
 use crate::{
     addr, clock,
@@ -26,7 +26,7 @@ use crate::{
         self, Action, Brief, Council, Debate, Draft,
         facts::{BanHistory, FactSources, gather_facts},
     },
-    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters},
+    evidence::alert::{Alert, AlertKind, AlertSource, EvidenceClass, PipelineCounters},
     fleet::{self, Decision, PolicyRefusal, link::Inbound},
     guard::{self, Guard},
     incident::{Incident, IncidentView, Tracker, Trigger},
@@ -35,7 +35,7 @@ use crate::{
         probes::ProbeStatus,
         sys,
     },
-    metrics::{AlertLabels, ListLabels, Metrics, Readiness, RuleLabels, SourceLabels},
+    metrics::{AlertLabels, ListLabels, Metrics, Readiness, RuleLabels, ShedLabels, SourceLabels},
     rule::List,
     state::enforcer::{Change, Enforcer},
     verdict::{Outcome, execute, reason_code},
@@ -77,7 +77,10 @@ pub(super) struct FloodMeter {
 
 /// Bound on remembered flood sources (a spoofed flood has millions).
 const MAX_FLOOD_SOURCES: usize = 100_000;
-/// Queued debate triggers at most; older ones are dropped when full.
+/// Queued debate triggers at most. When full, the oldest of the lowest
+/// priority ([`priority`]) is shed, or the newcomer if it ranks below
+/// everything queued: a flood of forgeable incidents never sheds a
+/// confirmed one.
 const MAX_QUEUED_DEBATES: usize = 1024;
 /// Latency samples kept for the status percentiles.
 const MAX_LATENCIES: usize = 10_000;
@@ -95,6 +98,9 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) latencies: VecDeque<LatencySample>,
     pub(super) inflight: HashSet<IpAddr>,
     pub(super) queue: VecDeque<Trigger>,
+    /// Triggers shed from the full debate queue, by evidence class and
+    /// source ([`EvidenceClass::index`], [`AlertSource::index`]).
+    pub(super) queue_shed: [[u64; 4]; 2],
     pub(super) flood: FloodMeter,
     pub(super) local_addrs: Vec<IpAddr>,
     /// TCP ports we listen on. Reading /proc/net/tcp walks the whole TCP
@@ -164,14 +170,58 @@ impl<T: RuleTables> Pipeline<T> {
                 *q = t;
             } else {
                 if self.queue.len() >= MAX_QUEUED_DEBATES {
-                    self.queue.pop_front();
-                    self.council_status.queue_dropped += 1;
+                    // The oldest of the lowest priority goes, unless the
+                    // newcomer ranks below everything queued.
+                    let lowest = self
+                        .queue
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(i, q)| (priority(&q.view), *i))
+                        .map(|(i, q)| (i, priority(&q.view)));
+                    match lowest {
+                        Some((i, rank)) if rank <= priority(&t.view) => {
+                            let shed = self.queue.remove(i).expect("index from enumerate");
+                            self.shed_trigger(&shed);
+                        }
+                        _ => {
+                            self.shed_trigger(&t);
+                            return;
+                        }
+                    }
                 }
                 self.queue.push_back(t);
             }
             return;
         }
         self.launch(t);
+    }
+
+    /// Counts a trigger shed from the full debate queue.
+    fn shed_trigger(&mut self, t: &Trigger) {
+        let (class, source) = class_and_source(&t.view);
+        self.council_status.queue_dropped += 1;
+        self.queue_shed[class.index()][source.index()] += 1;
+        self.metrics
+            .evidence_shed
+            .get_or_create(&ShedLabels {
+                stage: "debate-queue",
+                class: class.as_str(),
+                source: source.as_str(),
+            })
+            .inc();
+    }
+
+    /// Brings the intake's shed counters (kept by the sources, which know
+    /// nothing of metrics) into the metrics family.
+    fn sync_intake_shed(&self) {
+        for (class, source, n) in self.counters.shed() {
+            let c = self.metrics.evidence_shed.get_or_create(&ShedLabels {
+                stage: "intake",
+                class: class.as_str(),
+                source: source.as_str(),
+            });
+            c.inc_by(n.saturating_sub(c.get()));
+        }
     }
 
     fn launch(&mut self, trigger: Trigger) {
@@ -197,10 +247,14 @@ impl<T: RuleTables> Pipeline<T> {
 
     fn launch_queued(&mut self) {
         while self.inflight.len() < self.cfg.council.max_concurrent {
+            // Highest priority first, oldest first within it.
             let Some(pos) = self
                 .queue
                 .iter()
-                .position(|t| !self.inflight.contains(&t.view.peer))
+                .enumerate()
+                .filter(|(_, t)| !self.inflight.contains(&t.view.peer))
+                .max_by_key(|(i, t)| (priority(&t.view), std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
             else {
                 break;
             };
@@ -555,6 +609,7 @@ impl<T: RuleTables> Pipeline<T> {
         }
         self.local_addrs = sys::local_addresses();
         self.launch_queued();
+        self.sync_intake_shed();
         self.heartbeat();
     }
 
@@ -633,6 +688,28 @@ impl<T: RuleTables> Pipeline<T> {
         s.updated_at = clock::rfc3339(SystemTime::now());
         s.probes = self.probe_status.clone();
         s.alerts = self.counters.snapshot();
+        s.shed = self
+            .counters
+            .shed()
+            .into_iter()
+            .map(|(class, source, count)| ShedStatus {
+                stage: "intake".into(),
+                class,
+                source,
+                count,
+            })
+            .chain(EvidenceClass::ALL.into_iter().flat_map(|class| {
+                AlertSource::ALL.into_iter().filter_map(move |source| {
+                    let count = self.queue_shed[class.index()][source.index()];
+                    (count > 0).then(|| ShedStatus {
+                        stage: "debate-queue".into(),
+                        class,
+                        source,
+                        count,
+                    })
+                })
+            }))
+            .collect();
         s.incidents = IncidentStatus {
             open: self.tracker.open_count(),
             counters: self.tracker.counters,
@@ -675,6 +752,31 @@ impl<T: RuleTables> Pipeline<T> {
             .as_ref()
             .and_then(|c| c.lock().ok().map(|c| c.clone()));
     }
+}
+
+/// Debate priority: confirmed evidence first, then global incidents (a
+/// policy switch protects everyone at once), then forgeable per-source
+/// incidents (which end in `watch` anyway).
+fn priority(view: &IncidentView) -> u8 {
+    if !view.confirmed().is_empty() {
+        2
+    } else if view.is_global() {
+        1
+    } else {
+        0
+    }
+}
+
+/// The evidence class of an incident (confirmed if any of its evidence is)
+/// and the source of its first alert, for the shed counters.
+fn class_and_source(view: &IncidentView) -> (EvidenceClass, AlertSource) {
+    let class = if view.confirmed().is_empty() {
+        EvidenceClass::Forgeable
+    } else {
+        EvidenceClass::Confirmed
+    };
+    let source = view.evidence.first().map_or(AlertSource::Xdp, |a| a.source);
+    (class, source)
 }
 
 #[cfg(test)]
@@ -738,6 +840,7 @@ mod tests {
             latencies: VecDeque::new(),
             inflight: HashSet::new(),
             queue: VecDeque::new(),
+            queue_shed: [[0; 4]; 2],
             flood: FloodMeter::default(),
             local_addrs: Vec::new(),
             listening_ports: Arc::default(),
@@ -865,6 +968,111 @@ mod tests {
         assert_eq!(h.p.inflight.len(), 1);
         assert_eq!(h.p.queue.len(), MAX_QUEUED_DEBATES);
         assert_eq!(h.p.council_status.queue_dropped, 2);
+    }
+
+    /// A Suricata alert on UDP: no handshake, so its source is forgeable.
+    fn udp_ids(peer: &str) -> Alert {
+        Alert {
+            source: AlertSource::Suricata,
+            kind: AlertKind::Ids,
+            peer: peer.parse().unwrap(),
+            peer_port: Some(53),
+            local: None,
+            local_port: Some(53),
+            observed_ns: clock::boottime_ns(),
+            signature: "2100001".into(),
+            count: 1,
+            tcp: None,
+            ids: Some(crate::evidence::alert::IdsFacts {
+                signature_id: 2_100_001,
+                signature: "ET DNS flood".into(),
+                severity: 1,
+                proto: "UDP".into(),
+                established: false,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forgeable_flood_never_sheds_a_confirmed_incident() {
+        let mut cfg = Config::default();
+        cfg.council.max_concurrent = 1;
+        let mut h = harness(cfg, FakeTables::default());
+        let flood = MAX_QUEUED_DEBATES as u32 + 10;
+        for i in 0..flood {
+            let a = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 100, 0]) + i);
+            h.p.on_alert(udp_ids(&a.to_string()));
+        }
+        assert_eq!(h.p.inflight.len(), 1);
+        assert_eq!(h.p.queue.len(), MAX_QUEUED_DEBATES, "the queue is full");
+        let forgeable = EvidenceClass::Forgeable.index();
+        let suricata = AlertSource::Suricata.index();
+        assert_eq!(h.p.queue_shed[forgeable][suricata], 9);
+
+        // A real slow reader arrives behind the flood.
+        h.p.on_alert(treason("198.18.0.2"));
+        assert_eq!(h.p.queue.len(), MAX_QUEUED_DEBATES);
+        assert!(
+            h.p.queue
+                .iter()
+                .any(|t| t.view.peer == "198.18.0.2".parse::<IpAddr>().unwrap()),
+            "the confirmed incident is queued, a forgeable one shed for it"
+        );
+        assert_eq!(h.p.queue_shed[forgeable][suricata], 10);
+        assert_eq!(
+            h.p.queue_shed[EvidenceClass::Confirmed.index()]
+                .iter()
+                .sum::<u64>(),
+            0
+        );
+        // More forgeable ones shed each other, never it.
+        for i in 0..50 {
+            let a = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 19, 0, 0]) + i);
+            h.p.on_alert(udp_ids(&a.to_string()));
+        }
+        assert_eq!(h.p.queue_shed[forgeable][suricata], 60);
+
+        // The next debate to start is the confirmed one, ahead of 1023
+        // older forgeable incidents.
+        let done = next(&mut h.done).await;
+        h.p.on_debate(done);
+        assert!(
+            h.p.inflight
+                .contains(&"198.18.0.2".parse::<IpAddr>().unwrap()),
+            "the confirmed incident is debated next"
+        );
+        let done = next(&mut h.done).await;
+        assert_eq!(done.trigger.view.peer.to_string(), "198.18.0.2");
+        h.p.on_debate(done);
+        assert!(
+            h.p.enforcer
+                .tables()
+                .rules
+                .contains_key(&(List::Block, net("198.18.0.2/32"))),
+            "the slow reader is banned"
+        );
+        // No forgeable incident got a ban.
+        assert_eq!(h.p.enforcer.tables().rules.len(), 1);
+
+        // The counters are in the status and the metrics family.
+        let mut st = DaemonStatus::default();
+        h.p.fill_status(&mut st);
+        assert_eq!(
+            st.shed,
+            vec![ShedStatus {
+                stage: "debate-queue".into(),
+                class: EvidenceClass::Forgeable,
+                source: AlertSource::Suricata,
+                count: 60,
+            }]
+        );
+        let shed = h.p.metrics.evidence_shed.get_or_create(&ShedLabels {
+            stage: "debate-queue",
+            class: "forgeable",
+            source: "suricata",
+        });
+        assert_eq!(shed.get(), 60);
     }
 
     #[tokio::test]

@@ -34,10 +34,7 @@ use super::{
 };
 use crate::{
     clock, council,
-    evidence::{
-        self,
-        alert::{Alert, PipelineCounters},
-    },
+    evidence::{self, alert::PipelineCounters},
     guard::Guard,
     incident::Tracker,
     kernel::{
@@ -163,9 +160,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         }
     }
 
-    // Sources → one bounded queue.
+    // Sources → two bounded lanes, by evidence class: a flood of forgeable
+    // evidence fills only its own lane, and the loop drains the confirmed
+    // lane first.
     let counters = Arc::new(PipelineCounters::default());
-    let (alert_tx, mut alert_rx) = mpsc::channel::<Alert>(cfg.sources.queue);
+    let (alert_tx, mut alert_rx) = evidence::alert::lanes(cfg.sources.queue);
     tokio::spawn(evidence::probe::run(
         ring,
         alert_tx.clone(),
@@ -262,6 +261,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         latencies: VecDeque::new(),
         inflight: HashSet::new(),
         queue: VecDeque::new(),
+        queue_shed: [[0; 4]; 2],
         flood: FloodMeter::default(),
         local_addrs: sys::local_addresses(),
         listening_ports: spawn_port_watcher(),
@@ -311,9 +311,13 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        // Biased, in this order: a stop, confirmed evidence, finished
+        // debates, the fleet, the clocks, and forgeable evidence last, so
+        // a flood of the latter only ever waits behind everything else.
         tokio::select! {
+            biased;
             () = &mut shutdown => break,
-            Some(alert) = alert_rx.recv() => p.on_alert(alert),
+            Some(alert) = alert_rx.confirmed.recv() => p.on_alert(alert),
             Some(done) = done_rx.recv() => p.on_debate(done),
             Some(inbound) = fleet_rx.recv() => p.on_fleet(inbound),
             _ = tick.tick() => {
@@ -324,6 +328,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
                 }
             }
             _ = gc.tick() => p.on_gc(),
+            Some(alert) = alert_rx.forgeable.recv() => p.on_alert(alert),
         }
     }
 

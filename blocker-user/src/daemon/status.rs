@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     daemon::DaemonError,
-    evidence::alert::PipelineSnapshot,
+    evidence::alert::{AlertSource, EvidenceClass, PipelineSnapshot},
     incident::TrackerCounters,
     kernel::{probes::ProbeStatus, sys},
 };
@@ -26,6 +26,11 @@ pub struct DaemonStatus {
     pub interfaces: Vec<InterfaceStatus>,
     pub probes: ProbeStatus,
     pub alerts: PipelineSnapshot,
+    /// What floods shed, by stage, evidence class and source (non-zero
+    /// counts only): `intake` (a source's lane was full) and `debate-queue`
+    /// (the debate queue was full; forgeable incidents go first).
+    #[serde(default)]
+    pub shed: Vec<ShedStatus>,
     pub incidents: IncidentStatus,
     pub council: CouncilStatus,
     /// Kernel event to map entry, over the last bans.
@@ -36,6 +41,15 @@ pub struct DaemonStatus {
     /// Decisions shared with and received from the fleet.
     #[serde(default)]
     pub fleet: crate::fleet::FleetStatus,
+}
+
+/// One shed counter of [`DaemonStatus::shed`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShedStatus {
+    pub stage: String,
+    pub class: EvidenceClass,
+    pub source: AlertSource,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

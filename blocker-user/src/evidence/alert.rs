@@ -26,6 +26,19 @@ pub enum AlertSource {
 }
 
 impl AlertSource {
+    /// Every source, in the order of [`index`](Self::index).
+    pub const ALL: [Self; 4] = [Self::Probe, Self::Xdp, Self::Suricata, Self::Kmsg];
+
+    /// A dense index (for per-source counter arrays).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Probe => 0,
+            Self::Xdp => 1,
+            Self::Suricata => 2,
+            Self::Kmsg => 3,
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Probe => "probe",
@@ -75,6 +88,25 @@ pub enum EvidenceClass {
     /// probes), the kernel said so itself, or an IDS matched an established
     /// TCP flow: the peer answered our SYN-ACK from that address.
     Confirmed,
+}
+
+impl EvidenceClass {
+    /// Every class, in the order of [`index`](Self::index).
+    pub const ALL: [Self; 2] = [Self::Confirmed, Self::Forgeable];
+
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Confirmed => 0,
+            Self::Forgeable => 1,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Forgeable => "forgeable",
+        }
+    }
 }
 
 impl AlertKind {
@@ -198,6 +230,9 @@ pub struct PipelineCounters {
     /// Input lines ignored on purpose (non-alert eve events, unrelated
     /// kernel messages).
     pub ignored: AtomicU64,
+    /// Of `dropped_full`, by evidence class and source: what a flood shed
+    /// at the intake ([`EvidenceClass::index`], [`AlertSource::index`]).
+    pub shed: [[AtomicU64; 4]; 2],
 }
 
 impl PipelineCounters {
@@ -209,6 +244,21 @@ impl PipelineCounters {
             ignored: self.ignored.load(Ordering::Relaxed),
         }
     }
+
+    /// Alerts shed at the intake because their lane was full, by class and
+    /// source (non-zero ones only).
+    pub fn shed(&self) -> Vec<(EvidenceClass, AlertSource, u64)> {
+        let mut v = Vec::new();
+        for class in EvidenceClass::ALL {
+            for source in AlertSource::ALL {
+                let n = self.shed[class.index()][source.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    v.push((class, source, n));
+                }
+            }
+        }
+        v
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,15 +269,76 @@ pub struct PipelineSnapshot {
     pub ignored: u64,
 }
 
-/// Sends `alert` without waiting: when the consumer is behind, the alert is
-/// dropped and counted, so a flood can never grow memory.
-pub fn deliver(tx: &mpsc::Sender<Alert>, alert: Alert, counters: &PipelineCounters) {
-    match tx.try_send(alert) {
+/// The sources' way into the pipeline: one bounded lane per evidence
+/// class, so that a flood of forgeable evidence (spoofed zero-window SYNs,
+/// IDS alerts on UDP) fills only its own lane and never crowds out what the
+/// kernel confirmed on an established socket. The pipeline drains the
+/// confirmed lane first.
+#[derive(Clone, Debug)]
+pub struct AlertTx {
+    confirmed: mpsc::Sender<Alert>,
+    forgeable: mpsc::Sender<Alert>,
+}
+
+/// The pipeline's end of [`AlertTx`].
+#[derive(Debug)]
+pub struct AlertRx {
+    pub confirmed: mpsc::Receiver<Alert>,
+    pub forgeable: mpsc::Receiver<Alert>,
+}
+
+/// Two lanes of `capacity` alerts each.
+pub fn lanes(capacity: usize) -> (AlertTx, AlertRx) {
+    let (ctx, crx) = mpsc::channel(capacity.max(1));
+    let (ftx, frx) = mpsc::channel(capacity.max(1));
+    (
+        AlertTx {
+            confirmed: ctx,
+            forgeable: ftx,
+        },
+        AlertRx {
+            confirmed: crx,
+            forgeable: frx,
+        },
+    )
+}
+
+/// One lane for both classes (tests and tools reading a single source).
+impl From<mpsc::Sender<Alert>> for AlertTx {
+    fn from(tx: mpsc::Sender<Alert>) -> Self {
+        Self {
+            confirmed: tx.clone(),
+            forgeable: tx,
+        }
+    }
+}
+
+impl AlertTx {
+    /// Whether the pipeline has gone (both lanes closed).
+    pub fn is_closed(&self) -> bool {
+        self.confirmed.is_closed() && self.forgeable.is_closed()
+    }
+
+    fn lane(&self, class: EvidenceClass) -> &mpsc::Sender<Alert> {
+        match class {
+            EvidenceClass::Confirmed => &self.confirmed,
+            EvidenceClass::Forgeable => &self.forgeable,
+        }
+    }
+}
+
+/// Sends `alert` into its class's lane without waiting: when the consumer
+/// is behind, the alert is dropped and counted (by class and source), so a
+/// flood can never grow memory.
+pub fn deliver(tx: &AlertTx, alert: Alert, counters: &PipelineCounters) {
+    let (class, source) = (alert.class(), alert.source);
+    match tx.lane(class).try_send(alert) {
         Ok(()) => {
             counters.delivered.fetch_add(1, Ordering::Relaxed);
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
             counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+            counters.shed[class.index()][source.index()].fetch_add(1, Ordering::Relaxed);
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
@@ -256,6 +367,7 @@ mod tests {
     #[test]
     fn full_channel_drops_and_counts() {
         let (tx, mut rx) = mpsc::channel(2);
+        let tx = AlertTx::from(tx);
         let c = PipelineCounters::default();
         for _ in 0..5 {
             deliver(&tx, alert(), &c);
@@ -263,5 +375,32 @@ mod tests {
         let s = c.snapshot();
         assert_eq!((s.delivered, s.dropped_full), (2, 3));
         assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_forgeable_flood_fills_only_its_own_lane() {
+        let (tx, mut rx) = lanes(2);
+        let c = PipelineCounters::default();
+        let mut syn = alert();
+        syn.source = AlertSource::Xdp;
+        syn.kind = AlertKind::ZeroWindowSyn;
+        for _ in 0..100 {
+            deliver(&tx, syn.clone(), &c);
+        }
+        deliver(&tx, alert(), &c);
+        let s = c.snapshot();
+        assert_eq!((s.delivered, s.dropped_full), (3, 98));
+        assert_eq!(
+            c.shed(),
+            vec![(EvidenceClass::Forgeable, AlertSource::Xdp, 98)]
+        );
+        assert_eq!(
+            rx.confirmed.try_recv().unwrap().kind,
+            AlertKind::TreasonProbe
+        );
+        assert_eq!(
+            rx.forgeable.try_recv().unwrap().kind,
+            AlertKind::ZeroWindowSyn
+        );
     }
 }

@@ -26,7 +26,6 @@ use serde::Deserialize;
 use tokio::{
     fs::File,
     io::{AsyncReadExt, AsyncSeekExt},
-    sync::mpsc,
 };
 
 use super::follow::{Line, LineBuf, Throttle};
@@ -259,10 +258,11 @@ struct Current {
 /// (throttled) and tries again at the next poll.
 pub async fn follow(
     path: PathBuf,
-    tx: mpsc::Sender<Alert>,
+    tx: impl Into<alert::AlertTx>,
     counters: Arc<PipelineCounters>,
     opts: EveOptions,
 ) {
+    let tx: alert::AlertTx = tx.into();
     let mut lines = LineBuf::new(MAX_LINE);
     let mut buf = vec![0u8; CHUNK];
     let mut malformed = Throttle::new(5, 1000);
@@ -482,7 +482,7 @@ mod events {
 
 fn handle_line(
     line: Line<'_>,
-    tx: &mpsc::Sender<Alert>,
+    tx: &alert::AlertTx,
     counters: &PipelineCounters,
     throttle: &mut Throttle,
 ) {
@@ -508,6 +508,8 @@ fn handle_line(
 #[cfg(test)]
 mod tests {
     use std::{io::Write, net::IpAddr, sync::atomic::AtomicU64};
+
+    use tokio::sync::mpsc;
 
     use super::*;
 

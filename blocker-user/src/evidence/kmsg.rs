@@ -59,8 +59,6 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
-
 use super::follow::{Line, LineBuf, Throttle};
 use crate::{
     addr, clock,
@@ -500,10 +498,11 @@ pub enum KmsgError {
 /// Unrelated lines count as `ignored`, undecodable ones as `malformed`.
 pub async fn run(
     path: PathBuf,
-    tx: mpsc::Sender<Alert>,
+    tx: impl Into<alert::AlertTx>,
     counters: Arc<PipelineCounters>,
     opts: KmsgOptions,
 ) -> Result<(), KmsgError> {
+    let tx: alert::AlertTx = tx.into();
     let stop = Arc::new(AtomicBool::new(false));
     // The blocking thread cannot be cancelled: tell it to stop when this
     // future goes away, so daemon shutdown does not wait on it.
@@ -526,7 +525,7 @@ impl Drop for StopOnDrop {
 
 fn read_blocking(
     path: &Path,
-    tx: &mpsc::Sender<Alert>,
+    tx: &alert::AlertTx,
     counters: &PipelineCounters,
     opts: &KmsgOptions,
     stop: &AtomicBool,
@@ -610,7 +609,7 @@ fn read_blocking(
 
 fn handle_line(
     line: Line<'_>,
-    tx: &mpsc::Sender<Alert>,
+    tx: &alert::AlertTx,
     counters: &PipelineCounters,
     throttle: &mut Throttle,
 ) {
@@ -655,6 +654,8 @@ fn wait_readable(file: &File, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use std::{io::Write, net::Ipv6Addr};
+
+    use tokio::sync::mpsc;
 
     use super::*;
 

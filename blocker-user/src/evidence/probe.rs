@@ -5,11 +5,13 @@ use std::sync::{Arc, atomic::Ordering};
 
 use aya::maps::{MapData, RingBuf};
 use blocker_common::{Event, event_kind};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio::io::unix::AsyncFd;
 
 use crate::{
     addr,
-    evidence::alert::{Alert, AlertKind, AlertSource, PipelineCounters, TcpFacts, deliver},
+    evidence::alert::{
+        Alert, AlertKind, AlertSource, AlertTx, PipelineCounters, TcpFacts, deliver,
+    },
 };
 
 /// The alert an event stands for; `None` for an event this version does not
@@ -76,7 +78,7 @@ pub fn socket_id(sock: u64) -> u64 {
 /// Reads the ring buffer until the channel closes.
 pub async fn run(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Alert>,
+    tx: AlertTx,
     counters: Arc<PipelineCounters>,
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns

@@ -91,6 +91,15 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
+/// Where evidence was shed under a flood (`intake`, `debate-queue`), its
+/// evidence class and its source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    pub stage: &'static str,
+    pub class: &'static str,
+    pub source: &'static str,
+}
+
 /// A verdict's action and what became of it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -120,6 +129,9 @@ pub struct Metrics {
     pub alerts: Family<AlertLabels, Counter>,
     /// Incidents opened, by the source of their first alert.
     pub incidents: Family<SourceLabels, Counter>,
+    /// Alerts and debate triggers shed by a full queue, by stage,
+    /// evidence class and source.
+    pub evidence_shed: Family<ShedLabels, Counter>,
     /// Debates finished.
     pub debates: Counter,
     /// Rounds the finished debates took.
@@ -163,6 +175,7 @@ impl Default for Metrics {
             rules_refused: Family::default(),
             alerts: Family::default(),
             incidents: Family::default(),
+            evidence_shed: Family::default(),
             debates: Counter::default(),
             debate_rounds: Counter::default(),
             // 1 ms .. ~524 s: rule debates take microseconds, LLM debates minutes.
@@ -216,6 +229,11 @@ impl Metrics {
             "incidents",
             "Incidents opened, by the source of their first alert",
             m.incidents.clone(),
+        );
+        reg.register(
+            "evidence_shed",
+            "Alerts (stage intake) and debate triggers (stage debate-queue) shed because their queue was full, by evidence class and source; confirmed evidence has its own lane and priority",
+            m.evidence_shed.clone(),
         );
         reg.register("debates", "Council debates finished", m.debates.clone());
         reg.register(
