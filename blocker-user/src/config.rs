@@ -58,6 +58,7 @@ pub struct Config {
     pub guard: GuardConfig,
     pub maps: MapsConfig,
     pub daemon: DaemonConfig,
+    pub journal: crate::state::retention::JournalConfig,
     pub fleet: crate::fleet::FleetConfig,
     pub metrics: MetricsConfig,
 }
@@ -75,6 +76,7 @@ impl Default for Config {
             guard: GuardConfig::default(),
             maps: MapsConfig::default(),
             daemon: DaemonConfig::default(),
+            journal: crate::state::retention::JournalConfig::default(),
             fleet: crate::fleet::FleetConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -312,6 +314,7 @@ impl Config {
             return Err("[treason] event_interval must be at least 1ms".into());
         }
         self.fleet.validate()?;
+        self.journal.validate()?;
         if self.treason.stall < Duration::from_millis(100) {
             return Err("[treason] stall must be at least 100ms".into());
         }

@@ -504,3 +504,124 @@ fn spoofed_flood_from_thousands_of_sources_never_blocks_a_friend_and_stays_bound
     let zw = state.json(&["zero-window"]);
     assert!(zw["total_sources"].as_u64().unwrap() <= 65536);
 }
+
+/// A confirmed IDS alert (established TCP) from `src`, as eve.json writes it.
+fn confirmed_eve_line(src: &str) -> String {
+    format!(
+        r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
+    )
+}
+
+#[test]
+fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_bans_stay() {
+    use std::io::Write as _;
+    let lab = Lab::new();
+    let state = State::new();
+    const MAX_SIZE: u64 = 4 << 20;
+    let cfg = config(
+        &state,
+        "[journal]\nmax_age = \"1day\"\nmax_size = \"4MiB\"\ninterval = \"3s\"\nbatch = 200\n",
+    );
+    // A ban from before, whose journal row is as old as the incidents
+    // about to be pruned: it must survive retention and a restart.
+    state.ok(&["ban", "198.18.60.1", "--ttl", "1h", "--reason", "operator"]);
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let mut d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("following eve.json")),
+        "{}",
+        d.log()
+    );
+    // 100k incidents from 90 days ago (512-byte summaries, ~60 MB),
+    // inserted in one transaction next to the running daemon.
+    let store = blocker::state::journal::Store::open_in(&state.state_dir).unwrap();
+    store
+        .conn()
+        .execute_batch(
+            "BEGIN;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+             INSERT INTO incidents (id, peer, opened_at, closed_at, alert_count, summary)
+             SELECT 1000000 + i, '198.18.61.1', unixepoch() - 7776000, unixepoch() - 7776000, 1,
+                    printf('%.512c', 'x') FROM n;
+             UPDATE rules SET added_at = unixepoch() - 7776000;
+             COMMIT;",
+        )
+        .unwrap();
+    assert!(store.used_bytes().unwrap() > 40 << 20);
+    drop(store);
+    // The next pass prunes them; a confirmed alert arriving meanwhile is
+    // still banned.
+    assert!(
+        wait_until(Duration::from_secs(60), || state.daemon_status()["journal"]
+            ["running"]
+            == true),
+        "no retention pass seen running: {:#}\n{}",
+        state.daemon_status()["journal"],
+        d.log()
+    );
+    let attacker = "198.18.62.7";
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+        writeln!(f, "{}", confirmed_eve_line(attacker)).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || map_rules(&state)
+            .contains(&("block".into(), attacker.into()))),
+        "the confirmed alert was not banned during pruning:\n{}",
+        d.log()
+    );
+    let during = state.daemon_status()["journal"].clone();
+    println!("banned {attacker} while retention ran: {during:#}");
+    // The pass ends within the bounds, the file shrunk.
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let j = &state.daemon_status()["journal"];
+            j["pruned"]["incidents"].as_u64() >= Some(90_000)
+                && j["running"] == false
+                && j["used_bytes"].as_u64().is_some_and(|b| b <= MAX_SIZE)
+        }),
+        "the journal did not shrink to max_size: {:#}\n{}",
+        state.daemon_status()["journal"],
+        d.log()
+    );
+    let j = state.daemon_status()["journal"].clone();
+    let file = std::fs::metadata(state.state_dir.join(blocker::state::journal::DB_FILE))
+        .unwrap()
+        .len();
+    println!("after retention: {j:#}; file {file} bytes");
+    assert!(
+        file <= MAX_SIZE + (1 << 20),
+        "the file did not shrink: {file} bytes"
+    );
+    assert!(d.log().contains("journal retention: pruned"), "{}", d.log());
+    let text = state.ok(&["status"]);
+    assert!(text.contains("pruned since start"), "{text}");
+    // Both bans in force survive, in the kernel and across a restart.
+    let want: BTreeSet<(String, String)> = [
+        ("block".to_string(), "198.18.60.1".to_string()),
+        ("block".to_string(), attacker.to_string()),
+    ]
+    .into();
+    assert!(
+        map_rules(&state).is_superset(&want),
+        "{:?}",
+        map_rules(&state)
+    );
+    assert!(d.stop().success(), "{}", d.log());
+    reboot(&state);
+    let d2 = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
+    assert!(
+        map_rules(&state).is_superset(&want),
+        "{:?}\n{}",
+        map_rules(&state),
+        d2.log()
+    );
+}

@@ -196,6 +196,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     d.latency.apply_p50_ms
                 );
             }
+            print_journal(&d.journal);
             let f = &d.fleet;
             if f.enabled {
                 println!(
@@ -296,6 +297,37 @@ fn table_of(rule: &blocker::rule::Rule) -> String {
 }
 
 /// The CrowdSec bouncer's lines of `blocker status`.
+/// The journal's retention line.
+fn print_journal(j: &blocker::state::retention::RetentionStatus) {
+    let limit = |n: u64, f: &dyn Fn(u64) -> String| {
+        if n == 0 { "no limit".to_string() } else { f(n) }
+    };
+    let p = &j.pruned;
+    println!(
+        "journal: {} KiB of records (file {} KiB; max_size {}, max_age {}); pruned since start: {} incidents, {} debates, {} verdicts, {} lifted rules{}{}{}",
+        j.used_bytes / 1024,
+        j.file_bytes / 1024,
+        limit(j.max_size_bytes, &blocker::state::retention::size::format),
+        limit(j.max_age_secs, &|s| blocker::ttl::format_remaining(
+            std::time::Duration::from_secs(s)
+        )),
+        p.incidents,
+        p.debates,
+        p.verdicts,
+        p.rules,
+        if j.running { "; pruning now" } else { "" },
+        if j.over_size {
+            "; OVER max_size: what is left backs active bans"
+        } else {
+            ""
+        },
+        j.error
+            .as_ref()
+            .map(|e| format!("; retention error: {e}"))
+            .unwrap_or_default()
+    );
+}
+
 fn print_crowdsec(c: &blocker::daemon::crowdsec::CrowdsecStatus) {
     let state = if c.connected {
         format!(

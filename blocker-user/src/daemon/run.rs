@@ -203,6 +203,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         let registry = metrics.registry(PinDir::new(&cfg.pin_dir), cfg.state_dir.clone());
         crate::metrics::serve::spawn(addr, metrics.clone(), registry).await?;
     }
+    // Journal retention on its own thread and connection.
+    let retention = {
+        let m = metrics.clone();
+        crate::state::retention::spawn(&cfg.state_dir, &cfg.journal, move |p| m.pruned(p))
+    };
     // The CrowdSec bouncer: its own enforcer (pinned maps, its own journal
     // connection) on its own task, so a large decision list never runs on
     // the pipeline's task.
@@ -323,6 +328,9 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             _ = tick.tick() => {
                 p.on_tick();
                 p.fill_status(&mut status);
+                if let Ok(r) = retention.lock() {
+                    status.journal = r.clone();
+                }
                 if let Err(e) = write_status(&status_path, &status) {
                     warn!("{e}");
                 }

@@ -41,6 +41,9 @@ pub struct DaemonStatus {
     /// Decisions shared with and received from the fleet.
     #[serde(default)]
     pub fleet: crate::fleet::FleetStatus,
+    /// Journal retention (`[journal]`): what was pruned, the size now.
+    #[serde(default)]
+    pub journal: crate::state::retention::RetentionStatus,
 }
 
 /// One shed counter of [`DaemonStatus::shed`].

@@ -113,6 +113,12 @@ pub struct TokenLabels {
     pub kind: &'static str,
 }
 
+/// A journal table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: &'static str,
+}
+
 /// Every family the daemon counts into. One instance per daemon, shared as
 /// `Arc<Metrics>`; see the module docs for adding one.
 #[derive(Debug)]
@@ -148,6 +154,8 @@ pub struct Metrics {
     pub journal_dropped: Counter,
     /// 1 while the journal is unavailable (degraded mode).
     pub journal_degraded: Gauge,
+    /// Rows deleted by journal retention, by table.
+    pub journal_pruned: Family<TableLabels, Counter>,
     /// Boot-time seconds of the pipeline's last tick (liveness).
     heartbeat_ns: AtomicU64,
     /// What readiness needs to know.
@@ -187,6 +195,7 @@ impl Default for Metrics {
             evidence_to_ban_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 21)),
             journal_dropped: Counter::default(),
             journal_degraded: Gauge::default(),
+            journal_pruned: Family::default(),
             heartbeat_ns: AtomicU64::new(0),
             ready: Mutex::new(Readiness::default()),
         }
@@ -278,6 +287,11 @@ impl Metrics {
             "1 while the journal is unavailable: kernel rules keep working, new bans are refused",
             m.journal_degraded.clone(),
         );
+        reg.register(
+            "journal_pruned_rows",
+            "Rows deleted by journal retention ([journal] max_age, max_size), by table",
+            m.journal_pruned.clone(),
+        );
         reg.register_collector(Box::new(KernelCollector {
             pins,
             state_dir,
@@ -307,6 +321,22 @@ impl Metrics {
     /// What readiness needs, as last reported.
     pub fn readiness(&self) -> Readiness {
         self.ready.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Counts what a journal retention batch deleted.
+    pub fn pruned(&self, p: &crate::state::journal::Pruned) {
+        for (table, n) in [
+            ("incidents", p.incidents),
+            ("debates", p.debates),
+            ("verdicts", p.verdicts),
+            ("rules", p.rules),
+        ] {
+            if n > 0 {
+                self.journal_pruned
+                    .get_or_create(&TableLabels { table })
+                    .inc_by(n);
+            }
+        }
     }
 
     /// Counts a finished debate.

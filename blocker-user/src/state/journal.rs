@@ -135,6 +135,61 @@ const MIGRATIONS: &[&str] = &[
     // 3: the fleet's outbox (own decisions to publish, also the queue while
     // NATS is away) and the decisions received from peers.
     crate::fleet::journal::SCHEMA,
+    // 4: retention (`[journal]`, state::retention) deletes the oldest
+    // records first and keeps whatever an active rule rests on; these
+    // indexes make "is this row still referenced?" a lookup.
+    "CREATE INDEX verdicts_rule ON verdicts (rule_id) WHERE rule_id IS NOT NULL;
+    CREATE INDEX verdicts_incident ON verdicts (incident_id);",
+];
+
+/// Rows deleted by retention, per table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pruned {
+    pub incidents: u64,
+    pub debates: u64,
+    pub verdicts: u64,
+    /// Removed (expired, unbanned, replaced) rules; active ones are never
+    /// deleted.
+    pub rules: u64,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.incidents + self.debates + self.verdicts + self.rules
+    }
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, o: Self) {
+        self.incidents += o.incidents;
+        self.debates += o.debates;
+        self.verdicts += o.verdicts;
+        self.rules += o.rules;
+    }
+}
+
+/// The retention deletes, oldest rows first, at most `?2` per statement,
+/// of rows older than `?1` (unix seconds). Order matters: a verdict that
+/// wrote an active rule is kept, and so are the debate it came from and
+/// the incident behind that debate, because the statements after it skip
+/// rows something still refers to.
+const PRUNE: [&str; 4] = [
+    "DELETE FROM verdicts WHERE id IN (
+        SELECT v.id FROM verdicts v WHERE v.decided_at < ?1
+        AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.id = v.rule_id AND r.removed_at IS NULL)
+        ORDER BY v.id LIMIT ?2)",
+    "DELETE FROM debates WHERE id IN (
+        SELECT d.id FROM debates d WHERE d.started_at < ?1
+        AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.debate_id = d.id)
+        ORDER BY d.id LIMIT ?2)",
+    "DELETE FROM incidents WHERE id IN (
+        SELECT i.id FROM incidents i WHERE COALESCE(i.closed_at, i.opened_at) < ?1
+        AND NOT EXISTS (SELECT 1 FROM debates d WHERE d.incident_id = i.id)
+        AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.incident_id = i.id)
+        ORDER BY i.id LIMIT ?2)",
+    "DELETE FROM rules WHERE id IN (
+        SELECT id FROM rules WHERE removed_at IS NOT NULL AND removed_at < ?1
+        ORDER BY id LIMIT ?2)",
 ];
 
 /// Whether a rule's `source` is of `origin`: the same, or under it
@@ -289,6 +344,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
+        // Freed pages go back to the file system when retention asks
+        // (`incremental_vacuum`). Only takes effect on a new file; older
+        // journals are converted once by [`Store::ensure_incremental_vacuum`].
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(err)?;
         // WAL: readers (CLI) never block the daemon's writes. NORMAL sync is
         // durable across process crashes; FULL also across power loss, which
         // is what a ban journal must survive.
@@ -515,6 +575,105 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Bytes the journal's pages hold, free pages excluded: what retention
+    /// bounds by `[journal] max_size`.
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let q = |sql: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(self.err())
+        };
+        let pages = q("PRAGMA page_count")?.saturating_sub(q("PRAGMA freelist_count")?);
+        Ok(pages * q("PRAGMA page_size")?)
+    }
+
+    /// Makes an older journal (created before retention, `auto_vacuum`
+    /// off) give freed pages back to the file system: one `VACUUM`, which
+    /// holds the write lock for as long as it copies the file, so callers
+    /// run it before the pipeline starts. Returns whether it converted.
+    pub fn ensure_incremental_vacuum(&mut self) -> Result<bool, StoreError> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(self.err())?;
+        // 2 = INCREMENTAL.
+        if mode == 2 {
+            return Ok(false);
+        }
+        self.conn
+            .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(self.err())?;
+        self.conn.execute_batch("VACUUM").map_err(self.err())?;
+        Ok(true)
+    }
+
+    /// One retention batch, in one short transaction: deletes at most
+    /// `limit` rows of each table that are older than `cutoff` (unix
+    /// seconds), oldest first, never what an active rule rests on (see
+    /// [`PRUNE`]), then gives the freed pages back to the file system.
+    pub fn prune_batch(&mut self, cutoff: i64, limit: usize) -> Result<Pruned, StoreError> {
+        let mut n = [0u64; 4];
+        self.batch(|s| {
+            for (sql, count) in PRUNE.iter().zip(n.iter_mut()) {
+                *count = s
+                    .conn
+                    .prepare_cached(sql)
+                    .and_then(|mut st| st.execute(params![cutoff, limit as i64]))
+                    .map_err(s.err())? as u64;
+            }
+            Ok(())
+        })?;
+        let pruned = Pruned {
+            verdicts: n[0],
+            debates: n[1],
+            incidents: n[2],
+            rules: n[3],
+        };
+        if pruned.total() > 0 {
+            // Outside the transaction (SQLite runs it as its own); frees
+            // only pages this batch left on the free list, so it is short.
+            // Every step frees one page: step until done (`execute_batch`
+            // stops after the first).
+            self.conn
+                .prepare_cached("PRAGMA incremental_vacuum")
+                .and_then(|mut st| {
+                    let mut rows = st.query([])?;
+                    while rows.next()?.is_some() {}
+                    Ok(())
+                })
+                .map_err(self.err())?;
+        }
+        Ok(pruned)
+    }
+
+    /// Copies the WAL into the database file without waiting for readers
+    /// or blocking writers (PASSIVE), so the file's size reflects what
+    /// retention freed.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(self.err())
+    }
+
+    /// Rows in the incidents, debates and verdicts tables.
+    pub fn council_rows(&self) -> Result<Pruned, StoreError> {
+        let q = |t: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(self.err())
+        };
+        Ok(Pruned {
+            incidents: q("incidents")?,
+            debates: q("debates")?,
+            verdicts: q("verdicts")?,
+            rules: q("rules")?,
+        })
     }
 
     /// The highest incident id recorded (the tracker continues after it).

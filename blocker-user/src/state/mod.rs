@@ -3,4 +3,5 @@
 
 pub mod enforcer;
 pub mod journal;
+pub mod retention;
 pub mod rulefile;
