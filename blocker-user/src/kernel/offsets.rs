@@ -27,7 +27,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use blocker_common::SockOffsets;
+use blocker_common::{SockOffsets, TracepointOffsets};
 use tracing::debug;
 
 /// Where the kernel exposes its own BTF (CONFIG_DEBUG_INFO_BTF, Linux 5.4+).
@@ -89,6 +89,10 @@ pub enum BtfError {
         "struct {struct_name} has no member {path} in the kernel's BTF; blocker's socket probes do not support this kernel"
     )]
     NoSuchMember { struct_name: String, path: String },
+    #[error(
+        "tracepoint tcp:tcp_probe has no skaddr field (it was added in Linux 6.9 by commit caabd859c41b, \"tcp: Add skb addr and sock addr to arguments of tracepoint tcp_probe.\"); this kernel is older, so the tracepoint fallback cannot identify the socket"
+    )]
+    ProbeWithoutSocket,
     #[error("{struct_name}.{path} is not a struct or union, so it has no member {member}")]
     NotComposite {
         struct_name: String,
@@ -903,6 +907,65 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, BtfError> {
         flags_reserved: 0,
     };
     debug!("socket field offsets from BTF: {offsets:?}");
+    Ok(offsets)
+}
+
+/// The struct BTF names for the record of `tcp:tcp_retransmit_skb`: its own
+/// since the event became a TRACE_EVENT of its own, the shared
+/// `tcp_event_sk_skb` class's before (include/trace/events/tcp.h).
+const RETRANSMIT_RECORDS: [&str; 2] = [
+    "trace_event_raw_tcp_retransmit_skb",
+    "trace_event_raw_tcp_event_sk_skb",
+];
+/// The record of `tcp:tcp_probe`.
+const PROBE_RECORD: &str = "trace_event_raw_tcp_probe";
+
+/// Offsets of every field [`TracepointOffsets`] describes, from the kernel's
+/// BTF, with `valid` set.
+///
+/// A tracepoint program's context is the raw record the kernel writes for
+/// the event, `struct trace_event_raw_<class>` (include/trace/trace_events.h
+/// declares it, and BTF describes it like any struct): the same offsets
+/// tracefs prints in `events/tcp/<event>/format`, as a root-only test checks.
+/// Sizes are checked so that a field whose type changed is an error rather
+/// than a misread: the sequence numbers and window are `__u32`, the socket
+/// pointers `const void *`, and the retransmit state an `int`.
+pub fn tracepoint_offsets(btf: &Btf) -> Result<TracepointOffsets, BtfError> {
+    let field = |record: &str, name: &str, expected: u32| -> Result<u32, BtfError> {
+        let f = btf.member(record, &[name])?;
+        if f.size != expected {
+            return Err(BtfError::UnexpectedSize {
+                struct_name: record.into(),
+                path: name.into(),
+                size: f.size,
+                expected,
+            });
+        }
+        Ok(f.offset)
+    };
+    let retransmit = RETRANSMIT_RECORDS
+        .into_iter()
+        .find(|r| btf.member(r, &["skaddr"]).is_ok())
+        .ok_or_else(|| BtfError::NoSuchStruct(RETRANSMIT_RECORDS.join(" or ")))?;
+    let ptr = btf.pointer_size();
+    // Commit caabd859c41b ("tcp: Add skb addr and sock addr to arguments of
+    // tracepoint tcp_probe."), merged for Linux 6.9, added `skaddr`; without
+    // it the fallback cannot tell which socket an event is about.
+    let probe_skaddr = match field(PROBE_RECORD, "skaddr", ptr) {
+        Err(BtfError::NoSuchMember { .. }) => return Err(BtfError::ProbeWithoutSocket),
+        other => other?,
+    };
+    let offsets = TracepointOffsets {
+        probe_snd_wnd: field(PROBE_RECORD, "snd_wnd", 4)?,
+        probe_snd_nxt: field(PROBE_RECORD, "snd_nxt", 4)?,
+        probe_snd_una: field(PROBE_RECORD, "snd_una", 4)?,
+        probe_skaddr,
+        retransmit_skaddr: field(retransmit, "skaddr", ptr)?,
+        retransmit_state: field(retransmit, "state", 4)?,
+        valid: 1,
+        flags: 0,
+    };
+    debug!("tracepoint field offsets from BTF ({PROBE_RECORD}, {retransmit}): {offsets:?}");
     Ok(offsets)
 }
 

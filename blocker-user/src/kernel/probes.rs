@@ -60,9 +60,9 @@ pub enum ProbeError {
     )]
     Btf(#[from] offsets::BtfError),
     #[error(
-        "the tracepoint fallback cannot read the tcp tracepoint formats ({0}); run with --treason-probe kprobe or off"
+        "the tracepoint fallback cannot lay out the tcp tracepoint records ({0}); run with --treason-probe kprobe or off"
     )]
-    Tracefs(#[from] tracefs::TracefsError),
+    TracepointRecords(#[source] offsets::BtfError),
     #[error("attaching the kprobes failed ({0}); retry with --treason-probe tracepoint (or auto)")]
     Kprobe(String),
     #[error("attaching the tracepoints failed ({0}); retry with --treason-probe off")]
@@ -88,7 +88,7 @@ pub struct ProbeStatus {
     pub fallback_reason: Option<String>,
 }
 
-/// Resolves the offsets `mode` needs. With `auto`, a tracefs problem is not
+/// Resolves the offsets `mode` needs. With `auto`, a tracepoint problem is not
 /// fatal yet (kprobes may work); it surfaces if the fallback is needed.
 pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
     if mode == ProbeMode::Off {
@@ -96,19 +96,15 @@ pub fn prepare(mode: ProbeMode) -> Result<Offsets, ProbeError> {
     }
     let kernel_btf = offsets::Btf::from_sys_fs()?;
     let sock = offsets::sock_offsets(&kernel_btf)?;
-    let tracepoints = match (mode, tracepoint_offsets()) {
+    let tracepoints = match (mode, offsets::tracepoint_offsets(&kernel_btf)) {
         (_, Ok(t)) => t,
-        (ProbeMode::Tracepoint, Err(e)) => return Err(ProbeError::Tracefs(e)),
+        (ProbeMode::Tracepoint, Err(e)) => return Err(ProbeError::TracepointRecords(e)),
         (_, Err(e)) => {
             tracing::debug!("tracepoint offsets unavailable: {e}");
             TracepointOffsets::default()
         }
     };
     Ok(Offsets { sock, tracepoints })
-}
-
-fn tracepoint_offsets() -> Result<TracepointOffsets, tracefs::TracefsError> {
-    tracefs::read_tracepoint_offsets()
 }
 
 /// Attaches the probes `mode` asks for. The object must have been loaded
@@ -196,11 +192,17 @@ fn attach_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
 
 fn attach_tracepoints(ebpf: &mut Ebpf, offsets: &Offsets) -> Result<Vec<String>, String> {
     if offsets.tracepoints.valid == 0 {
-        return Err(tracepoint_offsets().err().map_or_else(
-            || "field offsets were not resolved before load".into(),
-            |e| e.to_string(),
-        ));
+        // `prepare` let this pass under `auto` (kprobes might have worked):
+        // say now why the records could not be laid out.
+        let why = offsets::Btf::from_sys_fs()
+            .map_err(|e| error_chain(&e))
+            .and_then(|btf| offsets::tracepoint_offsets(&btf).map_err(|e| error_chain(&e)));
+        return Err(why
+            .err()
+            .unwrap_or_else(|| "field offsets were not resolved before load".into()));
     }
+    // aya finds the tracepoints' ids in tracefs, which must be mounted.
+    tracefs::ensure().map_err(|e| error_chain(&e))?;
     let mut attached = Vec::new();
     for (prog, event) in [
         (p::TP_RETRANSMIT, p::TP_RETRANSMIT_EVENT),
