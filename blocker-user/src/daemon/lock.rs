@@ -6,7 +6,7 @@
 
 use std::{
     fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -58,22 +58,18 @@ impl DaemonLock {
 }
 
 fn lock(f: &File, path: &Path) -> Result<(), LockError> {
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(LockError::Held {
+    use rustix::{fs::FlockOperation, io::Errno};
+    match rustix::fs::flock(f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(Errno::WOULDBLOCK) => Err(LockError::Held {
             path: path.to_owned(),
             pid: holder(f),
-        });
+        }),
+        Err(e) => Err(LockError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        }),
     }
-    Err(LockError::Io {
-        path: path.to_owned(),
-        source: e,
-    })
 }
 
 /// The pid holding a flock on `f`'s inode, from `/proc/locks`.
@@ -87,7 +83,7 @@ fn holder(f: &File) -> Option<u32> {
 /// `1: FLOCK  ADVISORY  WRITE 1234 00:1f:5678 0 EOF` (device major:minor in
 /// hex, inode in decimal); a waiting lock is prefixed with `->`.
 fn holder_in(text: &str, dev: u64, ino: u64) -> Option<u32> {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
     text.lines().filter(|l| !l.contains("->")).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f.get(1) != Some(&"FLOCK") {
@@ -127,7 +123,7 @@ mod tests {
 
     #[test]
     fn proc_locks_lines_are_parsed() {
-        let dev = libc::makedev(0, 0x1f);
+        let dev = rustix::fs::makedev(0, 0x1f);
         let text = "1: POSIX  ADVISORY  WRITE 99 00:1f:42 0 EOF\n2: FLOCK  ADVISORY  WRITE 1234 00:1f:42 0 EOF\n2: -> FLOCK  ADVISORY  WRITE 555 00:1f:42 0 EOF\n";
         assert_eq!(holder_in(text, dev, 42), Some(1234));
         assert_eq!(holder_in(text, dev, 43), None);

@@ -50,7 +50,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Read, Seek, SeekFrom},
     net::IpAddr,
-    os::{fd::AsRawFd, unix::fs::FileTypeExt, unix::fs::OpenOptionsExt},
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -637,18 +637,13 @@ fn handle_line(
 
 /// Waits until `file` is readable or `timeout` passes.
 fn wait_readable(file: &File, timeout: Duration) {
-    let mut pfd = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `pfd` is a valid array of one pollfd for the duration of the
-    // call, and the fd stays open (borrowed from `file`). The result does
-    // not matter: the caller reads again either way.
-    unsafe {
-        libc::poll(&raw mut pfd, 1, ms);
-    }
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    // The result does not matter: the caller reads again either way.
+    let _ = poll(&mut [PollFd::new(file, PollFlags::IN)], Some(&timeout));
 }
 
 #[cfg(test)]

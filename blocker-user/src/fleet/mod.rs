@@ -200,15 +200,8 @@ impl FleetConfig {
         if !self.node.is_empty() {
             return self.node.clone();
         }
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most buf.len() bytes into buf.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        let name = if rc == 0 {
-            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        } else {
-            String::new()
-        };
+        let uname = rustix::system::uname();
+        let name = uname.nodename().to_string_lossy();
         // One subject token: the first label, other characters replaced.
         name.split('.')
             .next()

@@ -154,10 +154,9 @@ struct RuleIds(u64);
 impl RuleIds {
     fn new() -> Self {
         let mut seed = [0u8; 8];
-        // SAFETY: `seed` is a valid 8-byte out-buffer.
-        let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let got = rustix::rand::getrandom(&mut seed, rustix::rand::GetRandomFlags::empty());
         let mut state = u64::from_ne_bytes(seed);
-        if got != 8 {
+        if got != Ok(8) {
             // No getrandom(2): time and pid still differ between writers.
             state = clock::boottime_ns() ^ (u64::from(std::process::id()) << 40);
         }

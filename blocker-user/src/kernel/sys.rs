@@ -3,7 +3,7 @@
 //! `unsafe` FFI of the crate lives here.
 
 use std::{
-    ffi::{CStr, CString},
+    ffi::CString,
     io,
     os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd},
     path::Path,
@@ -67,18 +67,11 @@ const TRACEFS_MAGIC: i64 = 0x7472_6163;
 /// Like every path lookup, this triggers an automount at `path`, which is
 /// how /sys/kernel/debug/tracing gets its tracefs.
 fn fs_magic(path: &Path) -> io::Result<i64> {
-    let c = cstring(path)?;
-    // SAFETY: zeroed statfs is a valid out-buffer; `c` is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     #[allow(
         clippy::unnecessary_cast,
         reason = "f_type is i64 on x86_64, u32 elsewhere"
     )]
-    Ok(st.f_type as i64)
+    Ok(rustix::fs::statfs(path)?.f_type as i64)
 }
 
 /// Whether `path` is on a bpf filesystem.
@@ -91,84 +84,64 @@ pub fn is_tracefs(path: &Path) -> io::Result<bool> {
     Ok(fs_magic(path)? == TRACEFS_MAGIC)
 }
 
-/// Mounts a pseudo filesystem of type `fstype` (no backing device) on
-/// `target`.
-fn mount_pseudo_fs(
-    fstype: &CStr,
-    target: &Path,
-    flags: libc::c_ulong,
-    options: Option<&CStr>,
-) -> io::Result<()> {
-    let c = cstring(target)?;
-    let data = options.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: all strings are NUL-terminated and outlive the call; `data`
-    // may be null (no options).
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            c.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Mounts a bpf filesystem on `target` (mode 0700, like systemd does).
 pub fn mount_bpffs(target: &Path) -> io::Result<()> {
-    mount_pseudo_fs(c"bpf", target, 0, Some(c"mode=0700"))
+    use rustix::mount::{MountFlags, mount};
+    Ok(mount(
+        c"bpf",
+        target,
+        c"bpf",
+        MountFlags::empty(),
+        c"mode=0700",
+    )?)
 }
 
 /// Mounts tracefs on `target` with the flags systemd uses for
 /// /sys/kernel/tracing (sys-kernel-tracing.mount: nosuid, nodev, noexec).
 pub fn mount_tracefs(target: &Path) -> io::Result<()> {
-    mount_pseudo_fs(
-        c"tracefs",
-        target,
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )
+    use rustix::mount::{MountFlags, mount};
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    Ok(mount(c"tracefs", target, c"tracefs", flags, None)?)
 }
 
 /// Lifts RLIMIT_MEMLOCK. Kernels before 5.11 charge BPF maps to it and the
 /// default 64 KiB is far too small; later kernels use memcg and ignore it.
 pub fn raise_memlock() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
     };
-    // SAFETY: valid rlimit struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
-        tracing::debug!(
-            "could not lift RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
-            io::Error::last_os_error()
-        );
+    if let Err(e) = setrlimit(Resource::Memlock, unlimited) {
+        tracing::debug!("could not lift RLIMIT_MEMLOCK ({e}); fine on kernels >= 5.11");
     }
+}
+
+/// A socket to ask the kernel about interfaces (SIOCGIFINDEX and
+/// SIOCGIFNAME take any socket, as glibc's if_nametoindex does).
+fn netdevice_socket() -> Option<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
+    socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .ok()
 }
 
 /// The index of interface `name`, or `None` if there is no such interface in
 /// this network namespace.
 pub fn if_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
+    if name.contains('\0') {
+        return None;
+    }
+    rustix::net::netdevice::name_to_index(netdevice_socket()?, name).ok()
 }
 
 /// The name of interface `index`, if it exists.
 pub fn if_name(index: u32) -> Option<String> {
-    let mut buf = [0u8; libc::IF_NAMESIZE];
-    // SAFETY: buffer of IF_NAMESIZE bytes as the API requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
-    if p.is_null() {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+    rustix::net::netdevice::index_to_name(netdevice_socket()?, index).ok()
 }
 
 /// What the kernel reports about an XDP link.
@@ -463,14 +436,8 @@ pub fn count_map(map: BorrowedFd<'_>, key_size: usize) -> io::Result<usize> {
 
 /// Bytes available to unprivileged users on the filesystem holding `path`.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    let c = cstring(path)?;
-    // SAFETY: zeroed statvfs is a valid out-buffer; `c` is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The `BPF_OBJ_GET` part of `union bpf_attr`.
@@ -630,10 +597,8 @@ mod tests {
     #[test]
     #[ignore = "needs root: mounts tracefs; `cargo xtask test` runs it"]
     fn mounts_tracefs() {
-        // SAFETY: no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
+        assert!(
+            rustix::process::geteuid().is_root(),
             "this test mounts tracefs, which needs root; run it with `sudo -E cargo xtask test`"
         );
         let dir = std::env::temp_dir().join(format!("blocker-tracefs-test-{}", std::process::id()));
@@ -643,14 +608,13 @@ mod tests {
         let mounted = mount_tracefs(&dir);
         let is_tracefs = is_tracefs(&dir);
         let has_tcp_probe = dir.join("events/tcp/tcp_probe/format").is_file();
-        let c = cstring(&dir).unwrap();
-        // SAFETY: NUL-terminated path. MNT_DETACH: nothing may keep it busy.
-        let unmounted = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        // MNT_DETACH: nothing may keep it busy.
+        let unmounted = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH);
         std::fs::remove_dir(&dir).unwrap();
         mounted.unwrap();
         assert!(is_tracefs.unwrap());
         assert!(has_tcp_probe);
-        assert_eq!(unmounted, 0, "{}", io::Error::last_os_error());
+        unmounted.unwrap();
     }
 
     #[test]

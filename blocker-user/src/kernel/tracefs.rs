@@ -75,10 +75,8 @@ mod tests {
 
     /// The live tests read tracefs, which only root may (mode 0700).
     fn require_root() {
-        // SAFETY: no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
+        assert!(
+            rustix::process::geteuid().is_root(),
             "reading tracefs needs root; run the tests with `sudo -E cargo xtask test`"
         );
     }
