@@ -27,6 +27,17 @@ pub use crate::{
     ttl::duration,
 };
 
+/// Why configuration text was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not TOML, or a key or value the sections do not take.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// Values that parse but make no sense together ([`Config::validate`]).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// The documented default configuration file.
 pub const DEFAULT_TOML: &str = include_str!("../blocker.toml");
 
@@ -41,8 +52,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}: {source}")]
+    Parse { path: PathBuf, source: ParseError },
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -203,16 +214,16 @@ impl Config {
                 });
             }
         };
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
     /// Parses and validates TOML text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.validate()?;
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate().map_err(ParseError::Invalid)?;
         Ok(config)
     }
 
@@ -344,11 +355,13 @@ mod tests {
         assert!(
             Config::parse("[maps]\nblock_v4 = 0\n")
                 .unwrap_err()
+                .to_string()
                 .contains("block_v4")
         );
         assert!(
             Config::parse("[maps]\nblok_v4 = 1\n")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown field")
         );
         assert!(Config::parse("[daemon]\ngc_interval = \"soon\"\n").is_err());
@@ -356,12 +369,14 @@ mod tests {
         assert!(
             Config::parse("[council]\nroles = []\n")
                 .unwrap_err()
+                .to_string()
                 .contains("roles")
         );
         assert!(Config::parse("[council]\nconsensus = \"quorum\"\nquorum = 4\n").is_err());
         assert!(
             Config::parse("[guard]\ntrusted = [\"10.0.0.5/8\"]\n")
                 .unwrap_err()
+                .to_string()
                 .contains("trusted")
         );
         assert!(Config::parse("[treason]\nprobe = \"ebpf\"\n").is_err());
@@ -376,6 +391,7 @@ mod tests {
         assert!(
             Config::parse("[council]\nrole_agents = { judge = \"llm\" }\n")
                 .unwrap_err()
+                .to_string()
                 .contains("not in roles")
         );
         // A custom role needs a model and a prompt.
@@ -383,12 +399,14 @@ mod tests {
         assert!(
             Config::parse(custom)
                 .unwrap_err()
+                .to_string()
                 .contains("no offline rules")
         );
         let custom = format!("{custom}role_agents = {{ auditor = \"llm\" }}\n");
         assert!(
             Config::parse(&custom)
                 .unwrap_err()
+                .to_string()
                 .contains("system_prompt")
         );
         let c = Config::parse(&format!(
@@ -408,7 +426,7 @@ mod tests {
     fn durations_past_u64_nanoseconds_are_refused() {
         // 2^64 ns exactly: `as u64` made it a stall of 0.
         let e = Config::parse("[treason]\nstall = \"18446744073s 709551616ns\"\n").unwrap_err();
-        assert!(e.contains("longer than"), "{e}");
+        assert!(e.to_string().contains("longer than"), "{e}");
         assert!(Config::parse("[incidents]\nwindow = \"600years\"\n").is_err());
         // The longest that fits is fine.
         let c = Config::parse("[incidents]\ncooldown = \"18446744073s 709551615ns\"\n").unwrap();

@@ -264,8 +264,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// clap value parser for addresses and prefixes.
-pub fn parse_net_arg(s: &str) -> Result<blocker::addr::IpNet, String> {
-    blocker::addr::parse_net(s).map_err(|e| e.to_string())
+pub fn parse_net_arg(s: &str) -> Result<blocker::addr::IpNet, blocker::addr::AddrError> {
+    blocker::addr::parse_net(s)
 }
 
 /// clap value parser for a [`Choice`](blocker::choice::Choice) (`--list`,
@@ -283,8 +283,8 @@ pub fn choice_arg<T: blocker::choice::Choice + Send + Sync>()
 }
 
 /// clap value parser for TTLs.
-pub fn parse_ttl_arg(s: &str) -> Result<blocker::ttl::Ttl, String> {
-    blocker::ttl::parse_ttl(s).map_err(|e| e.to_string())
+pub fn parse_ttl_arg(s: &str) -> Result<blocker::ttl::Ttl, blocker::ttl::TtlError> {
+    blocker::ttl::parse_ttl(s)
 }
 
 #[cfg(test)]

@@ -485,7 +485,7 @@ pub enum KmsgError {
     #[error("reading {path} failed: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("the kernel log reader thread failed: {0}")]
-    Thread(String),
+    Thread(#[from] tokio::task::JoinError),
 }
 
 /// Reads the kernel log at `path` and delivers an [`Alert`] for every
@@ -511,7 +511,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || read_blocking(&path, &tx, &counters, &opts, &stop));
     match task.await {
         Ok(result) => result,
-        Err(e) => Err(KmsgError::Thread(e.to_string())),
+        Err(e) => Err(KmsgError::Thread(e)),
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn run(
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns
     // the RingBuf, and always reports the same fd.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        .map_err(|e| e.into_parts().1)?;
     while !tx.is_closed() {
         let mut guard = fd.readable_mut().await?;
         let ring = guard.get_inner_mut();

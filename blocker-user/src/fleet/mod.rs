@@ -406,6 +406,7 @@ mod tests {
         assert!(
             Config::parse("[fleet]\nenabled = true\nnode = \"a\"\nuser = \"u\"\n")
                 .unwrap_err()
+                .to_string()
                 .contains("password")
         );
         assert!(
@@ -413,14 +414,14 @@ mod tests {
                 "[fleet]\nenabled = true\nnode = \"a\"\nmax_age = \"1h\"\n[fleet.policy]\nmax_ttl = \"2h\"\n"
             )
             .unwrap_err()
-            .contains("max_age")
+            .to_string().contains("max_age")
         );
         assert!(
             Config::parse(
                 "[fleet]\nenabled = true\nnode = \"a\"\n[fleet.policy.origin.z]\naccept = []\nmax_ttl = \"1h\"\n"
             )
             .unwrap_err()
-            .contains("not in")
+            .to_string().contains("not in")
         );
         let c = Config::parse("[fleet]\nenabled = true\nnode = \"edge-1\"\n").unwrap();
         assert_eq!(c.fleet.durable(), "blocker-edge-1");

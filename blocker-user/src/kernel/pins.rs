@@ -42,9 +42,17 @@ pub enum LoadError {
     )]
     NotPrivileged { missing: Vec<Cap> },
     #[error(
-        "{dir} is not on a bpf filesystem ({reason}); mount one with `mount -t bpf bpf /sys/fs/bpf` or choose a --pin-dir under /sys/fs/bpf"
+        "{dir} is not on a bpf filesystem (it is a regular directory); mount one with `mount -t bpf bpf /sys/fs/bpf` or choose a --pin-dir under /sys/fs/bpf"
     )]
-    NotBpffs { dir: PathBuf, reason: String },
+    NotBpffs { dir: PathBuf },
+    #[error(
+        "cannot tell whether {dir} is on a bpf filesystem ({source}); check the path, or choose a --pin-dir under /sys/fs/bpf"
+    )]
+    BpffsCheck { dir: PathBuf, source: io::Error },
+    #[error(
+        "/sys/fs/bpf has no bpf filesystem and mounting one failed ({source}); mount it with `mount -t bpf bpf /sys/fs/bpf` (in a container: `-v /sys/fs/bpf:/sys/fs/bpf`)"
+    )]
+    MountBpffs { source: io::Error },
     #[error("cannot create pin directory {dir}: {source}")]
     PinDir { dir: PathBuf, source: io::Error },
     #[error(
@@ -151,14 +159,13 @@ impl PinDir {
     /// Makes sure the directory exists on a bpf filesystem, mounting bpffs on
     /// /sys/fs/bpf when the system has not (minimal containers, early boot).
     pub fn ensure(&self) -> Result<(), LoadError> {
-        let not_bpffs = |reason: String| LoadError::NotBpffs {
-            dir: self.path.clone(),
-            reason,
-        };
         let root = Path::new("/sys/fs/bpf");
         if self.path.starts_with(root) && !sys::is_bpffs(root).unwrap_or(false) {
-            std::fs::create_dir_all(root).map_err(|e| not_bpffs(e.to_string()))?;
-            sys::mount_bpffs(root).map_err(|e| not_bpffs(format!("mount failed: {e}")))?;
+            std::fs::create_dir_all(root).map_err(|source| LoadError::PinDir {
+                dir: root.to_owned(),
+                source,
+            })?;
+            sys::mount_bpffs(root).map_err(|source| LoadError::MountBpffs { source })?;
             info!("mounted a bpf filesystem on {}", root.display());
         }
         std::fs::create_dir_all(&self.path).map_err(|source| LoadError::PinDir {
@@ -167,8 +174,13 @@ impl PinDir {
         })?;
         match sys::is_bpffs(&self.path) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(not_bpffs("it is a regular directory".into())),
-            Err(e) => Err(not_bpffs(e.to_string())),
+            Ok(false) => Err(LoadError::NotBpffs {
+                dir: self.path.clone(),
+            }),
+            Err(source) => Err(LoadError::BpffsCheck {
+                dir: self.path.clone(),
+                source,
+            }),
         }
     }
 
