@@ -10,25 +10,18 @@
 //! guessing. Error messages never quote more than a short, sanitized piece
 //! of the input.
 //!
-//! [`follow`] tails the file like `tail -F`, by polling: it survives
-//! rotation by rename (finishing the old file before switching to the new
-//! one), copytruncate, and a file that does not exist yet.
+//! [`follow`] tails the file like `tail -F` (with
+//! [`follow::tail`](super::follow::tail), which survives rotation by rename,
+//! copytruncate, and a file that does not exist yet).
 
 use std::{
-    io::{self, SeekFrom},
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, atomic::Ordering},
-    time::Duration,
 };
 
 use serde::Deserialize;
-use tokio::{
-    fs::File,
-    io::{AsyncReadExt, AsyncSeekExt},
-};
 
-use super::follow::{Line, LineBuf, Throttle};
+use super::follow::{Line, Throttle};
 use crate::{
     addr, clock,
     evidence::alert::{self, Alert, AlertKind, AlertSource, IdsFacts, PipelineCounters},
@@ -217,45 +210,10 @@ fn ip(field: &'static str, value: &str) -> Result<std::net::IpAddr, EveError> {
 }
 
 /// How the follower runs.
-#[derive(Clone, Debug)]
-pub struct EveOptions {
-    /// Read the file present at startup from its beginning. Off by default:
-    /// old alerts are not fresh evidence. Files that appear later (created,
-    /// or the successor after a rotation) are always read from the start.
-    pub from_start: bool,
-    /// How often to look for new data, rotation and truncation.
-    pub poll_interval: Duration,
-}
+pub use super::follow::TailOptions as EveOptions;
 
-impl Default for EveOptions {
-    fn default() -> Self {
-        Self {
-            from_start: false,
-            poll_interval: Duration::from_millis(250),
-        }
-    }
-}
-
-/// Bytes read per `read()`.
-const CHUNK: usize = 64 * 1024;
-
-/// Reads per poll round before checking for rotation and shutdown again, so
-/// a fast writer cannot starve those checks.
-const READS_PER_ROUND: usize = 64;
-
-/// The file being followed.
-struct Current {
-    file: File,
-    /// (device, inode) of the file we opened: when the path names another
-    /// inode, the file was rotated.
-    id: (u64, u64),
-    /// Bytes consumed so far; a file shorter than this was truncated.
-    offset: u64,
-}
-
-/// Follows `path` like `tail -F` and delivers an [`Alert`] for every alert
-/// event, until `tx` is closed. Never gives up on I/O errors: it logs them
-/// (throttled) and tries again at the next poll.
+/// Follows `path` like `tail -F` ([`follow::tail`](super::follow::tail))
+/// and delivers an [`Alert`] for every alert event, until `tx` is closed.
 pub async fn follow(
     path: PathBuf,
     tx: impl Into<alert::AlertTx>,
@@ -263,221 +221,16 @@ pub async fn follow(
     opts: EveOptions,
 ) {
     let tx: alert::AlertTx = tx.into();
-    let mut lines = LineBuf::new(MAX_LINE);
-    let mut buf = vec![0u8; CHUNK];
     let mut malformed = Throttle::new(5, 1000);
-    let mut io_errors = Throttle::new(3, 100);
-    let mut current: Option<Current> = None;
-    let mut at_startup = true;
-    let mut said_waiting = false;
-    // A zero interval would spin.
-    let poll = opts.poll_interval.max(Duration::from_millis(1));
-
-    loop {
-        if tx.is_closed() {
-            tracing::debug!(
-                path = %path.display(),
-                "alert channel closed; eve follower stops"
-            );
-            return;
-        }
-        let Some(cur) = current.as_mut() else {
-            match open(&path, at_startup && !opts.from_start, &mut lines).await {
-                Ok(cur) => {
-                    tracing::info!(
-                        path = %path.display(),
-                        offset = cur.offset,
-                        "following eve.json"
-                    );
-                    current = Some(cur);
-                    said_waiting = false;
-                    at_startup = false;
-                    events::note(&path, "opened");
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !said_waiting {
-                        tracing::info!(
-                            path = %path.display(),
-                            "eve.json does not exist yet; waiting for it"
-                        );
-                        said_waiting = true;
-                    }
-                    events::note(&path, "absent");
-                }
-                Err(e) => {
-                    if let Some(n) = io_errors.hit() {
-                        tracing::warn!(
-                            path = %path.display(),
-                            error = %e,
-                            times = n,
-                            "cannot open eve.json; retrying"
-                        );
-                    }
-                }
-            }
-            // A file created after startup is new: read it all.
-            at_startup = false;
-            tokio::time::sleep(poll).await;
-            continue;
-        };
-
-        let mut handle = |line: Line<'_>| handle_line(line, &tx, &counters, &mut malformed);
-        let (read, more) = match read_available(cur, &mut buf, &mut lines, &mut handle).await {
-            Ok(r) => r,
-            Err(e) => {
-                // Keep the descriptor and position: retrying the read later
-                // neither loses nor repeats lines. Rotation and truncation
-                // are still checked below.
-                if let Some(n) = io_errors.hit() {
-                    tracing::warn!(
-                        path = %path.display(),
-                        error = %e,
-                        times = n,
-                        "reading eve.json failed; retrying"
-                    );
-                }
-                (0, false)
-            }
-        };
-        if more {
-            continue;
-        }
-
-        // Truncated in place (copytruncate): start over at 0. The partial
-        // line we held went with the old contents.
-        if let Ok(meta) = cur.file.metadata().await
-            && meta.len() < cur.offset
-        {
-            tracing::info!(
-                path = %path.display(),
-                size = meta.len(),
-                offset = cur.offset,
-                "eve.json was truncated; reading from the start"
-            );
-            lines.reset();
-            cur.offset = 0;
-            if let Err(e) = cur.file.seek(SeekFrom::Start(0)).await {
-                tracing::warn!(
-                    path = %path.display(),
-                    error = %e,
-                    "cannot rewind eve.json; reopening"
-                );
-                current = None;
-            }
-            events::note(&path, "rewound");
-            continue;
-        }
-
-        // Rotated: the path now names another file. Finish the old one (the
-        // writer may have appended since our last read), then switch.
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if (meta.dev(), meta.ino()) != cur.id => {
-                while let Ok((_, true)) =
-                    read_available(cur, &mut buf, &mut lines, &mut handle).await
-                {}
-                lines.finish(&mut handle);
-                tracing::info!(
-                    path = %path.display(),
-                    "eve.json was rotated; following the new file"
-                );
-                current = None;
-                events::note(&path, "rotated");
-                continue;
-            }
-            // Renamed away with no successor yet, or unchanged: keep
-            // reading the file we have.
-            _ => {}
-        }
-
-        if read == 0 {
-            tokio::time::sleep(poll).await;
-        }
-    }
-}
-
-/// Opens `path`; at its end when `at_end`, skipping the partial line that
-/// may be there (we do not know where it started).
-async fn open(path: &Path, at_end: bool, lines: &mut LineBuf) -> io::Result<Current> {
-    let mut file = File::open(path).await?;
-    let meta = file.metadata().await?;
-    lines.reset();
-    let mut offset = 0;
-    if at_end && meta.len() > 0 {
-        offset = meta.len();
-        file.seek(SeekFrom::Start(offset - 1)).await?;
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last).await?;
-        if last[0] != b'\n' {
-            lines.skip_to_next_line();
-        }
-    }
-    Ok(Current {
-        file,
-        id: (meta.dev(), meta.ino()),
-        offset,
-    })
-}
-
-/// Reads what is there (up to [`READS_PER_ROUND`] chunks): (bytes read,
-/// whether more may be waiting).
-async fn read_available(
-    cur: &mut Current,
-    buf: &mut [u8],
-    lines: &mut LineBuf,
-    handle: &mut impl FnMut(Line<'_>),
-) -> io::Result<(u64, bool)> {
-    let mut total = 0;
-    for _ in 0..READS_PER_ROUND {
-        let n = cur.file.read(buf).await?;
-        if n == 0 {
-            return Ok((total, false));
-        }
-        cur.offset += n as u64;
-        total += n as u64;
-        lines.push(&buf[..n], &mut *handle);
-    }
-    Ok((total, true))
-}
-
-/// What the follower did, recorded in test builds only so that tests can
-/// wait for a state (the file is open, its absence was seen) instead of
-/// sleeping and hoping.
-mod events {
-    #[cfg(not(test))]
-    pub(super) fn note(_path: &std::path::Path, _event: &'static str) {}
-
-    #[cfg(test)]
-    pub(super) use recorded::{note, seen};
-
-    #[cfg(test)]
-    mod recorded {
-        use std::{
-            collections::HashMap,
-            path::{Path, PathBuf},
-            sync::Mutex,
-        };
-
-        static EVENTS: Mutex<Option<HashMap<(PathBuf, &'static str), u64>>> = Mutex::new(None);
-
-        pub(crate) fn note(path: &Path, event: &'static str) {
-            if let Ok(mut events) = EVENTS.lock() {
-                *events
-                    .get_or_insert_with(HashMap::new)
-                    .entry((path.to_path_buf(), event))
-                    .or_default() += 1;
-            }
-        }
-
-        /// How many times `event` happened for `path`.
-        pub(crate) fn seen(path: &Path, event: &'static str) -> u64 {
-            EVENTS
-                .lock()
-                .ok()
-                .and_then(|e| e.as_ref()?.get(&(path.to_path_buf(), event)).copied())
-                .unwrap_or(0)
-        }
-    }
+    super::follow::tail(
+        path,
+        "eve.json",
+        MAX_LINE,
+        opts,
+        || tx.is_closed(),
+        |line| handle_line(line, &tx, &counters, &mut malformed),
+    )
+    .await;
 }
 
 fn handle_line(
@@ -511,7 +264,10 @@ mod tests {
 
     use tokio::sync::mpsc;
 
+    use std::{path::Path, time::Duration};
+
     use super::*;
+    use crate::evidence::follow::events;
 
     const ALERT: &str = r#"{"timestamp":"2025-11-21T12:00:00.123456+0000","flow_id":1234567890123456,"in_iface":"eth0","event_type":"alert","src_ip":"203.0.113.100","src_port":51234,"dest_ip":"198.51.100.5","dest_port":21,"proto":"TCP","pkt_src":"wire/pcap","tx_id":0,"alert":{"action":"allowed","gid":1,"signature_id":2100498,"rev":7,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":2,"metadata":{"created_at":["2010_09_23"]}},"app_proto":"ftp","direction":"to_server","flow":{"pkts_toserver":5,"pkts_toclient":4,"bytes_toserver":400,"bytes_toclient":300,"start":"2025-11-21T12:00:00.000000+0000","src_ip":"203.0.113.100","dest_ip":"198.51.100.5","src_port":51234,"dest_port":21},"payload":"VVNFUiByb290DQo=","payload_printable":"USER root\r\n","stream":1,"packet":"AAAA","packet_info":{"linktype":1}}"#;
 

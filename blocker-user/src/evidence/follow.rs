@@ -1,11 +1,25 @@
 //! Helpers shared by the text sources (`kmsg`, `eve`).
 //!
+//! - [`tail`]: follows a file like `tail -F` (rotation, truncation, a file
+//!   that does not exist yet).
 //! - [`LineBuf`]: a bounded line splitter. Bytes go in as they are read,
 //!   complete lines come out, and no line may grow the buffer past a limit,
 //!   whatever the input (a writer that never sends a newline cannot make us
 //!   allocate without bound).
 //! - [`Throttle`]: decides which of many identical warnings get logged, so a
 //!   flood of junk input cannot flood the log as well.
+
+use std::{
+    io::{self, SeekFrom},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    fs::File,
+    io::{AsyncReadExt, AsyncSeekExt},
+};
 
 /// One piece of output from [`LineBuf::push`].
 #[derive(Debug, PartialEq, Eq)]
@@ -140,6 +154,269 @@ impl Throttle {
     pub(crate) fn hit(&mut self) -> Option<u64> {
         self.seen = self.seen.saturating_add(1);
         (self.seen <= self.first || self.seen.is_multiple_of(self.every)).then_some(self.seen)
+    }
+}
+
+/// How [`tail`] runs.
+#[derive(Clone, Debug)]
+pub struct TailOptions {
+    /// Read the file present at startup from its beginning. Off by default:
+    /// old alerts are not fresh evidence. Files that appear later (created,
+    /// or the successor after a rotation) are always read from the start.
+    pub from_start: bool,
+    /// How often to look for new data, rotation and truncation.
+    pub poll_interval: Duration,
+}
+
+impl Default for TailOptions {
+    fn default() -> Self {
+        Self {
+            from_start: false,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Bytes read per `read()`.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads per poll round before checking for rotation and shutdown again, so
+/// a fast writer cannot starve those checks.
+const READS_PER_ROUND: usize = 64;
+
+/// The file being followed.
+struct Current {
+    file: File,
+    /// (device, inode) of the file we opened: when the path names another
+    /// inode, the file was rotated.
+    id: (u64, u64),
+    /// Bytes consumed so far; a file shorter than this was truncated.
+    offset: u64,
+}
+
+/// Follows `path` like `tail -F`, by polling, handing every line to
+/// `handle` until `closed()` says stop: it survives rotation by rename
+/// (finishing the old file before switching to the new one), copytruncate,
+/// and a file that does not exist yet. Never gives up on I/O errors: it
+/// logs them (throttled) and tries again at the next poll. `what` names the
+/// file in log lines ("eve.json").
+pub async fn tail(
+    path: PathBuf,
+    what: &'static str,
+    max_line: usize,
+    opts: TailOptions,
+    closed: impl Fn() -> bool,
+    mut handle: impl FnMut(Line<'_>),
+) {
+    let mut lines = LineBuf::new(max_line);
+    let mut buf = vec![0u8; CHUNK];
+    let mut io_errors = Throttle::new(3, 100);
+    let mut current: Option<Current> = None;
+    let mut at_startup = true;
+    let mut said_waiting = false;
+    // A zero interval would spin.
+    let poll = opts.poll_interval.max(Duration::from_millis(1));
+
+    loop {
+        if closed() {
+            tracing::debug!(path = %path.display(), "alert channel closed; {what} follower stops");
+            return;
+        }
+        let Some(cur) = current.as_mut() else {
+            match open(&path, at_startup && !opts.from_start, &mut lines).await {
+                Ok(cur) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        offset = cur.offset,
+                        "following {what}"
+                    );
+                    current = Some(cur);
+                    said_waiting = false;
+                    at_startup = false;
+                    events::note(&path, "opened");
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !said_waiting {
+                        tracing::info!(
+                            path = %path.display(),
+                            "{what} does not exist yet; waiting for it"
+                        );
+                        said_waiting = true;
+                    }
+                    events::note(&path, "absent");
+                }
+                Err(e) => {
+                    if let Some(n) = io_errors.hit() {
+                        tracing::warn!(
+                            path = %path.display(),
+                            error = %e,
+                            times = n,
+                            "cannot open {what}; retrying"
+                        );
+                    }
+                }
+            }
+            // A file created after startup is new: read it all.
+            at_startup = false;
+            tokio::time::sleep(poll).await;
+            continue;
+        };
+
+        let (read, more) = match read_available(cur, &mut buf, &mut lines, &mut handle).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the descriptor and position: retrying the read later
+                // neither loses nor repeats lines. Rotation and truncation
+                // are still checked below.
+                if let Some(n) = io_errors.hit() {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        times = n,
+                        "reading {what} failed; retrying"
+                    );
+                }
+                (0, false)
+            }
+        };
+        if more {
+            continue;
+        }
+
+        // Truncated in place (copytruncate): start over at 0. The partial
+        // line we held went with the old contents.
+        if let Ok(meta) = cur.file.metadata().await
+            && meta.len() < cur.offset
+        {
+            tracing::info!(
+                path = %path.display(),
+                size = meta.len(),
+                offset = cur.offset,
+                "{what} was truncated; reading from the start"
+            );
+            lines.reset();
+            cur.offset = 0;
+            if let Err(e) = cur.file.seek(SeekFrom::Start(0)).await {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot rewind {what}; reopening"
+                );
+                current = None;
+            }
+            events::note(&path, "rewound");
+            continue;
+        }
+
+        // Rotated: the path now names another file. Finish the old one (the
+        // writer may have appended since our last read), then switch.
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if (meta.dev(), meta.ino()) != cur.id => {
+                while let Ok((_, true)) =
+                    read_available(cur, &mut buf, &mut lines, &mut handle).await
+                {}
+                lines.finish(&mut handle);
+                tracing::info!(
+                    path = %path.display(),
+                    "{what} was rotated; following the new file"
+                );
+                current = None;
+                events::note(&path, "rotated");
+                continue;
+            }
+            // Renamed away with no successor yet, or unchanged: keep
+            // reading the file we have.
+            _ => {}
+        }
+
+        if read == 0 {
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+/// Opens `path`; at its end when `at_end`, skipping the partial line that
+/// may be there (we do not know where it started).
+async fn open(path: &Path, at_end: bool, lines: &mut LineBuf) -> io::Result<Current> {
+    let mut file = File::open(path).await?;
+    let meta = file.metadata().await?;
+    lines.reset();
+    let mut offset = 0;
+    if at_end && meta.len() > 0 {
+        offset = meta.len();
+        file.seek(SeekFrom::Start(offset - 1)).await?;
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last).await?;
+        if last[0] != b'\n' {
+            lines.skip_to_next_line();
+        }
+    }
+    Ok(Current {
+        file,
+        id: (meta.dev(), meta.ino()),
+        offset,
+    })
+}
+
+/// Reads what is there (up to [`READS_PER_ROUND`] chunks): (bytes read,
+/// whether more may be waiting).
+async fn read_available(
+    cur: &mut Current,
+    buf: &mut [u8],
+    lines: &mut LineBuf,
+    handle: &mut impl FnMut(Line<'_>),
+) -> io::Result<(u64, bool)> {
+    let mut total = 0;
+    for _ in 0..READS_PER_ROUND {
+        let n = cur.file.read(buf).await?;
+        if n == 0 {
+            return Ok((total, false));
+        }
+        cur.offset += n as u64;
+        total += n as u64;
+        lines.push(&buf[..n], &mut *handle);
+    }
+    Ok((total, true))
+}
+
+/// What the follower did, recorded in test builds only so that tests can
+/// wait for a state (the file is open, its absence was seen) instead of
+/// sleeping and hoping.
+pub(crate) mod events {
+    #[cfg(not(test))]
+    pub(crate) fn note(_path: &std::path::Path, _event: &'static str) {}
+
+    #[cfg(test)]
+    pub(crate) use recorded::{note, seen};
+
+    #[cfg(test)]
+    mod recorded {
+        use std::{
+            collections::HashMap,
+            path::{Path, PathBuf},
+            sync::Mutex,
+        };
+
+        static EVENTS: Mutex<Option<HashMap<(PathBuf, &'static str), u64>>> = Mutex::new(None);
+
+        pub(crate) fn note(path: &Path, event: &'static str) {
+            if let Ok(mut events) = EVENTS.lock() {
+                *events
+                    .get_or_insert_with(HashMap::new)
+                    .entry((path.to_path_buf(), event))
+                    .or_default() += 1;
+            }
+        }
+
+        /// How many times `event` happened for `path`.
+        pub(crate) fn seen(path: &Path, event: &'static str) -> u64 {
+            EVENTS
+                .lock()
+                .ok()
+                .and_then(|e| e.as_ref()?.get(&(path.to_path_buf(), event)).copied())
+                .unwrap_or(0)
+        }
     }
 }
 
