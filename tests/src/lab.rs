@@ -25,6 +25,37 @@ pub const CLIENT_V4: [&str; 3] = ["198.18.0.2", "198.18.0.3", "198.18.0.4"];
 pub const SERVER_V6: &str = "2001:db8::1";
 pub const CLIENT_V6: [&str; 2] = ["2001:db8::2", "2001:db8::3"];
 
+/// The TCP service the treason labs' peers talk to, on the server.
+pub const SERVICE_PORT: u16 = 8080;
+/// How long a lab peer waits for the service before giving up.
+pub const PEER_TCP_TIMEOUT: Duration = Duration::from_millis(700);
+/// Generous: detection takes the stall threshold plus the next persist
+/// probe, on a loaded machine.
+pub const DETECT: Duration = Duration::from_secs(30);
+
+/// The service over IPv4.
+pub fn service_v4() -> std::net::SocketAddr {
+    std::net::SocketAddr::new(SERVER_V4.parse().unwrap(), SERVICE_PORT)
+}
+
+/// The service over IPv6.
+pub fn service_v6() -> std::net::SocketAddr {
+    std::net::SocketAddr::new(SERVER_V6.parse().unwrap(), SERVICE_PORT)
+}
+
+/// A daemon config for the treason labs: a 2 s stall threshold (10 s by
+/// default) so tests are quick, no kernel log source (other tests' peers
+/// would show up in it), then `extra`.
+pub fn quick_config(state: &State, extra: &str) -> PathBuf {
+    let path = state.state_dir.join("test.toml");
+    std::fs::write(
+        &path,
+        format!("[treason]\nstall = \"2s\"\n[sources]\nkmsg = false\n{extra}"),
+    )
+    .unwrap();
+    path
+}
+
 /// A network namespace, deleted on drop.
 pub struct NetNs {
     pub name: String,

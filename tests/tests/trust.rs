@@ -8,46 +8,25 @@
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
 use blocker_tests::{
     State, describe,
     frames::Spec,
-    lab::{CLIENT_V4, CLIENT_V6, Daemon, Lab, SERVER_V4, SERVER_V6},
+    lab::{
+        CLIENT_V4, CLIENT_V6, DETECT, Daemon, Lab, PEER_TCP_TIMEOUT as TCP_TIMEOUT, SERVER_V4,
+        SERVER_V6, SERVICE_PORT as PORT, quick_config as config, service_v4 as server4,
+        service_v6 as server6,
+    },
     llm_server::{LlmServer, Reply, Request, Script, agreeable, block, proposals},
     peers::{self, KernelPeer, RAW_PEER_V4, RawPeer},
     wait_until,
 };
 
-const PORT: u16 = 8080;
-const TCP_TIMEOUT: Duration = Duration::from_millis(700);
-/// Generous: detection takes the stall threshold plus the next persist probe.
-const DETECT: Duration = Duration::from_secs(30);
-
-fn server4() -> SocketAddr {
-    SocketAddr::new(SERVER_V4.parse().unwrap(), PORT)
-}
-
-fn server6() -> SocketAddr {
-    SocketAddr::new(SERVER_V6.parse().unwrap(), PORT)
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// A config with a 2 s stall threshold so tests are quick.
-fn config(state: &State, extra: &str) -> PathBuf {
-    let path = state.state_dir.join("test.toml");
-    std::fs::write(
-        &path,
-        format!("[treason]\nstall = \"2s\"\n[sources]\nkmsg = false\n{extra}"),
-    )
-    .unwrap();
-    path
 }
 
 fn start(state: &State, lab: &Lab, extra_config: &str) -> Daemon {

@@ -290,6 +290,28 @@ impl BatchPlan {
 /// `BPF_EXIST` (linux/bpf.h): update only an existing element.
 const BPF_EXIST: u64 = 2;
 
+/// Every rule of an LPM table, v4 or v6 (`to_net` reads its key type).
+fn collect_trie<K: aya::Pod>(
+    trie: &LpmTrie<MapData, K, RuleEntry>,
+    to_net: fn(&aya::maps::lpm_trie::Key<K>) -> Option<IpNet>,
+    list: List,
+    out: &mut Vec<Rule>,
+    e: impl Fn(MapError) -> TablesError,
+) -> Result<(), TablesError> {
+    for item in trie.iter() {
+        let (k, entry) = item.map_err(&e)?;
+        if let Some(net) = to_net(&k) {
+            out.push(Rule {
+                list,
+                net,
+                entry,
+                counters: RuleCounters::default(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn map_err(map: &'static str) -> impl Fn(MapError) -> TablesError {
     move |source| TablesError::Map { map, source }
 }
@@ -939,42 +961,10 @@ impl Tables {
                     });
                 }
             }
-            Table::BlockNetV4 | Table::AllowV4 => {
-                let trie = if table == Table::AllowV4 {
-                    &self.allow_v4
-                } else {
-                    &self.block_net_v4
-                };
-                for item in trie.iter() {
-                    let (k, entry) = item.map_err(&e)?;
-                    if let Some(net) = addr::from_lpm_v4(&k) {
-                        out.push(Rule {
-                            list,
-                            net,
-                            entry,
-                            counters: RuleCounters::default(),
-                        });
-                    }
-                }
-            }
-            Table::BlockNetV6 | Table::AllowV6 => {
-                let trie = if table == Table::AllowV6 {
-                    &self.allow_v6
-                } else {
-                    &self.block_net_v6
-                };
-                for item in trie.iter() {
-                    let (k, entry) = item.map_err(&e)?;
-                    if let Some(net) = addr::from_lpm_v6(&k) {
-                        out.push(Rule {
-                            list,
-                            net,
-                            entry,
-                            counters: RuleCounters::default(),
-                        });
-                    }
-                }
-            }
+            Table::BlockNetV4 => collect_trie(&self.block_net_v4, addr::from_lpm_v4, list, out, e)?,
+            Table::AllowV4 => collect_trie(&self.allow_v4, addr::from_lpm_v4, list, out, e)?,
+            Table::BlockNetV6 => collect_trie(&self.block_net_v6, addr::from_lpm_v6, list, out, e)?,
+            Table::AllowV6 => collect_trie(&self.allow_v6, addr::from_lpm_v6, list, out, e)?,
         }
         Ok(())
     }
