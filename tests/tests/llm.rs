@@ -1019,3 +1019,128 @@ fn the_daemon_runs_llm_debates_dry_and_cancels_them_on_shutdown() {
             .any(|d| d["calls"].as_u64() >= Some(4))
     );
 }
+
+#[test]
+fn past_the_llm_budget_the_offline_council_bans_and_status_says_exhausted() {
+    use std::io::Write as _;
+
+    use blocker_tests::lab::{CLIENT_V4, Daemon, Lab};
+    blocker_tests::require_root();
+    let lab = Lab::new();
+    let state = State::new();
+    let (first, second) = (CLIENT_V4[0], CLIENT_V4[1]);
+    // One LLM debate: four proposals in round 1 (the host proposes the
+    // ban), three reviews in round 2 (the host has nothing of others' to
+    // review) = 7 calls, exactly the budget.
+    const BUDGET: usize = 7;
+    let script = Script::new(move |req: &Request| {
+        let suspect = req.suspect().unwrap_or_default();
+        match (req.round, req.agent.as_str()) {
+            (1, "host") => proposals(&[(block(&suspect, 3600), "IDS severity 1 on our FTP")]),
+            _ => agreeable(req),
+        }
+    });
+    let server = lab
+        .server
+        .run_in(|| LlmServer::start(script, Duration::from_millis(5)));
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let cfg = state.state_dir.join("llm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nkmsg = false\n[treason]\nprobe = \"off\"\n[council.llm.budget]\ncalls_per_day = {BUDGET}\n"
+        ),
+    )
+    .unwrap();
+    let url = server.base_url();
+    let d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--eve-json",
+            eve.to_str().unwrap(),
+            "--agents",
+            "llm",
+            "--llm-base-url",
+            &url,
+            "--model",
+            "test-model",
+        ],
+    );
+    assert!(
+        blocker_tests::wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("following eve.json")),
+        "{}",
+        d.log()
+    );
+    let banned = |ip: &str| {
+        state.json(&["list"])["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["list"] == "block" && r["address"] == ip)
+    };
+    let alert = |src: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+        writeln!(f, "{}", eve_line(src, "USER root")).unwrap();
+    };
+    alert(first);
+    assert!(
+        blocker_tests::wait_until(Duration::from_secs(30), || banned(first)),
+        "{}",
+        d.log()
+    );
+    assert_eq!(server.requests().len(), BUDGET, "{:#?}", server.requests());
+    alert(second);
+    assert!(
+        blocker_tests::wait_until(Duration::from_secs(30), || banned(second)),
+        "the incident past the budget was not banned:\n{}",
+        d.log()
+    );
+    // No call beyond the budget.
+    assert_eq!(server.requests().len(), BUDGET);
+    let list = state.json(&["debates", "list"]);
+    let rows = list.as_array().unwrap();
+    let by_peer = |ip: &str| {
+        rows.iter()
+            .find(|r| r["peer"] == ip)
+            .unwrap_or_else(|| panic!("no debate about {ip}: {list:#}"))
+            .clone()
+    };
+    assert_eq!(by_peer(first)["calls"], BUDGET as u64, "{list:#}");
+    let past = by_peer(second);
+    let shown = state.ok(&["debates", "show", &past["id"].to_string()]);
+    assert_eq!(past["stop"], "budget", "{list:#}\n{shown}\n{}", d.log());
+    assert!(
+        shown.contains("LLM budget exhausted")
+            && shown.contains("fell back to the offline council"),
+        "the transcript does not say why:\n{shown}"
+    );
+    let first_shown = state.ok(&["debates", "show", &by_peer(first)["id"].to_string()]);
+    assert!(
+        !first_shown.contains("fell back"),
+        "the first incident was the LLM council's:\n{first_shown}"
+    );
+    // Status: used, remaining, exhausted.
+    assert!(
+        blocker_tests::wait_until(Duration::from_secs(5), || state.daemon_status()["council"]
+            ["llm_budget"]["exhausted"]
+            .is_string()),
+        "{:#}",
+        state.daemon_status()
+    );
+    let b = &state.daemon_status()["council"]["llm_budget"];
+    assert_eq!(b["day"]["calls"], BUDGET as u64, "{b:#}");
+    assert_eq!(b["refused_debates"], 1, "{b:#}");
+    let text = state.ok(&["status"]);
+    assert!(
+        text.contains(&format!("{BUDGET}/{BUDGET} (0 left)"))
+            && text.contains("LLM budget EXHAUSTED"),
+        "{text}"
+    );
+}

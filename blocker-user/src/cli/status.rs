@@ -184,6 +184,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 d.council.failed,
                 d.council.dry_run
             );
+            if let Some(b) = &d.council.llm_budget {
+                print_budget(b);
+            }
             if d.latency.count > 0 {
                 println!(
                     "evidence → ban: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} bans (median stages: intake {:.2} ms, council {:.2} ms, journal+map {:.2} ms)",
@@ -297,6 +300,35 @@ fn table_of(rule: &blocker::rule::Rule) -> String {
 }
 
 /// The CrowdSec bouncer's lines of `blocker status`.
+/// The LLM budget line: used of limit per window, and whether it ran out.
+fn print_budget(b: &blocker::council::budget::BudgetStatus) {
+    let of = |used: u64, limit: u64| {
+        if limit == 0 {
+            format!("{used} (no limit)")
+        } else {
+            format!("{used}/{limit} ({} left)", limit.saturating_sub(used))
+        }
+    };
+    println!(
+        "LLM budget: this minute {} calls, {} tokens; today {} calls, {} tokens{}",
+        of(b.minute.calls, b.minute.calls_limit),
+        of(b.minute.tokens, b.minute.tokens_limit),
+        of(b.day.calls, b.day.calls_limit),
+        of(b.day.tokens, b.day.tokens_limit),
+        if b.refused_debates > 0 {
+            format!(
+                "; {} debates left to the offline council for lack of budget",
+                b.refused_debates
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(e) = &b.exhausted {
+        println!("LLM budget EXHAUSTED: {e}; the offline council decides meanwhile");
+    }
+}
+
 /// The journal's retention line.
 fn print_journal(j: &blocker::state::retention::RetentionStatus) {
     let limit = |n: u64, f: &dyn Fn(u64) -> String| {

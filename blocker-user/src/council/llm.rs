@@ -96,6 +96,8 @@ pub struct LlmConfig {
     pub judge_model: String,
     /// Per-role overrides.
     pub roles: BTreeMap<String, LlmRoleConfig>,
+    /// Calls and tokens per minute and per day (`[council.llm.budget]`).
+    pub budget: super::budget::BudgetConfig,
 }
 
 impl Default for LlmConfig {
@@ -113,6 +115,7 @@ impl Default for LlmConfig {
             judge: false,
             judge_model: String::new(),
             roles: BTreeMap::new(),
+            budget: super::budget::BudgetConfig::default(),
         }
     }
 }
@@ -219,6 +222,7 @@ pub struct Endpoint {
     client: async_openai::Client<EndpointConfig>,
     base: String,
     has_key: bool,
+    budget: Option<Arc<super::budget::Budget>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -271,7 +275,15 @@ impl Endpoint {
             client,
             base,
             has_key,
+            budget: None,
         })
+    }
+
+    /// Every call through this endpoint is taken from `budget` first; past
+    /// it, the call is not made and the agent abstains.
+    pub fn with_budget(mut self, budget: Arc<super::budget::Budget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The endpoint of `cfg`, with the key from `$OPENAI_API_KEY`.
@@ -454,6 +466,10 @@ impl Caller<'_> {
         };
         let mut attempt = 0;
         loop {
+            if let Some(b) = &self.endpoint.budget {
+                b.take_call()
+                    .map_err(|e| AgentError::Budget(e.to_string()))?;
+            }
             usage.calls += 1;
             let chat = self
                 .endpoint
@@ -472,6 +488,9 @@ impl Caller<'_> {
                     if let Some(u) = &reply.usage {
                         usage.prompt_tokens += u.prompt_tokens;
                         usage.completion_tokens += u.completion_tokens;
+                        if let Some(b) = &self.endpoint.budget {
+                            b.add_tokens(u.prompt_tokens + u.completion_tokens);
+                        }
                     }
                     let message = reply
                         .choices

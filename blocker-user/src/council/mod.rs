@@ -16,6 +16,7 @@
 //! - an optional [`Judge`] may then summarise the debate; it runs after the
 //!   tally and cannot change what passed.
 
+pub mod budget;
 pub mod config;
 pub mod facts;
 pub mod llm;
@@ -230,6 +231,9 @@ pub enum AgentError {
     Invalid(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// `[council.llm.budget]` ran out: no call was made.
+    #[error("{0}")]
+    Budget(String),
 }
 
 /// An agent failed for the round; it counts as abstaining. The exchanges it
@@ -314,6 +318,8 @@ pub enum Stop {
     Cancelled,
     /// The debate's overall deadline passed.
     Deadline,
+    /// The LLM budget was exhausted before the debate: no call was made.
+    Budget,
 }
 
 /// One agent's turn in a round, for the transcript.
@@ -396,6 +402,7 @@ pub struct Council {
     cancel: CancellationToken,
     deadline: Option<Duration>,
     fallback: Option<Arc<Council>>,
+    budget: Option<Arc<budget::Budget>>,
 }
 
 impl Council {
@@ -408,7 +415,20 @@ impl Council {
             cancel: CancellationToken::new(),
             deadline: None,
             fallback: None,
+            budget: None,
         }
+    }
+
+    /// The LLM budget this council's endpoint takes its calls from: once it
+    /// is exhausted, debates are not held (the fallback decides).
+    pub fn with_budget(mut self, budget: Arc<budget::Budget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The LLM budget's use, for `blocker status` (`None`: no LLM).
+    pub fn budget_status(&self) -> Option<budget::BudgetStatus> {
+        self.budget.as_ref().map(|b| b.status())
     }
 
     /// Ends every debate after `deadline` (nothing passes from an
@@ -429,10 +449,27 @@ impl Council {
     /// Runs a debate on `brief`, then the fallback if this council could
     /// not conclude.
     pub async fn deliberate(&self, brief: &Brief) -> Debate {
-        let mut debate = self.debate(brief).await;
-        let Some(reason) = inconclusive(&debate) else {
+        let exhausted = self.budget.as_ref().and_then(|b| b.exhausted());
+        let mut debate = match &exhausted {
+            Some(_) => {
+                let mut d = self.empty_debate(brief);
+                d.stop = Stop::Budget;
+                d
+            }
+            None => self.debate(brief).await,
+        };
+        let reason = match exhausted {
+            Some(e) => Some(format!("no LLM debate: {e}")),
+            None => inconclusive(&debate),
+        };
+        let Some(reason) = reason else {
             return debate;
         };
+        if let Some(b) = &self.budget
+            && (debate.stop == Stop::Budget || b.exhausted().is_some())
+        {
+            b.refused_debate();
+        }
         if self.fallback.is_none() && !self.agents.iter().any(|a| a.kind() == "llm") {
             return debate;
         }
@@ -497,13 +534,9 @@ impl Council {
             .collect()
     }
 
-    /// One debate of this council's agents on `brief`.
-    async fn debate(&self, brief: &Brief) -> Debate {
-        let start = Instant::now();
-        let deadline = tokio::time::Instant::from_std(start)
-            + self.deadline.unwrap_or(Duration::from_secs(365 * 86_400));
-        let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
-        let mut debate = Debate {
+    /// A debate of this council on `brief` before its first round.
+    fn empty_debate(&self, brief: &Brief) -> Debate {
+        Debate {
             peer: brief.incident.peer,
             agents: self.agent_names(),
             members: self
@@ -528,7 +561,16 @@ impl Council {
             wall_ms: 0,
             summary: None,
             fallback: None,
-        };
+        }
+    }
+
+    /// One debate of this council's agents on `brief`.
+    async fn debate(&self, brief: &Brief) -> Debate {
+        let start = Instant::now();
+        let deadline = tokio::time::Instant::from_std(start)
+            + self.deadline.unwrap_or(Duration::from_secs(365 * 86_400));
+        let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
+        let mut debate = self.empty_debate(brief);
         let cancelled = |mut debate: Debate| {
             warn!(
                 "debate about {} cancelled in round {}; nothing passes",
@@ -917,8 +959,9 @@ pub enum BuildError {
 /// Builds the council from `[council]`: rule agents, LLM agents (sharing
 /// one endpoint, `$OPENAI_API_KEY`), or a mix, plus the optional judge.
 pub fn build(c: &config::CouncilConfig) -> Result<Council, BuildError> {
+    let budget = Arc::new(budget::Budget::new(c.llm.budget.clone()));
     let endpoint = if c.uses_llm() {
-        let e = llm::Endpoint::from_env(&c.llm)?;
+        let e = llm::Endpoint::from_env(&c.llm)?.with_budget(budget.clone());
         info!(
             "LLM council endpoint {} ({})",
             e.base_url(),
@@ -957,6 +1000,9 @@ pub fn build(c: &config::CouncilConfig) -> Result<Council, BuildError> {
     }
     // An LLM outage must not stop protection: the offline rules (every
     // role that has them) decide what the models could not.
+    if c.uses_llm() {
+        council = council.with_budget(budget);
+    }
     if c.uses_llm() && c.fallback == config::Fallback::Rules {
         let offline: Vec<Arc<dyn Agent>> = rules::ROLES
             .iter()

@@ -328,6 +328,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             _ = tick.tick() => {
                 p.on_tick();
                 p.fill_status(&mut status);
+                status.council.llm_budget = p.council.budget_status();
                 if let Ok(r) = retention.lock() {
                     status.journal = r.clone();
                 }

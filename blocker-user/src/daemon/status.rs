@@ -86,6 +86,9 @@ pub struct CouncilStatus {
     pub evicted: u64,
     /// Why the journal is unavailable (degraded mode), if it is.
     pub journal_error: Option<String>,
+    /// The LLM budget (`[council.llm.budget]`), when the council uses a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_budget: Option<crate::council::budget::BudgetStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
