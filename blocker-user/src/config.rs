@@ -24,8 +24,9 @@ pub use crate::{
         probes::ProbeMode,
         xdp::XdpMode,
     },
-    ttl::duration,
 };
+// Not re-exported: rooms take it from `ttl`, where it lives.
+use crate::ttl::duration;
 
 /// Why configuration text was refused.
 #[derive(Debug, thiserror::Error)]

@@ -27,14 +27,21 @@
 //!    daemon and `blocker debate`.
 //! 7. [`state`]: [`state::enforcer`] (the only writer of the maps),
 //!    [`state::journal`] (SQLite), [`state::rulefile`] (import and export).
-//! 8. [`daemon`] (`blocker run`: start-up, scheduling, status) and
+//! 8. Outputs beside the maps, fed by what was applied: [`metrics`] (the
+//!    Prometheus families and the live view of kernel and journal that
+//!    `blocker top` shares) and [`fleet`] (decisions shared between nodes).
+//! 9. [`daemon`] (`blocker run`: start-up, scheduling, status) and
 //!    [`debate`] (one debate on demand).
+//!
+//! Imports run one way (`cli → daemon → verdict → state → kernel`,
+//! `evidence → incident → council → guard`): `tests/layout.rs` checks that
+//! no two rooms import each other, directly or through others.
 //!
 //! Shared by several stages: [`rule`] (`List`, `Rule`), [`text`] (hostile
 //! text: sanitizing, the shell-likeness check), [`addr`], [`clock`],
 //! [`ttl`], [`choice`] (named values for the CLI and the
-//! configuration), [`config`] (the configuration file, one section per room), and
-//! [`fleet`] (decisions shared between nodes).
+//! configuration), and [`config`] (the configuration file: it assembles the section each
+//! room owns).
 
 pub mod addr;
 pub mod choice;

@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context as _;
 use blocker::{
     addr,
+    daemon::DaemonStatus,
     kernel::{maps::Tables, pins},
     metrics::live::{Live, ip_type},
     ttl,
@@ -59,7 +60,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let tables = Tables::open(&ctx.pins)?;
-    let read = || Live::read(&tables, &ctx.state_dir, VERDICTS).context("reading the pinned maps");
+    let read = || Snapshot::read(&tables, &ctx.state_dir);
     if args.json {
         output::json(&read()?)?;
         return Ok(ExitCode::SUCCESS);
@@ -82,13 +83,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
-        let mut previous: Option<(Live, Instant)> = None;
+        let mut previous: Option<(Snapshot, Instant)> = None;
         loop {
             let live = read()?;
             let now = Instant::now();
             let rates = previous
                 .as_ref()
-                .map(|(p, at)| Rates::between(p, &live, now.duration_since(*at)));
+                .map(|(p, at)| Rates::between(&p.live, &live.live, now.duration_since(*at)));
             let view = View::new(&live, rates, args.rows);
             terminal.draw(|f| view.render(f))?;
             previous = Some((live, now));
@@ -112,6 +113,40 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     ratatui::restore();
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `blocker top` shows: the kernel and the journal as any reader sees
+/// them ([`Live`], shared with the metrics endpoint), and the running
+/// daemon's own status, if one runs.
+#[derive(serde::Serialize)]
+struct Snapshot {
+    #[serde(flatten)]
+    live: Live,
+    daemon: Option<DaemonStatus>,
+}
+
+impl Snapshot {
+    fn read(tables: &Tables, state_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let mut live =
+            Live::read(tables, state_dir, VERDICTS).context("reading the pinned maps")?;
+        let daemon = DaemonStatus::read(state_dir);
+        // A running daemon knows better than a reader whether its journal
+        // works (it may have opened it read-write and failed).
+        if let Some(e) = daemon
+            .as_ref()
+            .and_then(|d| d.council.journal_error.clone())
+        {
+            live.journal.error = Some(e);
+        }
+        Ok(Self { live, daemon })
+    }
+
+    /// The probe mode a running daemon reports, or `"no daemon"`.
+    fn probe_mode(&self) -> String {
+        self.daemon
+            .as_ref()
+            .map_or_else(|| "no daemon".to_string(), |d| d.probes.active.clone())
+    }
 }
 
 /// Packets per second between two reads.
@@ -145,9 +180,10 @@ struct View {
 }
 
 impl View {
-    fn new(live: &Live, rates: Option<Rates>, n: usize) -> Self {
+    fn new(snapshot: &Snapshot, rates: Option<Rates>, n: usize) -> Self {
+        let live = &snapshot.live;
         let s = &live.stats;
-        let daemon = match &live.daemon {
+        let daemon = match &snapshot.daemon {
             Some(d) => format!(
                 "daemon: running (pid {}){}",
                 d.pid,
@@ -172,7 +208,7 @@ impl View {
         let header = vec![
             format!(
                 "blocker top: {daemon} | probes: {} | {journal}",
-                live.probe_mode()
+                snapshot.probe_mode()
             ),
             format!(
                 "packets: {} passed, {} dropped ({} bytes), {} allowlisted, {} malformed{rate}",

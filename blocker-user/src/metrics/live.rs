@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use crate::{
     addr, clock,
-    daemon::DaemonStatus,
     kernel::maps::{Tables, TablesError},
     rule::List,
     state::journal::{Store, VerdictSummary},
@@ -84,8 +83,6 @@ pub struct Live {
     pub zero_window: Vec<ZeroWindowTalker>,
     /// Seconds the drop-all-zero-window-SYNs policy stays on; `None` = off.
     pub zero_window_policy_secs: Option<u64>,
-    /// The running daemon's status, if one is running.
-    pub daemon: Option<DaemonStatus>,
     pub journal: JournalState,
     /// The most recent verdicts, newest first.
     pub verdicts: Vec<VerdictSummary>,
@@ -168,16 +165,6 @@ impl Live {
                 Vec::new(),
             ),
         };
-        let daemon = DaemonStatus::read(state_dir);
-        // A running daemon knows better than a reader whether its journal
-        // works (it may have opened it read-write and failed).
-        let journal = match daemon
-            .as_ref()
-            .and_then(|d| d.council.journal_error.clone())
-        {
-            Some(e) => JournalState { error: Some(e) },
-            None => journal,
-        };
         let mut labels = OriginLabels::default();
         let mut rules = Vec::new();
         for list in [List::Block, List::Allow] {
@@ -221,7 +208,6 @@ impl Live {
             rules,
             zero_window,
             zero_window_policy_secs: (until > now).then(|| (until - now) / 1_000_000_000),
-            daemon,
             journal,
             verdicts: recent,
         })
@@ -256,13 +242,6 @@ impl Live {
                 .or_default() += 1;
         }
         out
-    }
-
-    /// The probe mode a running daemon reports, or `"no daemon"`.
-    pub fn probe_mode(&self) -> String {
-        self.daemon
-            .as_ref()
-            .map_or_else(|| "no daemon".to_string(), |d| d.probes.active.clone())
     }
 }
 

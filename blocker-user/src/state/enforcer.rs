@@ -19,8 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     addr, clock,
-    config::WhenFull,
-    kernel::maps::{NewEntry, RuleTables, Tables, TablesError},
+    kernel::maps::{NewEntry, RuleTables, Tables, TablesError, WhenFull},
     rule::{List, Rule},
     state::journal::{NewRule, Store, StoreError},
 };

@@ -28,13 +28,13 @@ use crate::clock;
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     /// Records older than this are deleted (`0s`: no age limit).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub max_age: Duration,
     /// Most bytes the journal's records may take (`0`: no size limit).
     #[serde(with = "size")]
     pub max_size: u64,
     /// How often retention runs.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub interval: Duration,
     /// Rows per table per transaction.
     pub batch: usize,
