@@ -9,6 +9,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub mod reference;
+
 // Each room owns the section it reads; this file only assembles them, so
 // the rooms never import the whole configuration back.
 pub use crate::{

@@ -71,6 +71,11 @@ enum Cmd {
     ///
     /// Example: cargo xtask image --tag localhost/blocker:dev
     Image(image::Args),
+    /// Regenerate docs/ from the code: a man page per subcommand
+    /// (docs/man), bash/zsh/fish completions (docs/completions) and the
+    /// configuration reference (docs/config.md, from blocker.toml and the
+    /// config parser). A unit test fails when the checked-in files differ.
+    Docs,
     /// Benchmarks: XDP per-packet cost against a pass-only program, and an
     /// LLM debate against a sequential baseline, side by side. The XDP one
     /// needs root.
@@ -113,5 +118,16 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo => demo::run_demo(),
         Cmd::Fuzz(args) => fuzz::run_all(&args),
         Cmd::Image(args) => image::build(&args).map(drop),
+        Cmd::Docs => {
+            let bin = compile::all(false)?;
+            let docs = compile::root().join("docs");
+            // Pages of removed subcommands must go: start from nothing.
+            for sub in ["man", "completions"] {
+                let _ = std::fs::remove_dir_all(docs.join(sub));
+            }
+            util::run(Command::new(&bin).arg("docs").arg(&docs))?;
+            util::note(&format!("regenerated {}", docs.display()));
+            Ok(())
+        }
     }
 }

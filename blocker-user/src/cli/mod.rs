@@ -7,6 +7,7 @@ mod config;
 mod debate;
 mod debates;
 mod detach;
+mod docs;
 mod export;
 mod import;
 mod list;
@@ -109,6 +110,10 @@ enum Commands {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// Write the man pages, completions and configuration reference into a
+    /// directory (what `cargo xtask docs` checks in under docs/).
+    #[command(hide = true)]
+    Docs(docs::Args),
 }
 
 /// Settings every subcommand resolves the same way: flag, then config file,
@@ -238,6 +243,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("writing the man page")?;
             return Ok(ExitCode::SUCCESS);
         }
+        Commands::Docs(args) => return docs::run(args),
         _ => {}
     }
     let ctx = cli.global.context()?;
@@ -259,7 +265,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Debate(args) => debate::run(&ctx, args),
         Commands::Debates(args) => debates::run(&ctx, args),
         Commands::Config(args) => config::run(&ctx, args),
-        Commands::Completions { .. } | Commands::Man => unreachable!("handled above"),
+        Commands::Completions { .. } | Commands::Man | Commands::Docs(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
