@@ -324,6 +324,9 @@ impl Config {
         self.guard
             .trusted_nets()
             .map_err(|e| format!("[guard] trusted: {e}"))?;
+        self.guard
+            .allowlist_nets()
+            .map_err(|e| format!("[guard] allowlist: {e}"))?;
         if self.treason.event_interval < Duration::from_millis(1) {
             return Err("[treason] event_interval must be at least 1ms".into());
         }

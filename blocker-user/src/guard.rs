@@ -37,6 +37,11 @@ pub struct GuardConfig {
     /// Addresses and prefixes never to block, besides the allowlist (your
     /// gateways, monitoring, peers).
     pub trusted: Vec<String>,
+    /// Addresses and prefixes `blocker run` keeps in the kernel allowlist
+    /// (XDP passes them before any block rule), as rules of origin
+    /// `config`: added at start and on SIGHUP, removed when they leave the
+    /// file. Rules added with `blocker allow` are not touched.
+    pub allowlist: Vec<String>,
     /// Whether a council verdict may lift a ban. Off by default: every
     /// debate is about a suspect with evidence against it, and text in that
     /// evidence (an IDS payload) could talk an LLM into freeing the
@@ -59,6 +64,7 @@ impl Default for GuardConfig {
             max_policy_ttl: Duration::from_secs(3600),
             max_bans_per_minute: 60,
             trusted: Vec::new(),
+            allowlist: Vec::new(),
             council_unblock: false,
             council_policy_off: false,
         }
@@ -69,6 +75,11 @@ impl GuardConfig {
     /// The trusted list, parsed (the config loader validates it).
     pub fn trusted_nets(&self) -> Result<Vec<IpNet>, addr::AddrError> {
         self.trusted.iter().map(|s| addr::parse_net(s)).collect()
+    }
+
+    /// The configured allowlist, parsed (the config loader validates it).
+    pub fn allowlist_nets(&self) -> Result<Vec<IpNet>, addr::AddrError> {
+        self.allowlist.iter().map(|s| addr::parse_net(s)).collect()
     }
 }
 
@@ -181,6 +192,14 @@ impl Guard {
             cfg,
             recent_bans: VecDeque::new(),
         })
+    }
+
+    /// Sets the configuration (a SIGHUP reload), keeping the ban-rate
+    /// history so a reload does not reset the per-minute cap.
+    pub fn reconfigure(&mut self, cfg: GuardConfig) -> Result<(), addr::AddrError> {
+        self.trusted = cfg.trusted_nets()?;
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// Checks a whole verdict: its free text, then its action. A

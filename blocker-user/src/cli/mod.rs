@@ -122,24 +122,50 @@ pub struct Context {
     pub config: Config,
     pub pins: PinDir,
     pub state_dir: PathBuf,
+    /// Where `config` came from, to read it again (`blocker run` on SIGHUP).
+    pub source: ConfigSource,
 }
 
-impl GlobalArgs {
-    fn context(&self) -> anyhow::Result<Context> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path, true)?,
-            None => Config::load(Path::new(blocker::config::DEFAULT_PATH), false)?,
-        };
+/// The configuration file and the directory flags over it.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Named with `--config`: a missing file is an error, not the defaults.
+    pub required: bool,
+    pin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// Puts the `--pin-dir`/`--state-dir` flags over a loaded file.
+    pub fn apply_dirs(&self, config: &mut Config) {
         if let Some(dir) = &self.pin_dir {
             config.pin_dir = dir.clone();
         }
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
         }
+    }
+}
+
+impl GlobalArgs {
+    fn context(&self) -> anyhow::Result<Context> {
+        let source = ConfigSource {
+            path: self
+                .config
+                .clone()
+                .unwrap_or_else(|| Path::new(blocker::config::DEFAULT_PATH).to_owned()),
+            required: self.config.is_some(),
+            pin_dir: self.pin_dir.clone(),
+            state_dir: self.state_dir.clone(),
+        };
+        let mut config = Config::load(&source.path, source.required)?;
+        source.apply_dirs(&mut config);
         Ok(Context {
             pins: PinDir::new(&config.pin_dir),
             state_dir: config.state_dir.clone(),
             config,
+            source,
         })
     }
 }

@@ -3,12 +3,22 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use blocker::{config::XdpMode, daemon, kernel::probes::ProbeMode};
+use blocker::{
+    config::{Config, XdpMode},
+    daemon,
+    kernel::probes::ProbeMode,
+};
 
 use super::{Context, CouncilArgs, choice_arg};
 
 /// Load blocker, attach XDP to the interfaces and run in the foreground
 /// until SIGINT or SIGTERM.
+///
+/// SIGTERM/SIGINT stop it cleanly, also during start-up (nothing is left
+/// half-attached). SIGHUP reads the config file again and applies the
+/// [guard] settings (trusted list, allowlist) and [council] settings
+/// without reloading the programs, logging each changed setting; settings
+/// that need a restart are named and ignored, an invalid file is rejected.
 ///
 /// The maps and the XDP links are pinned under the pin directory, so killing
 /// the daemon (even with SIGKILL) leaves enforcement in place; running it
@@ -50,40 +60,61 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let Args {
+        interfaces,
+        xdp_mode,
+        treason_probe,
+        eve_json,
+        no_kmsg,
+        metrics_addr,
+        dry_run,
+        council,
+    } = args;
+    let source = ctx.source.clone();
+    // The flags over the file, at start and again on every SIGHUP (so a
+    // reload does not undo them).
+    let flags = move |config: &mut Config| -> anyhow::Result<()> {
+        source.apply_dirs(config);
+        if let Some(mode) = xdp_mode {
+            config.xdp.mode = mode;
+        }
+        if let Some(mode) = treason_probe {
+            config.treason.probe = mode;
+        }
+        if let Some(path) = &eve_json {
+            config.sources.eve_json = path.display().to_string();
+        }
+        if no_kmsg {
+            config.sources.kmsg = false;
+        }
+        config.daemon.dry_run |= dry_run;
+        if let Some(addr) = &metrics_addr {
+            config.metrics.addr = addr.clone();
+        }
+        council.apply(config)
+    };
     let mut config = ctx.config.clone();
-    if let Some(mode) = args.treason_probe {
-        config.treason.probe = mode;
-    }
-    if let Some(path) = args.eve_json {
-        config.sources.eve_json = path.display().to_string();
-    }
-    if args.no_kmsg {
-        config.sources.kmsg = false;
-    }
-    config.daemon.dry_run |= args.dry_run;
-    if let Some(addr) = args.metrics_addr {
-        config.metrics.addr = addr;
-    }
-    args.council.apply(&mut config)?;
+    flags(&mut config)?;
     let opts = daemon::RunOptions {
-        interfaces: args.interfaces,
-        xdp_mode: args.xdp_mode.unwrap_or(ctx.config.xdp.mode),
+        interfaces,
+        xdp_mode: config.xdp.mode,
         config,
+        reload: Some(daemon::Reload {
+            path: ctx.source.path.clone(),
+            required: ctx.source.required,
+            overrides: std::sync::Arc::new(move |c| flags(c).map_err(|e| format!("{e:#}"))),
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon::run(opts, shutdown_signal()))?;
+    runtime.block_on(async {
+        // First: from here on no signal can cut a start-up step in half.
+        let signals = daemon::Signals::install().context("installing the signal handlers")?;
+        daemon::run(opts, signals)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }

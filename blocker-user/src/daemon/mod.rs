@@ -14,17 +14,25 @@
 //!   critical path;
 //! - [`status`]: `daemon.json`, what `blocker status` reads;
 //! - [`narrate`]: debates logged for operators;
-//! - [`lock`]: one daemon per pin directory and state directory.
+//! - [`lock`]: one daemon per pin directory and state directory;
+//! - [`signals`]: SIGTERM/SIGINT (a clean stop, also during start-up) and
+//!   SIGHUP;
+//! - [`reload`]: what SIGHUP applies (guard, allowlist, council) and what
+//!   needs a restart.
 
 pub mod crowdsec;
 mod journal_writer;
 pub mod lock;
 mod narrate;
 mod pipeline;
+pub mod reload;
 mod run;
+mod signals;
 pub mod status;
 
+pub use reload::Reload;
 pub use run::run;
+pub use signals::Signals;
 pub use status::{
     CouncilStatus, DaemonStatus, IncidentStatus, InterfaceStatus, LatencyStatus, STATUS_FILE,
     ShedStatus,
@@ -89,4 +97,6 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub config: Config,
+    /// Where SIGHUP reads the configuration again.
+    pub reload: Option<Reload>,
 }

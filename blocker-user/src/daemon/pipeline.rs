@@ -119,6 +119,11 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) push_tx: Option<mpsc::Sender<crowdsec::PushItem>>,
     /// The fleet, when `[fleet] enabled`.
     pub(super) fleet: Option<FleetSide>,
+    /// Where SIGHUP reads the configuration again, if from a file.
+    pub(super) reload: Option<super::reload::Reload>,
+    /// Cancels debates in flight at shutdown (councils built on reload
+    /// get it too).
+    pub(super) cancel: tokio_util::sync::CancellationToken,
 }
 
 /// The pipeline's end of the fleet: where own decisions go, the status the
@@ -852,6 +857,8 @@ mod tests {
             crowdsec_status: None,
             push_tx: None,
             fleet: None,
+            reload: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
             cfg,
         };
         Harness {
@@ -1073,6 +1080,70 @@ mod tests {
             source: "suricata",
         });
         assert_eq!(shed.get(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_reload_allowlists_through_the_enforcer_and_the_guard_refuses_it() {
+        let mut h = harness(Config::default(), FakeTables::default());
+        let mut cfg = h.p.cfg.clone();
+        cfg.guard.allowlist = vec!["198.18.0.2".into()];
+        cfg.guard.max_ttl = Duration::from_secs(7 * 86_400);
+        cfg.xdp.zero_window_threshold = 3;
+        h.p.apply_config(cfg, "test");
+        assert!(
+            h.p.enforcer
+                .tables()
+                .rules
+                .contains_key(&(List::Allow, net("198.18.0.2/32"))),
+            "the allowlist reached the kernel table"
+        );
+        assert_eq!(h.p.cfg.guard.max_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            h.p.cfg.xdp.zero_window_threshold,
+            Config::default().xdp.zero_window_threshold,
+            "a setting that needs a restart is ignored"
+        );
+        h.p.on_alert(treason("198.18.0.2"));
+        let done = next(&mut h.done).await;
+        let draft = Draft {
+            action: Action::Block {
+                target: net("198.18.0.2/32"),
+                ttl_secs: 3600,
+            },
+            justification: "it shrank its window to zero".into(),
+        };
+        let outcome = h.p.apply(&done.trigger, &draft, done.finished_ns);
+        assert_eq!(outcome.outcome, "refused", "{outcome:?}");
+        // Out of the file, out of the table; an operator's own allow rule
+        // is left alone.
+        h.p.enforcer
+            .add(&Change {
+                list: List::Allow,
+                net: net("198.18.0.9/32"),
+                ttl: None,
+                reason: "office",
+                reason_code: blocker_common::reason::MANUAL,
+                source: "cli",
+            })
+            .unwrap();
+        let mut cfg = h.p.cfg.clone();
+        cfg.guard.allowlist = vec!["198.18.0.9".into()];
+        h.p.apply_config(cfg, "test");
+        let allow: Vec<_> = h.p.enforcer.tables().rules(List::Allow).unwrap();
+        assert_eq!(
+            allow.iter().map(|r| r.net).collect::<Vec<_>>(),
+            vec![net("198.18.0.9/32")]
+        );
+        assert_eq!(
+            h.p.enforcer
+                .store()
+                .unwrap()
+                .active(List::Allow, net("198.18.0.9/32"))
+                .unwrap()
+                .unwrap()
+                .source,
+            "cli"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,6 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    future::Future,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -30,6 +29,7 @@ use super::{
     DaemonError, RunOptions,
     journal_writer::spawn_journal,
     pipeline::{Finished, FloodMeter, Pipeline},
+    signals::Signals,
     status::{CouncilStatus, DaemonStatus, InterfaceStatus, STATUS_FILE, write_status},
 };
 use crate::{
@@ -48,8 +48,12 @@ use crate::{
     state::{enforcer::Enforcer, journal::Store},
 };
 
-/// Runs the daemon until `shutdown` resolves.
-pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+/// Runs the daemon until `signals` asks it to stop. A stop during
+/// start-up ends it between two steps (and between reconciliation
+/// batches), leaving at most what a normal stop leaves: pinned maps, and
+/// XDP links that are attached and pinned; never a program on an interface
+/// that no pin tracks. SIGHUP reloads what can change live ([`reload`](super::reload)).
+pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonError> {
     let cfg = &opts.config;
     pins::require_caps(pins::RUN_CAPS)?;
     // Cancelled on shutdown: debates in flight stop (nothing passes) and
@@ -63,6 +67,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     pins.ensure()?;
     crate::state::journal::create_private_dir(&cfg.state_dir)?;
     let _lock = super::lock::DaemonLock::acquire(pins.path(), &cfg.state_dir)?;
+    if stop_requested(&signals, || {
+        "before loading: nothing was loaded or attached".into()
+    }) {
+        return Ok(());
+    }
 
     // Probe offsets come from the running kernel and must be set before load.
     let mut probe_mode = cfg.treason.probe;
@@ -84,6 +93,15 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let (mut ebpf, _resized) = pins::load_for_daemon(&pins, &cfg.maps, &globals)?;
     let mut interfaces = Vec::new();
     for iface in &opts.interfaces {
+        let done: Vec<&str> = interfaces
+            .iter()
+            .map(|i: &InterfaceStatus| i.iface.as_str())
+            .collect();
+        if stop_requested(&signals, || attach_state(&done)) {
+            return Ok(());
+        }
+        // attach_xdp attaches and pins in one step that no signal can cut
+        // (the handlers only raise a flag).
         let attached = xdp::attach_xdp(&mut ebpf, &pins, iface, opts.xdp_mode)?;
         match attached {
             Attached::Replaced => info!(
@@ -104,6 +122,10 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             iface: iface.clone(),
             attached: format!("{attached:?}").to_lowercase(),
         });
+    }
+    let all: Vec<&str> = opts.interfaces.iter().map(String::as_str).collect();
+    if stop_requested(&signals, || attach_state(&all)) {
+        return Ok(());
     }
     let probe_status = match probes::attach(&mut ebpf, probe_mode, &offsets) {
         Ok(s) => s,
@@ -151,13 +173,23 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     enforcer.sync_active()?;
     enforcer.set_setting(slot::ZW_THRESHOLD, cfg.xdp.zero_window_threshold)?;
     if enforcer.store().is_some() {
-        let report = enforcer.reconcile()?;
-        for r in &report.restored {
-            info!("restored {r} from the journal");
+        // Batched, checking for a stop between batches: a journal of a
+        // million rules after a reboot takes a while.
+        let stop = signals.flag();
+        let report = enforcer.reconcile_until(&stop)?;
+        log_some("restored", "from the journal", &report.restored);
+        log_some("adopted", "into the journal", &report.adopted);
+        if report.interrupted {
+            info!(
+                "{} during start-up: stopping cleanly while reconciling; {}",
+                signals.stopped_by(),
+                attach_state(&all)
+            );
+            return Ok(());
         }
-        for r in &report.adopted {
-            info!("adopted {r} into the journal");
-        }
+    }
+    if stop_requested(&signals, || attach_state(&all)) {
+        return Ok(());
     }
 
     // Sources → two bounded lanes, by evidence class: a flood of forgeable
@@ -278,7 +310,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         crowdsec_status,
         push_tx,
         fleet,
+        reload: opts.reload.clone(),
+        cancel: cancel.clone(),
     };
+    // The file's [guard] allowlist into the kernel allowlist.
+    p.sync_config_allowlist();
     p.heartbeat();
     p.council_status.agents = p.council.agent_names();
     p.refresh_fill();
@@ -314,16 +350,17 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
+    let stop = signals.stop.clone();
     loop {
         // Biased, in this order: a stop, confirmed evidence, finished
         // debates, the fleet, the clocks, and forgeable evidence last, so
         // a flood of the latter only ever waits behind everything else.
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = stop.cancelled() => break,
             Some(alert) = alert_rx.confirmed.recv() => p.on_alert(alert),
             Some(done) = done_rx.recv() => p.on_debate(done),
+            Some(()) = signals.reload.recv() => p.on_reload(),
             Some(inbound) = fleet_rx.recv() => p.on_fleet(inbound),
             _ = tick.tick() => {
                 p.on_tick();
@@ -361,6 +398,43 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(ebpf);
     Ok(())
+}
+
+/// Whether a stop was requested during start-up; if so, says so with
+/// what the daemon leaves behind.
+fn stop_requested(signals: &Signals, leaves: impl FnOnce() -> String) -> bool {
+    if !signals.stopping() {
+        return false;
+    }
+    info!(
+        "{} during start-up: stopping cleanly; {}",
+        signals.stopped_by(),
+        leaves()
+    );
+    true
+}
+
+/// What a stop leaves, with XDP attached (and pinned) on `done`.
+fn attach_state(done: &[&str]) -> String {
+    if done.is_empty() {
+        "the maps are pinned, XDP is attached nowhere".into()
+    } else {
+        format!(
+            "XDP stays attached and pinned on {} as after a normal stop (remove it with `blocker detach`)",
+            done.join(", ")
+        )
+    }
+}
+
+/// Logs up to 20 rules by name, then how many more.
+fn log_some(what: &str, whence: &str, rules: &[String]) {
+    const SHOWN: usize = 20;
+    for r in rules.iter().take(SHOWN) {
+        info!("{what} {r} {whence}");
+    }
+    if rules.len() > SHOWN {
+        info!("... and {} more {what} {whence}", rules.len() - SHOWN);
+    }
 }
 
 /// Forwards the eBPF programs' log records (rare events only: see the

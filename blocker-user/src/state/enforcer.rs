@@ -109,7 +109,14 @@ pub struct Reconciled {
     pub failed: Vec<String>,
     /// Rules present in both, left untouched (counters kept).
     pub kept: usize,
+    /// A stop was requested before every rule was restored: the rest stay
+    /// in the journal and are restored at the next start.
+    pub interrupted: bool,
 }
+
+/// Journaled rules restored per batch at start; a stop request is checked
+/// between batches.
+const RESTORE_CHUNK: usize = 65_536;
 
 /// The only writer of the kernel tables' rules and settings in the daemon
 /// (`T` is [`Tables`]; unit tests use `kernel::fake::FakeTables`).
@@ -375,6 +382,18 @@ impl<T: RuleTables> Enforcer<T> {
     /// meanwhile are marked, and map rules nobody recorded are adopted so
     /// they survive the next reboot.
     pub fn reconcile(&mut self) -> Result<Reconciled, EnforceError> {
+        self.reconcile_until(&std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`reconcile`](Self::reconcile), stopping between restore batches
+    /// once `stop` is set (SIGTERM during start-up). What is restored by
+    /// then is in the maps and the journal alike; the rest is restored at
+    /// the next start, so nothing is lost either way.
+    pub fn reconcile_until(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Reconciled, EnforceError> {
+        let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
         let mut report = Reconciled::default();
         let Some(store) = self.store.as_mut() else {
             return Err(EnforceError::NoJournal(
@@ -426,28 +445,44 @@ impl<T: RuleTables> Enforcer<T> {
             report.expired = expired.len();
         }
         let name = |list: List, net: &IpNet| format!("{} {}", list.as_str(), addr::display(net));
-        match self.tables.plan_entries(&restore) {
-            Ok(plan) => match self.tables.write_batch(&plan) {
-                Ok(_) => report.restored = restore.iter().map(|r| name(r.0, &r.1)).collect(),
-                Err(e) => {
-                    let e = e.to_string();
-                    report.failed = restore
-                        .iter()
-                        .map(|r| format!("{}: {e}", name(r.0, &r.1)))
-                        .collect();
-                }
-            },
-            // Not all fit: restore one by one, so as many as fit are back
-            // and each one that is not says why.
-            Err(TablesError::WontFit { .. }) => {
-                for (list, net, entry) in &restore {
-                    match self.tables.insert(*list, *net, *entry) {
-                        Ok(()) => report.restored.push(name(*list, net)),
-                        Err(e) => report.failed.push(format!("{}: {e}", name(*list, net))),
+        for chunk in restore.chunks(RESTORE_CHUNK) {
+            if stopped() {
+                report.interrupted = true;
+                break;
+            }
+            match self.tables.plan_entries(chunk) {
+                Ok(plan) => match self.tables.write_batch(&plan) {
+                    Ok(_) => report
+                        .restored
+                        .extend(chunk.iter().map(|r| name(r.0, &r.1))),
+                    Err(e) => {
+                        let e = e.to_string();
+                        report
+                            .failed
+                            .extend(chunk.iter().map(|r| format!("{}: {e}", name(r.0, &r.1))));
+                    }
+                },
+                // Not all fit: restore one by one, so as many as fit are back
+                // and each one that is not says why.
+                Err(TablesError::WontFit { .. }) => {
+                    for (list, net, entry) in chunk {
+                        match self.tables.insert(*list, *net, *entry) {
+                            Ok(()) => report.restored.push(name(*list, net)),
+                            Err(e) => report.failed.push(format!("{}: {e}", name(*list, net))),
+                        }
                     }
                 }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+        }
+        if report.interrupted || stopped() {
+            report.interrupted = true;
+            info!(
+                "reconciliation stopped: {} of {} journaled rules restored; the rest stay journaled and are restored at the next start",
+                report.restored.len(),
+                restore.len()
+            );
+            return Ok(report);
         }
         let journaled_set: std::collections::HashSet<(List, IpNet)> =
             journaled.iter().map(|r| (r.list, r.net)).collect();
