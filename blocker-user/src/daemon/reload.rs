@@ -21,6 +21,9 @@ pub const CONFIG_SOURCE: &str = "config";
 /// Sections a SIGHUP applies; the others need a restart.
 const LIVE_SECTIONS: [&str; 2] = ["guard", "council"];
 
+/// Merges the command-line flags over a freshly loaded file.
+pub type Overrides = Arc<dyn Fn(&mut Config) -> Result<(), String> + Send + Sync>;
+
 /// Where the configuration comes from, to read it again on SIGHUP: the
 /// file, and the command-line flags merged over it at start (so a reload
 /// does not undo them).
@@ -30,7 +33,7 @@ pub struct Reload {
     /// A missing file is an error (it was named with `--config`), rather
     /// than the defaults.
     pub required: bool,
-    pub overrides: Arc<dyn Fn(&mut Config) -> Result<(), String> + Send + Sync>,
+    pub overrides: Overrides,
 }
 
 impl std::fmt::Debug for Reload {
