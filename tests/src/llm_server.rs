@@ -38,6 +38,9 @@ pub enum Reply {
     Text(String),
     /// An HTTP error with an OpenAI-style error body (429, 500, 503...).
     Status(u16),
+    /// An HTTP error with a `Retry-After` header of this value (seconds or
+    /// an HTTP date).
+    RetryAfter(u16, String),
     /// No answer at all: the connection stays open until the client gives
     /// up (its timeout, or a cancelled debate).
     Hang,
@@ -406,6 +409,10 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken
         records.len() - 1
     };
 
+    let retry_after = match &reply {
+        Reply::RetryAfter(_, v) => format!("Retry-After: {v}\r\n"),
+        _ => String::new(),
+    };
     let (status, payload) = match reply {
         Reply::Hang => {
             // Wait for the client to give up (EOF) or the server to stop.
@@ -417,7 +424,7 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken
             shared.records.lock().unwrap()[index].abandoned = true;
             return;
         }
-        Reply::Status(code) => (
+        Reply::Status(code) | Reply::RetryAfter(code, _) => (
             code,
             json!({"error": {"message": format!("scripted {code}"), "type": if code == 429 { "rate_limit_error" } else { "server_error" }, "param": null, "code": null}}),
         ),
@@ -446,7 +453,7 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>, stop: CancellationToken
         _ => "Error",
     };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     // Recorded before the bytes go out: a client that has its answer must

@@ -448,6 +448,69 @@ async fn rate_limits_and_server_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
+async fn retries_wait_as_long_as_retry_after_says_and_never_past_the_deadline() {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(5));
+    let script = Script::new(agreeable)
+        .on(
+            "kernel",
+            1,
+            vec![
+                Reply::RetryAfter(429, "1".into()),
+                proposals(&[(block(SUSPECT, 3600), "treason")]),
+            ],
+        )
+        .on(
+            "host",
+            1,
+            vec![Reply::RetryAfter(503, date), proposals(&[])],
+        )
+        // An hour: past the debate's deadline, so not waited for.
+        .on("jail", 1, vec![Reply::RetryAfter(429, "3600".into())]);
+    let server = LlmServer::start(script, Duration::from_millis(5));
+    // Backoff 20 ms: any wait near a second is the server's.
+    let c = council(&server, &llm_cfg(), &ROLES, 2).with_deadline(Duration::from_secs(30));
+    let d = c.deliberate(&brief(vec![treason_alert()])).await;
+    let reqs = |a: &str| -> Vec<Request> {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.agent == a && r.round == 1)
+            .collect()
+    };
+    let kernel = reqs("kernel");
+    assert_eq!(kernel.len(), 2, "{kernel:#?}");
+    let waited = kernel[1].arrived - kernel[0].replied.unwrap();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "Retry-After: 1 not honoured: {waited:?}"
+    );
+    // An HTTP date 5 s ahead (1 s resolution, some of it gone by the first
+    // request): at least 1 s more.
+    let host = reqs("host");
+    assert_eq!(host.len(), 2, "{host:#?}");
+    let waited = host[1].arrived - host[0].replied.unwrap();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "Retry-After date not honoured: {waited:?}"
+    );
+    // The jail gave up at once, saying why, and did not hold up the debate.
+    assert_eq!(reqs("jail").len(), 1);
+    let jail = d
+        .turns
+        .iter()
+        .find(|t| t.agent == "jail" && t.round == 1)
+        .unwrap();
+    assert!(
+        jail.error
+            .as_deref()
+            .is_some_and(|e| e.contains("past the debate's deadline")),
+        "{jail:?}"
+    );
+    assert_ne!(d.stop, Stop::Deadline, "{d:#?}");
+    assert_eq!(d.proposals.len(), 1);
+}
+
+#[tokio::test]
 async fn mixed_councils_share_one_debate() {
     let server = LlmServer::start(Script::new(agreeable), Duration::from_millis(10));
     // The rule kernel proposes the block; the LLM host and jail approve it.

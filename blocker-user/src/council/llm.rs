@@ -216,6 +216,85 @@ impl OpenAiConfig for EndpointConfig {
     }
 }
 
+tokio::task_local! {
+    /// The `Retry-After` of the last response of the call in progress
+    /// (see [`RetryAfterWatch`]).
+    static RETRY_AFTER: std::cell::Cell<Option<Duration>>;
+}
+
+/// The plain reqwest service, plus a look at each response's `Retry-After`
+/// header: async-openai turns a 429/503 into an error without its
+/// headers, so the delay the server asks for is noted here, on the
+/// calling task, for `Caller::call`.
+#[derive(Clone, Debug)]
+struct RetryAfterWatch(async_openai::middleware::ReqwestService);
+
+type ResponseFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<reqwest::Response, async_openai::error::OpenAIError>,
+            > + Send,
+    >,
+>;
+
+impl tower_service::Service<async_openai::middleware::HttpRequestFactory> for RetryAfterWatch {
+    type Response = reqwest::Response;
+    type Error = async_openai::error::OpenAIError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: async_openai::middleware::HttpRequestFactory) -> Self::Future {
+        let sent = self.0.call(request);
+        Box::pin(async move {
+            let response = sent.await?;
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            // Outside a call's scope (nobody asked): nothing to note.
+            let _ = RETRY_AFTER.try_with(|c| c.set(wait));
+            Ok(response)
+        })
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date (a
+/// date in the past means now).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Up to `max` of random extra wait, so that agents (and daemons) told to
+/// back off at the same moment do not all come back at the same moment.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(h.finish().checked_rem(nanos).unwrap_or(0))
+}
+
+/// Longest `Retry-After` honoured outside a debate with a deadline; a
+/// server asking for more makes the agent abstain instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// One OpenAI-compatible server, shared by every LLM agent of a council
 /// (one connection pool).
 pub struct Endpoint {
@@ -270,7 +349,9 @@ impl Endpoint {
                 key,
             },
         )
-        .with_http_service(async_openai::middleware::ReqwestService::new(http));
+        .with_http_service(RetryAfterWatch(
+            async_openai::middleware::ReqwestService::new(http),
+        ));
         Ok(Self {
             client,
             base,
@@ -479,7 +560,13 @@ impl Caller<'_> {
                 .and_then(|c| c.header("x-blocker-round", self.round.to_string()))
                 .map_err(|e| AgentError::Failed(e.to_string()))?;
             let sent = chat.create_byot::<_, ChatReply>(&request);
-            let result = match tokio::time::timeout(s.timeout, sent).await {
+            let (result, retry_after) = RETRY_AFTER
+                .scope(std::cell::Cell::new(None), async {
+                    let r = tokio::time::timeout(s.timeout, sent).await;
+                    (r, RETRY_AFTER.with(std::cell::Cell::get))
+                })
+                .await;
+            let result = match result {
                 Err(_) => return Err(AgentError::Timeout(s.timeout)),
                 Ok(r) => r,
             };
@@ -507,10 +594,27 @@ impl Caller<'_> {
                 Err(e) => {
                     let why = describe(&e);
                     if attempt < s.retries && retryable(&e) {
-                        let delay = s
+                        let backoff = s
                             .backoff
                             .saturating_mul(1 << attempt.min(16))
                             .min(MAX_BACKOFF);
+                        // The server's own wait when it gives one, else
+                        // exponential backoff; plus up to half a backoff
+                        // of jitter either way.
+                        let delay = retry_after.unwrap_or(backoff) + jitter(backoff / 2);
+                        // Never past the debate's deadline (nothing would
+                        // come of the reply): abstain now, so the debate
+                        // (and its fallback) can end sooner.
+                        let left = super::DEBATE_DEADLINE
+                            .try_with(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+                            .unwrap_or(MAX_RETRY_AFTER);
+                        if delay >= left {
+                            return Err(AgentError::Failed(format!(
+                                "{why}; the server asks to retry after {}, past the debate's deadline (in {})",
+                                humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                                humantime::format_duration(Duration::from_secs(left.as_secs()))
+                            )));
+                        }
                         warn!(
                             "council agent {} (round {}): {why}; retrying in {delay:?}",
                             self.name, self.round
@@ -751,6 +855,31 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{e:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn jitter_stays_below_its_bound_and_varies() {
+        let max = Duration::from_millis(100);
+        let draws: std::collections::HashSet<Duration> = (0..50).map(|_| jitter(max)).collect();
+        assert!(draws.iter().all(|d| *d < max));
+        assert!(draws.len() > 10, "{draws:?}");
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -394,6 +394,12 @@ pub struct FallbackRecord {
     pub debate: Option<Box<Debate>>,
 }
 
+tokio::task_local! {
+    /// When the debate an agent's call belongs to must end (set around
+    /// every debate; its agents run on the debate's task).
+    pub static DEBATE_DEADLINE: tokio::time::Instant;
+}
+
 pub struct Council {
     agents: Vec<Arc<dyn Agent>>,
     consensus: Consensus,
@@ -564,11 +570,24 @@ impl Council {
         }
     }
 
-    /// One debate of this council's agents on `brief`.
+    /// One debate of this council's agents on `brief`; its deadline is
+    /// visible to the agents' calls ([`DEBATE_DEADLINE`]), which never wait
+    /// for a retry that would end past it.
     async fn debate(&self, brief: &Brief) -> Debate {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start)
             + self.deadline.unwrap_or(Duration::from_secs(365 * 86_400));
+        DEBATE_DEADLINE
+            .scope(deadline, self.debate_until(brief, start, deadline))
+            .await
+    }
+
+    async fn debate_until(
+        &self,
+        brief: &Brief,
+        start: Instant,
+        deadline: tokio::time::Instant,
+    ) -> Debate {
         let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
         let mut debate = self.empty_debate(brief);
         let cancelled = |mut debate: Debate| {
