@@ -260,7 +260,7 @@ fn handle_line(
 
 #[cfg(test)]
 mod tests {
-    use std::{io::Write, net::IpAddr, sync::atomic::AtomicU64};
+    use std::{io::Write, net::IpAddr};
 
     use tokio::sync::mpsc;
 
@@ -547,25 +547,11 @@ mod tests {
 
     // ---- the follower ----
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "blocker-eve-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("blocker-eve-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     struct Follower {
@@ -658,8 +644,8 @@ mod tests {
 
     #[tokio::test]
     async fn follows_appended_lines_and_partial_lines() {
-        let dir = TempDir::new("append");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("append");
+        let path = dir.path().join("eve.json");
         // Old content, ending in a partial line: neither is replayed.
         append(
             &path,
@@ -696,8 +682,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_existing_content_when_asked() {
-        let dir = TempDir::new("start");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("start");
+        let path = dir.path().join("eve.json");
         append(
             &path,
             &format!(
@@ -715,8 +701,8 @@ mod tests {
 
     #[tokio::test]
     async fn follows_rotation_by_rename() {
-        let dir = TempDir::new("rotate");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("rotate");
+        let path = dir.path().join("eve.json");
         append(&path, "");
         let mut f = start(&path, false);
         reached(&path, "opened", 1).await;
@@ -725,7 +711,7 @@ mod tests {
 
         // logrotate renames; Suricata keeps writing to its open descriptor
         // until it is told to reopen.
-        let old = dir.0.join("eve.json.1");
+        let old = dir.path().join("eve.json.1");
         std::fs::rename(&path, &old).unwrap();
         append(&old, &format!("{}\n", alert_line("198.18.0.2", 2)));
         assert_eq!(f.next().await, (ip("198.18.0.2"), sid(2)));
@@ -748,8 +734,8 @@ mod tests {
 
     #[tokio::test]
     async fn follows_copytruncate() {
-        let dir = TempDir::new("truncate");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("truncate");
+        let path = dir.path().join("eve.json");
         append(&path, &format!("{STATS}\n{STATS}\n"));
         let mut f = start(&path, false);
         reached(&path, "opened", 1).await;
@@ -775,8 +761,8 @@ mod tests {
 
     #[tokio::test]
     async fn waits_for_a_file_created_later() {
-        let dir = TempDir::new("later");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("later");
+        let path = dir.path().join("eve.json");
         let mut f = start(&path, false);
         reached(&path, "absent", 1).await;
         assert!(!f.task.is_finished());
@@ -795,8 +781,8 @@ mod tests {
 
     #[tokio::test]
     async fn counts_malformed_lines_and_keeps_going() {
-        let dir = TempDir::new("malformed");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("malformed");
+        let path = dir.path().join("eve.json");
         append(&path, "");
         let mut f = start(&path, false);
         reached(&path, "opened", 1).await;
@@ -822,8 +808,8 @@ mod tests {
 
     #[tokio::test]
     async fn full_channel_drops_and_counts() {
-        let dir = TempDir::new("full");
-        let path = dir.0.join("eve.json");
+        let dir = temp_dir("full");
+        let path = dir.path().join("eve.json");
         let mut text = String::new();
         for i in 0..10 {
             text.push_str(&alert_line(&format!("198.18.0.{i}"), i));

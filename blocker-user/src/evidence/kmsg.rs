@@ -971,25 +971,11 @@ mod tests {
 
     // ---- the reader ----
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "blocker-kmsg-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("blocker-kmsg-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn mixed_log() -> Vec<u8> {
@@ -1019,8 +1005,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_a_regular_file_with_mixed_content() {
-        let dir = TempDir::new("mixed");
-        let path = dir.0.join("kmsg.log");
+        let dir = temp_dir("mixed");
+        let path = dir.path().join("kmsg.log");
         std::fs::write(&path, mixed_log()).unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let counters = Arc::new(PipelineCounters::default());
@@ -1080,8 +1066,8 @@ mod tests {
 
     #[tokio::test]
     async fn starts_at_the_end_by_default() {
-        let dir = TempDir::new("end");
-        let path = dir.0.join("kmsg.log");
+        let dir = temp_dir("end");
+        let path = dir.path().join("kmsg.log");
         std::fs::write(&path, mixed_log()).unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let counters = Arc::new(PipelineCounters::default());
@@ -1098,8 +1084,8 @@ mod tests {
 
     #[tokio::test]
     async fn full_channel_drops_and_counts() {
-        let dir = TempDir::new("full");
-        let path = dir.0.join("kmsg.log");
+        let dir = temp_dir("full");
+        let path = dir.path().join("kmsg.log");
         let mut f = File::create(&path).unwrap();
         for i in 0..10 {
             writeln!(
