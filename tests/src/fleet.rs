@@ -18,6 +18,8 @@ use crate::{
 /// The hub's address on the fleet bridge, where nats-server listens.
 pub const HUB: &str = "198.19.250.1";
 pub const NATS_PORT: u16 = 4222;
+/// Each node's metrics endpoint, on loopback in its server namespace.
+pub const METRICS_PORT: u16 = 9464;
 /// Node names; node i has 198.19.250.(11 + i) on the fleet bridge.
 pub const NODES: [&str; 3] = ["a", "b", "c"];
 /// A user allowed to publish on any origin's subject: the tests' stand-in
@@ -71,6 +73,34 @@ impl Node {
         self.state.daemon_status()["fleet"].clone()
     }
 
+    /// `GET /metrics` on the daemon's endpoint ([`METRICS`], in the
+    /// node's server namespace); empty if it does not answer.
+    pub fn metrics(&self) -> String {
+        self.lab.server.run_in(|| {
+            use std::io::{Read as _, Write as _};
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
+            let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            else {
+                return String::new();
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            );
+            let mut raw = String::new();
+            let _ = s.read_to_string(&mut raw);
+            raw.split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_owned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// One sample of [`Node::metrics`], `name{labels}` as exposed; 0 when absent.
+    pub fn metric(&self, key: &str) -> f64 {
+        sample(&self.metrics(), key)
+    }
+
     /// Active block rules, by prefix, with their source.
     pub fn blocked(&self) -> Vec<(String, String)> {
         let mut a = vec!["--config", self.config.to_str().unwrap(), "list"];
@@ -103,6 +133,16 @@ impl Node {
     }
 }
 
+/// `name{labels}` → value in a Prometheus text scrape; 0 when absent.
+pub fn sample(text: &str, key: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub struct Fleet {
     pub nodes: Vec<Node>,
     pub nats: NatsServer,
@@ -111,7 +151,9 @@ pub struct Fleet {
 
 impl Fleet {
     /// Builds the namespaces, starts nats-server and the three daemons;
-    /// `extra` is appended to every node's config, `per_node(name)` too.
+    /// `extra` goes into every node's config at the end of `[fleet]` (so
+    /// it may set fleet keys, then open tables of its own), `per_node(name)`
+    /// at the very end.
     pub fn new(extra: &str, per_node: impl Fn(&str) -> String) -> Self {
         let hub = NetNs::new();
         sh(&[
@@ -237,7 +279,8 @@ impl Fleet {
     }
 }
 
-/// A node's config: fleet on, its credentials, every node an origin; no
+/// A node's config: fleet on, its credentials, every node an origin,
+/// metrics on [`METRICS_PORT`]; no
 /// kernel log, fast treason stall, no per-minute cap (the tests make many
 /// decisions quickly), flood thresholds out of the way, treason probes
 /// only on node a.
@@ -246,9 +289,10 @@ pub fn node_config(name: &str, url: &str, extra: &str, own: &str) -> String {
         "[sources]\nkmsg = false\n[treason]\nstall = \"2s\"\nprobe = \"{}\"\n\
          [guard]\nmax_bans_per_minute = 100000\n\
          [council.rules]\nflood_sources = 1000000\nflood_rate = 1000000000\n\
+         [metrics]\naddr = \"{METRICS_PORT}\"\n\
          [fleet]\nenabled = true\nnode = \"{name}\"\nservers = [\"{url}\"]\n\
-         user = \"{name}\"\npassword = \"{}\"\n\
-         [fleet.policy]\norigins = [\"a\", \"b\", \"c\"]\n{extra}\n{own}\n",
+         user = \"{name}\"\npassword = \"{}\"\n{extra}\n\
+         [fleet.policy]\norigins = [\"a\", \"b\", \"c\"]\n{own}\n",
         // The treason tracepoints see every socket of the kernel, whatever
         // its namespace: on one host, B and C would catch A's attacker
         // themselves. Only A watches, so what B and C block came from A.

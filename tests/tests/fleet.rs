@@ -46,6 +46,15 @@ fn decisions_propagate_each_guard_has_the_last_word_and_unbans_follow() {
         b.lab.tcp_connect(attacker, server4(), TCP_TIMEOUT),
         "before"
     );
+    // The fleet's metrics families, before anything was decided.
+    let applied_b = "blocker_fleet_decisions_applied_total{origin=\"a\"}";
+    assert!(
+        wait_until(CONVERGE, || b.metric("blocker_fleet_connected") == 1.0),
+        "B's metrics do not show it connected:\n{}",
+        b.metrics()
+    );
+    assert_eq!(b.metric(applied_b), 0.0);
+    assert_eq!(a.metric("blocker_fleet_decisions_sent_total"), 0.0);
 
     // A slow reader attacks A; A's council bans it; B and C drop it too.
     let peer = KernelPeer::slow_reader(&a.lab.client, attacker.parse().unwrap(), server4());
@@ -176,6 +185,40 @@ fn decisions_propagate_each_guard_has_the_last_word_and_unbans_follow() {
     }
     assert!(b.has_block("198.18.1.100/32") && c.has_block("198.18.1.1/32"));
 
+    // The metrics moved with it: A sent, B and C received and applied
+    // (C refused the allowlisted one), the propagation histogram counted.
+    assert!(
+        wait_until(CONVERGE, || a.metric("blocker_fleet_decisions_sent_total")
+            >= (n + 2) as f64),
+        "A's sent counter:\n{}",
+        a.metrics()
+    );
+    assert_eq!(a.metric("blocker_fleet_publish_queue"), 0.0);
+    for node in [b, c] {
+        let m = node.metrics();
+        let v = |k: &str| blocker_tests::fleet::sample(&m, k);
+        assert!(v(applied_b) >= n as f64, "{}:\n{m}", node.name);
+        assert!(
+            v("blocker_fleet_decisions_received_total{origin=\"a\"}") >= (n + 1) as f64,
+            "{}:\n{m}",
+            node.name
+        );
+        assert!(
+            v("blocker_fleet_propagation_seconds_count") >= n as f64,
+            "{m}"
+        );
+        assert!(m.contains("blocker_fleet_lag_messages "), "{m}");
+        assert!(
+            v("blocker_rules_added_total{list=\"block\",origin=\"fleet:a\"}") >= n as f64,
+            "{m}"
+        );
+    }
+    assert!(c.metric("blocker_fleet_decisions_refused_total{origin=\"a\"}") >= 1.0);
+    assert_eq!(
+        b.metric("blocker_fleet_decisions_refused_total{origin=\"a\"}"),
+        0.0
+    );
+
     // An unban on A lifts the shared ban on B and C (A shared it, so the
     // unban is shared too).
     a.ok(&["unban", attacker]);
@@ -192,7 +235,9 @@ fn decisions_propagate_each_guard_has_the_last_word_and_unbans_follow() {
 
 #[test]
 fn nodes_catch_up_after_a_restart_and_a_server_outage() {
-    let mut fleet = Fleet::new("", |_| String::new());
+    // Fleet rows are pruned 5 s after they stop mattering, checked every
+    // second: the journal does not grow forever.
+    let mut fleet = Fleet::new(PRUNE_FAST, |_| String::new());
     fleet.node_mut("b").kill();
     let a = fleet.node("a");
     let c = fleet.node("c");
@@ -219,18 +264,19 @@ fn nodes_catch_up_after_a_restart_and_a_server_outage() {
         b.fleet(),
         b.log()
     );
+    // One read: the row is pruned a few seconds after it was journaled.
+    let mut seen = None;
     assert!(
-        wait_until(CONVERGE, || b
-            .received()
-            .iter()
-            .any(|r| r.target == "198.18.2.3/32")),
+        wait_until(CONVERGE, || {
+            seen = b
+                .received()
+                .into_iter()
+                .find(|r| r.target == "198.18.2.3/32");
+            seen.is_some()
+        }),
         "B never saw the expired decision"
     );
-    let expired = b
-        .received()
-        .into_iter()
-        .find(|r| r.target == "198.18.2.3/32")
-        .unwrap();
+    let expired = seen.unwrap();
     assert_eq!(expired.outcome, "refused", "{expired:?}");
     assert!(
         expired.detail.as_deref().unwrap_or("").contains("expired"),
@@ -263,6 +309,17 @@ fn nodes_catch_up_after_a_restart_and_a_server_outage() {
         "A did not queue its decisions: {}",
         a.fleet()
     );
+    // The metrics say so too.
+    assert!(
+        wait_until(CONVERGE, || {
+            let m = a.metrics();
+            blocker_tests::fleet::sample(&m, "blocker_fleet_connected") == 0.0
+                && blocker_tests::fleet::sample(&m, "blocker_fleet_publish_queue") >= 3.0
+                && m.contains("blocker_fleet_connected ")
+        }),
+        "A's metrics during the outage:\n{}",
+        a.metrics()
+    );
     fleet.nats.restart();
     let (a, b, c) = (fleet.node("a"), fleet.node("b"), fleet.node("c"));
     for n in [b, c] {
@@ -278,7 +335,55 @@ fn nodes_catch_up_after_a_restart_and_a_server_outage() {
         );
     }
     assert!(wait_until(CONVERGE, || a.fleet()["queued"] == 0));
+    assert!(
+        wait_until(CONVERGE, || a.metric("blocker_fleet_connected") == 1.0
+            && a.metric("blocker_fleet_publish_queue") == 0.0),
+        "A's metrics after the outage:\n{}",
+        a.metrics()
+    );
+
+    // Pruned: A's outbox row of the expired ban, and every node's record
+    // of it; the live bans' rows stay (A still shares their unbans).
+    let outbox = || {
+        let db = a.state.state_dir.join(blocker::state::journal::DB_FILE);
+        let conn = blocker::fleet::link::open_journal(&db).expect("journal");
+        blocker::fleet::journal::outbox_count(&conn).expect("outbox")
+    };
+    assert!(
+        wait_until(CONVERGE, || outbox() == 5),
+        "A's outbox holds {} rows, not the 5 live ones\n{}",
+        outbox(),
+        a.log()
+    );
+    for n in [b, c] {
+        assert!(
+            wait_until(CONVERGE, || !n
+                .received()
+                .iter()
+                .any(|r| r.target == "198.18.2.3/32")),
+            "{} kept the expired decision: {:?}",
+            n.name,
+            n.received()
+        );
+        assert!(
+            n.received()
+                .iter()
+                .any(|r| r.target == "198.18.2.1/32" && r.outcome == "applied"),
+            "{} pruned a live decision",
+            n.name
+        );
+    }
+    assert!(a.log().contains("fleet: pruned"), "{}", a.log());
+    assert!(
+        a.metric("blocker_journal_pruned_rows_total{table=\"fleet_outbox\"}") >= 1.0,
+        "{}",
+        a.metrics()
+    );
+    assert!(c.metric("blocker_journal_pruned_rows_total{table=\"fleet_received\"}") >= 1.0);
 }
+
+/// `[fleet] keep` and `[daemon] gc_interval` for tests of pruning.
+const PRUNE_FAST: &str = "keep = \"5s\"\n[daemon]\ngc_interval = \"1s\"";
 
 #[test]
 fn the_server_refuses_strangers_and_nodes_reject_bad_messages() {
@@ -362,5 +467,178 @@ fn the_server_refuses_strangers_and_nodes_reject_bad_messages() {
             n.fleet()
         );
         assert!(!n.has_block("198.18.4.1/32") && !n.has_block("198.18.4.2/32"));
+        let m = n.metrics();
+        for reason in ["unparsable", "unknown_origin"] {
+            assert!(
+                blocker_tests::fleet::sample(
+                    &m,
+                    &format!("blocker_fleet_messages_rejected_total{{reason=\"{reason}\"}}")
+                ) >= 1.0,
+                "{}:\n{m}",
+                n.name
+            );
+        }
     }
+}
+
+/// Connects with the daemon's own client options built from `cfg`
+/// ([`blocker::fleet::link::connect_options`]: credentials, TLS) and stores
+/// a decision in the stream, as a node does first. Err: why not.
+async fn round_trip(cfg: &blocker::fleet::FleetConfig) -> Result<u64, String> {
+    let opts = blocker::fleet::link::connect_options(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = opts
+        .connect(cfg.servers.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let js = async_nats::jetstream::new(client);
+    let work = async {
+        js.get_or_create_stream(blocker::fleet::link::stream_config(cfg))
+            .await
+            .map_err(|e| format!("stream: {e}"))?;
+        let d = Decision::block(
+            &cfg.node,
+            "198.18.5.1/32".parse().unwrap(),
+            Duration::from_secs(600),
+            2,
+            "credentials test",
+            "x",
+        );
+        let ack = js
+            .publish(d.subject(&cfg.subject), d.to_json().into())
+            .await
+            .map_err(|e| format!("publish: {e}"))?
+            .await
+            .map_err(|e| format!("ack: {e}"))?;
+        Ok(ack.sequence)
+    };
+    // The daemon's options retry the first connection forever: a refused
+    // one shows as this timeout.
+    tokio::time::timeout(Duration::from_secs(20), work)
+        .await
+        .map_err(|_| "no answer in 20 s".to_string())?
+}
+
+/// A client without the daemon's options, without retries: the server's
+/// own answer to a stranger.
+async fn plain_connect(opts: async_nats::ConnectOptions, url: &str) -> String {
+    match opts
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+    {
+        Ok(c) => match tokio::time::timeout(Duration::from_secs(5), c.flush()).await {
+            Ok(Ok(())) => "connected".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "flush timed out".into(),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn fleet_config(node: &str, url: &str) -> blocker::fleet::FleetConfig {
+    blocker::fleet::FleetConfig {
+        enabled: true,
+        node: node.into(),
+        servers: vec![url.into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_token_an_nkey_and_tls_with_a_ca_file_authenticate_strangers_do_not() {
+    use blocker_tests::nats::{Auth, NatsServer, Tls};
+
+    // A token.
+    let server = NatsServer::start_with(None, "127.0.0.1", &Auth::Token("fleet-token"), None);
+    let url = server.url();
+    let mut cfg = fleet_config("a", &url);
+    cfg.token = "fleet-token".into();
+    assert!(cfg.validate().is_ok());
+    let stored = block_on(round_trip(&cfg));
+    assert!(stored.is_ok(), "token: {stored:?}\nnats:\n{}", server.log());
+    let wrong = block_on(plain_connect(
+        async_nats::ConnectOptions::with_token("guess".into()),
+        &url,
+    ));
+    assert!(
+        wrong.to_lowercase().contains("authorization"),
+        "a wrong token got: {wrong}"
+    );
+    drop(server);
+
+    // An NKey: the seed stays on the node, the server knows only the
+    // public key (the client signs the server's nonce).
+    let kp = nkeys::KeyPair::new_user();
+    let server = NatsServer::start_with(None, "127.0.0.1", &Auth::Nkeys(&[kp.public_key()]), None);
+    let url = server.url();
+    let seed = server.dir.join("node.nk");
+    std::fs::write(&seed, format!("{}\n", kp.seed().unwrap())).unwrap();
+    let mut cfg = fleet_config("b", &url);
+    cfg.nkey_seed_file = seed;
+    let stored = block_on(round_trip(&cfg));
+    assert!(stored.is_ok(), "nkey: {stored:?}\nnats:\n{}", server.log());
+    let other = nkeys::KeyPair::new_user();
+    let stranger = block_on(plain_connect(
+        async_nats::ConnectOptions::with_nkey(other.seed().unwrap()),
+        &url,
+    ));
+    assert!(
+        stranger.to_lowercase().contains("authorization"),
+        "an unknown NKey got: {stranger}"
+    );
+    let anonymous = block_on(plain_connect(async_nats::ConnectOptions::new(), &url));
+    assert!(
+        anonymous.to_lowercase().contains("authorization"),
+        "no credentials got: {anonymous}"
+    );
+    drop(server);
+
+    // TLS with a CA file (and user/password inside the TLS session).
+    // A state dir of its own: removed on drop.
+    let scratch = blocker_tests::State::new();
+    let dir = scratch.state_dir.clone();
+    let tls = Tls::generate(&dir, "127.0.0.1");
+    let users = [blocker_tests::nats::User {
+        name: "c",
+        password: "c-secret",
+        publish: vec!["blocker.decisions.c".into()],
+    }];
+    let server = NatsServer::start_with(None, "127.0.0.1", &Auth::Users(&users), Some(&tls));
+    let url = server.url();
+    let mut cfg = fleet_config("c", &url);
+    cfg.user = "c".into();
+    cfg.password = "c-secret".into();
+    cfg.tls_ca_file = tls.ca.clone();
+    let stored = block_on(round_trip(&cfg));
+    assert!(stored.is_ok(), "tls: {stored:?}\nnats:\n{}", server.log());
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = block_on(plain_connect(
+        async_nats::ConnectOptions::with_user_and_password("c".into(), "c-secret".into())
+            .require_tls(true),
+        &url,
+    ));
+    assert_ne!(untrusted, "connected", "a client without the CA connected");
+    assert!(
+        !untrusted.to_lowercase().contains("authorization"),
+        "refused for the wrong reason: {untrusted}"
+    );
+    // The CA file missing: a clear error naming the file, before any connection.
+    cfg.tls_ca_file = dir.join("missing-ca.pem");
+    let missing = block_on(round_trip(&cfg));
+    assert!(
+        missing
+            .as_ref()
+            .is_err_and(|e| e.contains("missing-ca.pem")),
+        "{missing:?}"
+    );
 }

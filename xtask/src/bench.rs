@@ -95,7 +95,7 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
     }
     if want(Which::Fleet) {
         note(
-            "fleet: propagation a → b, c over council decisions; a receiver catching up on a burst",
+            "fleet: propagation a → b, c over shared operator bans; a receiver catching up on a burst",
         );
         let bin = compile::all(true)?;
         let mut cmd = compile::host_cargo(&obj);

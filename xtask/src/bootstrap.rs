@@ -46,6 +46,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "the fleet tests share decisions through a real NATS JetStream server",
     ),
     (
+        "openssl",
+        "the fleet's TLS test makes a CA and a server certificate with the `openssl` CLI",
+    ),
+    (
         "prometheus",
         "`promtool check metrics` lints a scrape; a real `prometheus` scrapes the daemon",
     ),

@@ -135,6 +135,14 @@ pub(super) struct FleetSide {
     pub(super) journal: rusqlite::Connection,
 }
 
+/// What became of a peer's decision: outcome (`applied`, `refused`,
+/// `failed`, `dry-run`), why, and the rules row an applied block wrote.
+type ExternalOutcome = (&'static str, Option<String>, Option<i64>);
+
+fn refused(why: String) -> ExternalOutcome {
+    ("refused", Some(why), None)
+}
+
 impl<T: RuleTables> Pipeline<T> {
     pub(super) fn on_alert(&mut self, alert: Alert) {
         let now = clock::boottime_ns();
@@ -465,113 +473,204 @@ impl<T: RuleTables> Pipeline<T> {
         }
     }
 
-    /// A peer's decision: the policy, then this node's guard, then the
-    /// enforcer; journaled with its origin whatever the outcome, and never
-    /// published again.
+    /// A batch of peers' decisions, in stream order: the policy, then this
+    /// node's guard, then the enforcer; journaled with their origin
+    /// whatever the outcome (one transaction for the batch), and never
+    /// published again. `done` is answered after the journal commit, so
+    /// the link acknowledges only what is on disk.
     pub(super) fn on_fleet(&mut self, inbound: Inbound) {
-        let Inbound { decision: d, done } = inbound;
+        let Inbound { decisions, done } = inbound;
         let Some(f) = self.fleet.as_ref() else {
             return;
         };
-        if fleet::journal::seen(&f.journal, &d.id).unwrap_or(false) {
-            // A redelivery (we crashed before the ack): handled already.
-            let _ = done.send(());
-            return;
-        }
-        let (outcome, detail, rule_id) = self.apply_external(&d);
+        // Redeliveries (we crashed before the ack) were handled already;
+        // so was a second copy inside the batch.
+        let mut ids = HashSet::new();
+        let fresh: Vec<Decision> = decisions
+            .into_iter()
+            .filter(|d| {
+                !fleet::journal::seen(&f.journal, &d.id).unwrap_or(false)
+                    && ids.insert(d.id.clone())
+            })
+            .collect();
+        let outcomes = self.apply_external(&fresh);
         let f = self.fleet.as_ref().expect("checked above");
-        if let Err(e) =
-            fleet::journal::record_received(&f.journal, &d, outcome, detail.as_deref(), rule_id)
-        {
-            warn!("fleet: could not journal {}: {e}", d.describe());
+        let rows: Vec<fleet::journal::Received<'_>> = fresh
+            .iter()
+            .zip(&outcomes)
+            .map(|(d, (outcome, detail, rule_id))| fleet::journal::Received {
+                decision: d,
+                outcome,
+                detail: detail.as_deref(),
+                rule_id: *rule_id,
+            })
+            .collect();
+        if let Err(e) = fleet::journal::record_received_all(&f.journal, &rows) {
+            warn!(
+                "fleet: could not journal {} received decisions: {e}",
+                rows.len()
+            );
         }
+        let now = fleet::decision::unix_ms(SystemTime::now());
         {
             let mut s = f.status.lock().expect("status lock");
-            let c = s.origins.entry(d.origin.clone()).or_default();
-            c.received += 1;
-            match outcome {
-                "applied" => {
+            for (d, (outcome, _, _)) in fresh.iter().zip(&outcomes) {
+                let c = s.origins.entry(d.origin.clone()).or_default();
+                c.received += 1;
+                if *outcome == "applied" {
                     c.applied += 1;
-                    let now = fleet::decision::unix_ms(SystemTime::now());
-                    s.propagation
-                        .add(now.saturating_sub(d.issued_at_ms).max(0) as f64);
+                    let ms = now.saturating_sub(d.issued_at_ms).max(0) as f64;
+                    s.propagation.add(ms);
+                    self.metrics.fleet_propagation_seconds.observe(ms / 1e3);
+                } else {
+                    c.refused += 1;
                 }
-                _ => c.refused += 1,
             }
         }
-        match (&detail, outcome) {
-            (Some(why), _) => warn!("fleet: {outcome} {}: {why}", d.describe()),
-            (None, _) => info!("fleet: {outcome} {}", d.describe()),
+        for (d, (outcome, detail, _)) in fresh.iter().zip(&outcomes) {
+            if *outcome == "applied" && d.kind == fleet::Kind::Block {
+                self.metrics
+                    .rules_added
+                    .get_or_create(&RuleLabels {
+                        list: List::Block.as_str(),
+                        origin: format!("fleet:{}", d.origin),
+                    })
+                    .inc();
+            }
+            match detail {
+                Some(why) => warn!("fleet: {outcome} {}: {why}", d.describe()),
+                None => info!("fleet: {outcome} {}", d.describe()),
+            }
         }
         let _ = done.send(());
     }
 
-    fn apply_external(&mut self, d: &Decision) -> (&'static str, Option<String>, Option<i64>) {
-        let refused = |why: String| ("refused", Some(why), None);
-        let ttl =
-            match self
-                .cfg
-                .fleet
-                .policy
-                .check(d, SystemTime::now(), self.cfg.fleet.max_clock_skew)
-            {
+    /// What becomes of each decision of `ds`, in order. Consecutive blocks
+    /// that pass the policy and the guard are written together (one journal
+    /// commit); an unblock first writes the blocks before it, so a block
+    /// then its unblock in one batch end lifted, as they would one by one.
+    fn apply_external(&mut self, ds: &[Decision]) -> Vec<ExternalOutcome> {
+        let mut out: Vec<Option<ExternalOutcome>> = vec![None; ds.len()];
+        // The allowlist is the same for the whole batch: decisions from
+        // peers never touch it.
+        let allowlist = live_allowlist(Some(self.enforcer.tables()));
+        let mut blocks: Vec<(usize, Duration)> = Vec::new();
+        for (i, d) in ds.iter().enumerate() {
+            let ttl = match self.cfg.fleet.policy.check(
+                d,
+                SystemTime::now(),
+                self.cfg.fleet.max_clock_skew,
+            ) {
                 Ok(t) => t,
-                Err(e) => return refused(e.to_string()),
+                Err(e) => {
+                    out[i] = Some(refused(e.to_string()));
+                    continue;
+                }
             };
+            match (d.kind, ttl) {
+                (fleet::Kind::Block, Some(ttl)) => {
+                    // No incident here: the guard's external entry point
+                    // checks the target against this node's allowlist,
+                    // trusted list, own addresses, special ranges, width
+                    // and TTL bounds (the peer's text is data: sanitized,
+                    // journaled, never run).
+                    let ctx = guard::ExternalContext {
+                        local: &self.local_addrs,
+                        allowlist: &allowlist,
+                    };
+                    match self.guard.check_external(d.target, Some(ttl), &ctx) {
+                        Ok(()) => blocks.push((i, ttl)),
+                        Err(r) => out[i] = Some(refused(format!("guard: {r}"))),
+                    }
+                }
+                (fleet::Kind::Unblock, _) => {
+                    self.write_blocks(ds, &mut blocks, &mut out);
+                    out[i] = Some(self.unblock_external(d));
+                }
+                (fleet::Kind::Block, None) => {
+                    out[i] = Some(refused("a block without an expiry".into()));
+                }
+            }
+        }
+        self.write_blocks(ds, &mut blocks, &mut out);
+        out.into_iter()
+            .map(|o| o.expect("every decision has an outcome"))
+            .collect()
+    }
+
+    /// Writes the blocks that passed the checks, in one journal commit.
+    fn write_blocks(
+        &mut self,
+        ds: &[Decision],
+        blocks: &mut Vec<(usize, Duration)>,
+        out: &mut [Option<ExternalOutcome>],
+    ) {
+        if blocks.is_empty() {
+            return;
+        }
+        if self.cfg.daemon.dry_run {
+            for (i, _) in blocks.drain(..) {
+                out[i] = Some(("dry-run", None, None));
+            }
+            return;
+        }
+        let sources: Vec<String> = blocks
+            .iter()
+            .map(|(i, _)| format!("fleet:{}", ds[*i].origin))
+            .collect();
+        let changes: Vec<Change<'_>> = blocks
+            .iter()
+            .zip(&sources)
+            .map(|((i, ttl), source)| Change {
+                list: List::Block,
+                net: ds[*i].target,
+                ttl: Some(*ttl),
+                reason: &ds[*i].reason,
+                reason_code: ds[*i].reason_code,
+                source,
+            })
+            .collect();
+        match self.enforcer.add_many(&changes) {
+            Ok(results) => {
+                for ((i, _), r) in blocks.iter().zip(results) {
+                    out[*i] = Some(match r {
+                        Ok(a) => ("applied", None, Some(a.record_id)),
+                        Err(e) => ("failed", Some(e.to_string()), None),
+                    });
+                }
+            }
+            Err(e) => {
+                for (i, _) in blocks.iter() {
+                    out[*i] = Some(("failed", Some(e.to_string()), None));
+                }
+            }
+        }
+        blocks.clear();
+    }
+
+    /// A peer lifts one of its own bans (never another origin's).
+    fn unblock_external(&mut self, d: &Decision) -> ExternalOutcome {
         let source = format!("fleet:{}", d.origin);
-        match (d.kind, ttl) {
-            (fleet::Kind::Block, Some(ttl)) => {
-                // No incident here: the guard's external entry point checks
-                // the target against this node's allowlist, trusted list,
-                // own addresses, special ranges, width and TTL bounds (the
-                // peer's text is data: sanitized, journaled, never run).
-                let allowlist = live_allowlist(Some(self.enforcer.tables()));
-                let ctx = guard::ExternalContext {
-                    local: &self.local_addrs,
-                    allowlist: &allowlist,
-                };
-                if let Err(r) = self.guard.check_external(d.target, Some(ttl), &ctx) {
-                    return refused(format!("guard: {r}"));
+        let theirs = self
+            .enforcer
+            .store()
+            .and_then(|s| s.active(List::Block, d.target).ok().flatten())
+            .is_some_and(|r| r.source == source);
+        if !theirs {
+            return refused(
+                PolicyRefusal::NotTheirs {
+                    target: addr::display(&d.target),
+                    origin: d.origin.clone(),
                 }
-                if self.cfg.daemon.dry_run {
-                    return ("dry-run", None, None);
-                }
-                match self.enforcer.add(&Change {
-                    list: List::Block,
-                    net: d.target,
-                    ttl: Some(ttl),
-                    reason: &d.reason,
-                    reason_code: d.reason_code,
-                    source: &source,
-                }) {
-                    Ok(a) => ("applied", None, Some(a.record_id)),
-                    Err(e) => ("failed", Some(e.to_string()), None),
-                }
-            }
-            (fleet::Kind::Unblock, _) => {
-                let theirs = self
-                    .enforcer
-                    .store()
-                    .and_then(|s| s.active(List::Block, d.target).ok().flatten())
-                    .is_some_and(|r| r.source == source);
-                if !theirs {
-                    return refused(
-                        PolicyRefusal::NotTheirs {
-                            target: addr::display(&d.target),
-                            origin: d.origin.clone(),
-                        }
-                        .to_string(),
-                    );
-                }
-                if self.cfg.daemon.dry_run {
-                    return ("dry-run", None, None);
-                }
-                match self.enforcer.remove(List::Block, d.target, &source) {
-                    Ok(_) => ("applied", None, None),
-                    Err(e) => ("failed", Some(e.to_string()), None),
-                }
-            }
-            (fleet::Kind::Block, None) => refused("a block without an expiry".into()),
+                .to_string(),
+            );
+        }
+        if self.cfg.daemon.dry_run {
+            return ("dry-run", None, None);
+        }
+        match self.enforcer.remove(List::Block, d.target, &source) {
+            Ok(_) => ("applied", None, None),
+            Err(e) => ("failed", Some(e.to_string()), None),
         }
     }
 
@@ -646,6 +745,24 @@ impl<T: RuleTables> Pipeline<T> {
                 }
             }
             Err(e) => warn!("garbage collection failed: {e}"),
+        }
+        if let Some(f) = &self.fleet {
+            match fleet::journal::prune(&f.journal, SystemTime::now(), self.cfg.fleet.keep) {
+                Ok(p) if p.outbox + p.received > 0 => {
+                    for (table, n) in [("fleet_outbox", p.outbox), ("fleet_received", p.received)] {
+                        self.metrics
+                            .journal_pruned
+                            .get_or_create(&crate::metrics::TableLabels { table })
+                            .inc_by(n as u64);
+                    }
+                    info!(
+                        "fleet: pruned {} published outbox rows and {} received decisions no longer in force",
+                        p.outbox, p.received
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => warn!("fleet: pruning the journal failed: {e}"),
+            }
         }
         self.refresh_fill();
     }

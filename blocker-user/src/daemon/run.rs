@@ -268,6 +268,7 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
             fleet_tx.clone(),
         )
         .await?;
+        metrics.watch_fleet(status.clone());
         let journal = crate::fleet::link::open_journal(&db)?;
         info!(
             "fleet: node {} sharing verdicts on {} (stream {})",

@@ -16,7 +16,7 @@ use std::{
 };
 
 use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -46,12 +46,17 @@ pub enum LinkError {
     },
 }
 
-/// A peer's decision for the pipeline, which answers on `done` once it is
-/// applied or refused (and journaled); only then is it acknowledged.
+/// Peers' decisions for the pipeline, in stream order: everything one
+/// drain of the consumer brought. The pipeline applies them as one batch
+/// (one journal commit) and answers on `done` once they are applied or
+/// refused and journaled; only then are they acknowledged.
 pub struct Inbound {
-    pub decision: Decision,
+    pub decisions: Vec<Decision>,
     pub done: oneshot::Sender<()>,
 }
+
+/// Most messages handed to the pipeline at once.
+pub const MAX_BATCH: usize = 512;
 
 /// The pipeline's side of the link.
 pub struct Link {
@@ -98,6 +103,9 @@ pub async fn connect_options(cfg: &FleetConfig) -> Result<async_nats::ConnectOpt
         async_nats::ConnectOptions::new()
     };
     if !cfg.tls_ca_file.as_os_str().is_empty() {
+        // The client reads it only when it connects, and it retries
+        // forever: an unreadable file would show as a silent retry loop.
+        read(&cfg.tls_ca_file)?;
         o = o
             .add_root_certificates(cfg.tls_ca_file.clone())
             .require_tls(true);
@@ -345,51 +353,84 @@ async fn consume(
         .map_err(|e| format!("consumer {durable}: {e}"))?;
     info!("fleet: consuming {} as {durable} (node {node})", cfg.stream);
     status.lock().expect("status lock").last_error = None;
-    while let Some(m) = messages.next().await {
-        let m = m.map_err(|e| format!("consumer {durable}: {e}"))?;
-        if let Ok(info) = m.info() {
-            status.lock().expect("status lock").lag = info.pending;
+    while let Some(first) = messages.next().await {
+        // Take what the client already fetched (its pull requests read
+        // ahead): one apply and one journal commit for the lot instead of
+        // two commits per decision.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match messages.next().now_or_never() {
+                Some(Some(m)) => batch.push(m),
+                Some(None) | None => break,
+            }
         }
-        let subject = m.subject.to_string();
-        let parsed = Decision::parse(&m.payload, &subject).and_then(|d| {
-            if d.origin == node || cfg.policy.knows(&d.origin) {
-                Ok(d)
-            } else {
-                Err(Rejection::UnknownOrigin(d.origin))
-            }
-        });
-        match parsed {
-            Ok(d) if d.origin == node => {
-                // Our own, coming back: never applied twice, never re-sent.
-            }
-            Ok(decision) => {
-                let (done, wait) = oneshot::channel();
-                if inbound.send(Inbound { decision, done }).await.is_err() {
-                    return Ok(());
+        let mut decisions = Vec::new();
+        let mut held = Vec::new();
+        let mut failed = None;
+        for m in batch {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    // Hand on what came before it, then recreate the consumer.
+                    failed = Some(format!("consumer {durable}: {e}"));
+                    break;
                 }
-                // Acknowledged once handled, in its own task so that the
-                // next message is read meanwhile (the pipeline keeps order).
-                tokio::spawn(async move {
-                    if wait.await.is_ok()
-                        && let Err(e) = m.ack().await
-                    {
-                        tracing::debug!("fleet: ack: {e}");
-                    }
-                });
-                continue;
+            };
+            if let Ok(info) = m.info() {
+                status.lock().expect("status lock").lag = info.pending;
             }
-            Err(rejection) => {
-                warn!("fleet: rejected a message on {subject}: {rejection}");
-                *status
-                    .lock()
-                    .expect("status lock")
-                    .rejected
-                    .entry(rejection.label().to_owned())
-                    .or_default() += 1;
+            let subject = m.subject.to_string();
+            let parsed = Decision::parse(&m.payload, &subject).and_then(|d| {
+                if d.origin == node || cfg.policy.knows(&d.origin) {
+                    Ok(d)
+                } else {
+                    Err(Rejection::UnknownOrigin(d.origin))
+                }
+            });
+            match parsed {
+                Ok(d) if d.origin == node => {
+                    // Our own, coming back: never applied twice, never re-sent.
+                }
+                Ok(decision) => {
+                    decisions.push(decision);
+                    held.push(m);
+                    continue;
+                }
+                Err(rejection) => {
+                    warn!("fleet: rejected a message on {subject}: {rejection}");
+                    *status
+                        .lock()
+                        .expect("status lock")
+                        .rejected
+                        .entry(rejection.label().to_owned())
+                        .or_default() += 1;
+                }
+            }
+            if let Err(e) = m.ack().await {
+                tracing::debug!("fleet: ack: {e}");
             }
         }
-        if let Err(e) = m.ack().await {
-            tracing::debug!("fleet: ack: {e}");
+        if !decisions.is_empty() {
+            let (done, wait) = oneshot::channel();
+            if inbound.send(Inbound { decisions, done }).await.is_err() {
+                return Ok(());
+            }
+            // Acknowledged once journaled, in its own task so that the next
+            // batch is read meanwhile (the pipeline keeps the order). A
+            // crash before the ack means a redelivery, which the pipeline
+            // recognises by decision id.
+            tokio::spawn(async move {
+                if wait.await.is_ok() {
+                    for m in held {
+                        if let Err(e) = m.ack().await {
+                            tracing::debug!("fleet: ack: {e}");
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Err(format!("consumer {durable}: message stream ended"))

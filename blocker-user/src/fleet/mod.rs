@@ -74,6 +74,11 @@ pub struct FleetConfig {
     /// milliseconds; this is slack, not a licence to skip NTP).
     #[serde(with = "crate::ttl::duration")]
     pub max_clock_skew: Duration,
+    /// How long the journal keeps the fleet's rows after they stopped
+    /// mattering (published and superseded or expired outbox rows,
+    /// received decisions past their expiry), pruned at each GC.
+    #[serde(with = "crate::config::duration")]
+    pub keep: Duration,
     pub policy: PolicyConfig,
 }
 
@@ -95,6 +100,7 @@ impl Default for FleetConfig {
             replicas: 1,
             share_operator_bans: false,
             max_clock_skew: Duration::from_secs(30),
+            keep: Duration::from_secs(7 * 86_400),
             policy: PolicyConfig::default(),
         }
     }

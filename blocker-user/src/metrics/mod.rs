@@ -156,6 +156,12 @@ pub struct Metrics {
     pub journal_degraded: Gauge,
     /// Rows deleted by journal retention, by table.
     pub journal_pruned: Family<TableLabels, Counter>,
+    /// A peer's decision applied here: origin applied → applied here
+    /// (the two nodes' wall clocks, so their skew is included).
+    pub fleet_propagation_seconds: Histogram,
+    /// The fleet link's status, when `[fleet] enabled`: read at scrape
+    /// time like the kernel's counters.
+    fleet: Mutex<Option<crate::fleet::SharedStatus>>,
     /// Boot-time seconds of the pipeline's last tick (liveness).
     heartbeat_ns: AtomicU64,
     /// What readiness needs to know.
@@ -196,6 +202,9 @@ impl Default for Metrics {
             journal_dropped: Counter::default(),
             journal_degraded: Gauge::default(),
             journal_pruned: Family::default(),
+            // 1 ms .. ~131 s.
+            fleet_propagation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            fleet: Mutex::new(None),
             heartbeat_ns: AtomicU64::new(0),
             ready: Mutex::new(Readiness::default()),
         }
@@ -292,6 +301,12 @@ impl Metrics {
             "Rows deleted by journal retention ([journal] max_age, max_size), by table",
             m.journal_pruned.clone(),
         );
+        reg.register_with_unit(
+            "fleet_propagation",
+            "Time from a peer applying a decision to this node applying it (the nodes' wall clocks)",
+            Unit::Seconds,
+            m.fleet_propagation_seconds.clone(),
+        );
         reg.register_collector(Box::new(KernelCollector {
             pins,
             state_dir,
@@ -299,6 +314,19 @@ impl Metrics {
             tables: Mutex::new(None),
         }));
         root
+    }
+
+    /// Exposes the fleet link's status (`blocker_fleet_*`).
+    pub fn watch_fleet(&self, status: crate::fleet::SharedStatus) {
+        if let Ok(mut f) = self.fleet.lock() {
+            *f = Some(status);
+        }
+    }
+
+    fn fleet_status(&self) -> Option<crate::fleet::FleetStatus> {
+        let f = self.fleet.lock().ok()?;
+        let s = f.as_ref()?.lock().ok()?.clone();
+        Some(s)
     }
 
     /// Called on every pipeline tick: liveness and readiness inputs.
@@ -422,6 +450,21 @@ fn gauge(
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// A counter family with one series per label set.
+fn counters<'a, L: EncodeLabelSet + 'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let probe = ConstCounter::new(0u64);
+    let mut family = enc.encode_descriptor(name, help, None, probe.metric_type())?;
+    for (labels, v) in series {
+        ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// A gauge family with one series per label set.
 fn gauges<'a, L: EncodeLabelSet + 'a>(
     enc: &mut DescriptorEncoder,
@@ -454,6 +497,77 @@ struct ActiveLabels {
 struct TopRuleLabels {
     rule: String,
     origin: String,
+}
+
+/// A peer node: only names from `[fleet.policy] origins` get this far
+/// (any other origin is rejected and counted by reason), so the label is
+/// bounded by the config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetOriginLabels {
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetRejectLabels {
+    reason: String,
+}
+
+/// The `blocker_fleet_*` families, from the link's status.
+fn encode_fleet(
+    enc: &mut DescriptorEncoder,
+    f: &crate::fleet::FleetStatus,
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        enc,
+        "fleet_connected",
+        "1 while the node is connected to a NATS server",
+        i64::from(f.connected),
+    )?;
+    gauge(
+        enc,
+        "fleet_lag_messages",
+        "Decisions the stream still holds for this node's consumer",
+        f.lag as i64,
+    )?;
+    gauge(
+        enc,
+        "fleet_publish_queue",
+        "Own decisions waiting in the on-disk outbox to be published",
+        f.queued as i64,
+    )?;
+    counter(
+        enc,
+        "fleet_decisions_sent",
+        "Own decisions published (stored by the stream)",
+        f.sent,
+    )?;
+    let origin = |o: &String| FleetOriginLabels { origin: o.clone() };
+    counters(
+        enc,
+        "fleet_decisions_received",
+        "Peers' decisions received, by origin",
+        f.origins.iter().map(|(o, c)| (origin(o), c.received)),
+    )?;
+    counters(
+        enc,
+        "fleet_decisions_applied",
+        "Peers' decisions applied here, by origin",
+        f.origins.iter().map(|(o, c)| (origin(o), c.applied)),
+    )?;
+    counters(
+        enc,
+        "fleet_decisions_refused",
+        "Peers' decisions refused here (policy, guard, clock) or that failed, by origin",
+        f.origins.iter().map(|(o, c)| (origin(o), c.refused)),
+    )?;
+    counters(
+        enc,
+        "fleet_messages_rejected",
+        "Messages rejected before any policy (unparsable, unknown_origin, ...), by reason",
+        f.rejected
+            .iter()
+            .map(|(r, n)| (FleetRejectLabels { reason: r.clone() }, *n)),
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -494,6 +608,9 @@ impl Collector for KernelCollector {
                 1,
             )],
         )?;
+        if let Some(f) = self.metrics.fleet_status() {
+            encode_fleet(&mut enc, &f)?;
+        }
         let Some(live) = live else {
             return Ok(());
         };
