@@ -223,6 +223,13 @@ pub fn outbox_count(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n as u64)
 }
 
+/// The targets of the outbox's rows, oldest first (one per row).
+pub fn outbox_targets(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT target FROM fleet_outbox ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Rows removed by [`prune`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
