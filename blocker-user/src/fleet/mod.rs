@@ -77,7 +77,7 @@ pub struct FleetConfig {
     /// How long the journal keeps the fleet's rows after they stopped
     /// mattering (published and superseded or expired outbox rows,
     /// received decisions past their expiry), pruned at each GC.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::ttl::duration")]
     pub keep: Duration,
     pub policy: PolicyConfig,
 }
