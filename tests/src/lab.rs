@@ -215,6 +215,34 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// `count` SYNs with a zero window from the client namespace to
+    /// `SERVER_V4:port`, `gap_us` apart, their source address forged to
+    /// `src` (hping3 `-a`): bounded, and nothing is expected back. Returns
+    /// hping3's exit code (non-zero when no reply came, which is normal).
+    pub fn zero_window_syns(&self, src: &str, port: u16, count: u32, gap_us: u32) -> Option<i32> {
+        let out = self.client.output(
+            "hping3",
+            &[
+                "-q",
+                "-S",
+                "-w",
+                "0",
+                "-p",
+                &port.to_string(),
+                "-c",
+                &count.to_string(),
+                "-i",
+                &format!("u{gap_us}"),
+                "-a",
+                src,
+                SERVER_V4,
+            ],
+        );
+        // Only a spawn error matters.
+        assert!(out.status.code().is_some(), "hping3: {}", describe(&out));
+        out.status.code()
+    }
+
     pub fn new() -> Self {
         let server = NetNs::new();
         let client = NetNs::new();

@@ -119,26 +119,7 @@ fn confirm(state: &State, src: &str) {
 
 /// `count` zero-window SYNs from `src` to the server (bounded, 2 ms apart).
 fn hping(lab: &Lab, src: &str, count: u32) {
-    let out = lab.client.output(
-        "hping3",
-        &[
-            "-q",
-            "-S",
-            "-w",
-            "0",
-            "-p",
-            &PORT.to_string(),
-            "-c",
-            &count.to_string(),
-            "-i",
-            "u2000",
-            "-a",
-            src,
-            SERVER_V4,
-        ],
-    );
-    // hping3 exits non-zero when no reply came back; only a spawn error matters.
-    assert!(out.status.code().is_some(), "{}", describe(&out));
+    lab.zero_window_syns(src, PORT, count, 2000);
 }
 
 fn banned(state: &State, addr: &str) -> bool {

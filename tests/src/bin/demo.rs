@@ -167,30 +167,10 @@ fn main() -> ExitCode {
     let _friend = KernelPeer::slow_reader(&lab.client, FRIEND.parse::<IpAddr>().unwrap(), server);
     let _slow = KernelPeer::slow_reader(&lab.client, SLOW.parse::<IpAddr>().unwrap(), server);
     let shrinker = RawPeer::window_shrinker(&lab, RAW_PEER_V4.parse::<IpAddr>().unwrap(), server);
-    let flood = lab.client.output(
-        "hping3",
-        &[
-            "-q",
-            "-S",
-            "-w",
-            "0",
-            "-p",
-            &PORT.to_string(),
-            "-c",
-            "40",
-            "-i",
-            "u5000",
-            "-a",
-            FLOODER,
-            SERVER_V4,
-        ],
-    );
+    let flood = lab.zero_window_syns(FLOODER, PORT, 40, 5000);
     say(
         start,
-        &format!(
-            "attack: {FLOODER} sent 40 zero-window SYNs (hping3 exit {:?})",
-            flood.status.code()
-        ),
+        &format!("attack: {FLOODER} sent 40 zero-window SYNs (hping3 exit {flood:?})"),
     );
 
     // The flooder's SYNs carry a forgeable source address (hping3 -a): it
