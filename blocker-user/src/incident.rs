@@ -368,6 +368,41 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_evicts_forgeable_incidents_before_confirmed_ones() {
+        let mut t = Tracker::new(
+            IncidentConfig {
+                max_open: 2,
+                ..IncidentConfig::default()
+            },
+            1,
+        );
+        let mut closed = Vec::new();
+        // The oldest incident is the confirmed one.
+        t.ingest(
+            alert(AlertKind::TreasonProbe, "198.18.0.1", "probe"),
+            0,
+            &mut closed,
+        );
+        for (i, peer) in ["198.18.0.2", "198.18.0.3", "198.18.0.4"]
+            .iter()
+            .enumerate()
+        {
+            t.ingest(
+                alert(AlertKind::ZeroWindowSyn, peer, "x"),
+                (i as u64 + 1) * S,
+                &mut closed,
+            );
+        }
+        let gone: Vec<String> = closed.iter().map(|i| i.peer.to_string()).collect();
+        assert_eq!(
+            gone,
+            ["198.18.0.2", "198.18.0.3"],
+            "forgeable ones went first"
+        );
+        assert!(t.get(&"198.18.0.1".parse().unwrap()).is_some());
+    }
+
+    #[test]
     fn incidents_close_after_the_window_and_memory_is_bounded() {
         let mut t = Tracker::new(
             IncidentConfig {
