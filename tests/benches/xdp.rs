@@ -9,7 +9,8 @@
 //!   (xdp-filter holds at most 10k), drop and pass, IPv4 and IPv6; the
 //!   zero-window SYN accounting against blocker's own pass; the same dropped
 //!   frame on every CPU at once against one CPU alone.
-//! - `scale`: blocker alone at 1 to 1M rules, exact and CIDR, v4 and v6.
+//! - `scale`: blocker at 1 to 1M rules, exact and CIDR, v4 and v6, with
+//!   xdp-filter beside it where comparable (exact, up to its 10k).
 //!
 //! Run with `cargo xtask bench`. Environment: `BENCH_REPEAT` (runs per
 //! measurement), `BENCH_ROUNDS`, `BENCH_SMOKE=1` (tiny tables, a few runs:
@@ -320,7 +321,7 @@ fn part_scale(opts: &Opts) -> serde_json::Value {
     let sizes: Vec<usize> = if opts.smoke {
         vec![1, 100]
     } else {
-        vec![1, 1_000, 10_000, 100_000, 1_000_000]
+        vec![1, 1_000, xdp_filter::CAPACITY, 100_000, 1_000_000]
     };
     let top = *sizes.last().unwrap() as u32;
     let caps = MapsConfig {
@@ -385,32 +386,47 @@ fn part_scale(opts: &Opts) -> serde_json::Value {
                 "  {kind}: {n} rules (filled in {:.1} s)",
                 t.elapsed().as_secs_f64()
             );
-            let cases = [
-                Case {
-                    name: format!("{kind} drop, {n} rules"),
+            // xdp-filter, where comparable: exact addresses only (it has
+            // no prefixes), up to its fixed capacity, the same entries.
+            let peer = (kind.starts_with("exact") && n <= xdp_filter::CAPACITY).then(|| {
+                let mut xf = XdpFilter::load();
+                xf.deny_source(banned.parse().unwrap());
+                for i in 1..n as u32 {
+                    xf.deny_source(filler(i).addr());
+                }
+                xf
+            });
+            let mut cases = Vec::new();
+            for (program, prog) in std::iter::once(("blocker", h.prog()))
+                .chain(peer.as_ref().map(|xf| ("xdp-filter", &xf.prog)))
+            {
+                cases.push(Case {
+                    name: format!("{program} {kind} drop, {n} rules"),
                     group: "drop",
                     size: n,
-                    prog: h.prog(),
+                    prog,
                     frame: Spec::syn(banned, server).build(),
                     expect: XDP_DROP,
-                },
-                Case {
-                    name: format!("{kind} pass, {n} rules"),
+                });
+                cases.push(Case {
+                    name: format!("{program} {kind} pass, {n} rules"),
                     group: "pass",
                     size: n,
-                    prog: h.prog(),
+                    prog,
                     frame: Spec::syn(other, server).build(),
                     expect: XDP_PASS,
-                },
-            ];
+                });
+            }
             let m = measure(opts, baseline.prog(), &cases);
             for (c, (ns, r)) in cases.iter().zip(m) {
-                println!("{:<40} {ns:>8.1} ns {r:>6.2}x baseline", c.name);
+                println!("{:<52} {ns:>8.1} ns {r:>6.2}x baseline", c.name);
                 results.push(json!({
                     "kind": kind, "case": c.group, "rules": n,
+                    "program": if c.name.starts_with("blocker") { "blocker" } else { "xdp-filter" },
                     "ns_per_packet": ns, "ratio_to_baseline": r,
                 }));
             }
+            drop(peer);
         }
     }
     json!({ "part": "scale", "repeat": opts.repeat, "rounds": opts.rounds, "cases": results })

@@ -506,6 +506,19 @@ impl Daemon {
     /// Starts `blocker run --iface IFACE extra...` in `ns` and waits until it
     /// reports itself running.
     pub fn start(state: &State, ns: &NetNs, iface: &str, extra: &[&str]) -> Self {
+        Self::start_within(state, ns, iface, extra, Duration::from_secs(20))
+    }
+
+    /// [`Daemon::start`], waiting up to `ready` for it (a start that
+    /// restores a million journaled rules takes longer than 20 s on a busy
+    /// machine).
+    pub fn start_within(
+        state: &State,
+        ns: &NetNs,
+        iface: &str,
+        extra: &[&str],
+        ready: Duration,
+    ) -> Self {
         let log = state.state_dir.join(format!("{}.log", unique("daemon-")));
         let file = File::create(&log).expect("daemon log");
         let mut args = vec!["run", "--iface", iface];
@@ -523,12 +536,12 @@ impl Daemon {
             child: Some(child),
             log,
         };
-        d.wait_ready(state);
+        d.wait_ready(state, ready);
         d
     }
 
-    fn wait_ready(&mut self, state: &State) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    fn wait_ready(&mut self, state: &State, ready: Duration) {
+        let deadline = Instant::now() + ready;
         let status = state.state_dir.join(blocker::daemon::STATUS_FILE);
         loop {
             if let Some(code) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -539,7 +552,8 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "blocker run not ready in 20 s:\n{}",
+                "blocker run not ready in {} s:\n{}",
+                ready.as_secs(),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -260,3 +260,38 @@ fn an_import_that_cannot_fit_is_refused_before_anything_is_written() {
     let out = state.ok(&["--config", c, "import", list.to_str().unwrap()]);
     assert!(out.contains("imported 8 rule(s) (1 replaced)"), "{out}");
 }
+
+#[test]
+fn unban_by_origin_lifts_exactly_that_origins_rules_in_one_batch() {
+    let state = State::new();
+    let file = state.state_dir.join("list.txt");
+    // A duplicate line is imported once.
+    std::fs::write(&file, "198.18.0.2\n198.18.0.3\n198.18.4.0/24\n198.18.0.2\n").unwrap();
+    let out = state.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(out["imported"], 3, "{out}");
+    state.ok(&["ban", "198.18.0.9"]);
+    let out = state.json(&["unban", "--origin", "import"]);
+    let mut removed: Vec<&str> = out["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        ["198.18.0.2", "198.18.0.3", "198.18.4.0/24"],
+        "{out}"
+    );
+    // Gone from the journal and the kernel maps; the other origin's ban stays.
+    let list = state.json(&["list"]);
+    let rules = list["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{list}");
+    assert_eq!(state.json(&["stats"])["block_rules"], 1);
+    let out = state.run(&["unban", "--origin", "import"]);
+    assert!(
+        stderr(&out).contains("no block rules from import"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -122,7 +122,14 @@ pub const BENCH_PACKAGES: &[(&str, &str)] = &[
         "`xdp-filter` is the peer blocker is measured against",
     ),
     ("iptables", "the iptables baseline"),
-    ("nftables", "the nftables-set baseline"),
+    (
+        "nftables",
+        "the nftables-set baseline, and `nft -f` of a million addresses",
+    ),
+    (
+        "ipset",
+        "`ipset restore` of a million addresses, the bulk-load baseline",
+    ),
 ];
 
 /// Everything the eBPF build needs. Returns the directory holding bpf-linker.

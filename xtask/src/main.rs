@@ -10,6 +10,7 @@ mod crowdsec;
 mod demo;
 mod fuzz;
 mod image;
+mod report;
 mod test;
 mod util;
 mod vm;
@@ -76,11 +77,12 @@ enum Cmd {
     /// configuration reference (docs/config.md, from blocker.toml and the
     /// config parser). A unit test fails when the checked-in files differ.
     Docs,
-    /// Benchmarks: XDP per-packet cost against a pass-only program, and an
-    /// LLM debate against a sequential baseline, side by side. The XDP one
-    /// needs root.
+    /// Benchmarks, each side by side with its peer in the same run (XDP
+    /// per packet against xdp-filter, table size, bulk loads against ipset
+    /// and nft, pipeline, debate, fleet); regenerates bench/REPORT.md and its
+    /// plots. Parts run alone by name. All but `debate` need root.
     ///
-    /// Example: cargo xtask bench --only debate --latency-ms 250
+    /// Example: cargo xtask bench bulk
     Bench(bench::Args),
 }
 

@@ -44,6 +44,10 @@ pub struct LineError {
 /// prefix, a comment nor blank. Duplicates are dropped.
 pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
     let mut nets = Vec::new();
+    // A set beside the list keeps the first-seen order and makes the
+    // duplicate check O(1): `Vec::contains` here made a million-line list
+    // quadratic (hours; issue 14).
+    let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split(['#', ';']).next().unwrap_or("").trim();
@@ -61,8 +65,11 @@ pub fn parse_plain(text: &str) -> (Vec<IpNet>, Vec<LineError>) {
             continue;
         }
         match addr::parse_net(first) {
-            Ok(n) if !nets.contains(&n) => nets.push(n),
-            Ok(_) => {}
+            Ok(n) => {
+                if seen.insert(n) {
+                    nets.push(n);
+                }
+            }
             Err(e) => errors.push(LineError {
                 line: i + 1,
                 text: crate::text::sanitize_text(raw).chars().take(80).collect(),
