@@ -16,7 +16,9 @@
 /// 2: rule values carry an `id` and a `slot` of [`maps::RULE_COUNTERS`]
 /// (per-CPU packet and byte counts) instead of shared counters; the
 /// zero-window tables use per-CPU LRU lists.
-pub const LAYOUT_VERSION: u32 = 2;
+/// 3: [`XdpStats`] counts the bytes of passed, allowlisted and malformed
+/// frames too (88 → 112 bytes per CPU).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Where the maps and XDP links are pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/blocker";
@@ -246,6 +248,12 @@ pub struct XdpStats {
     pub events: u64,
     /// Events lost because the ring buffer was full.
     pub events_lost: u64,
+    /// Bytes of the passed frames (allowlisted and malformed ones included).
+    pub passed_bytes: u64,
+    /// Bytes of the `allowlisted` frames.
+    pub allowlisted_bytes: u64,
+    /// Bytes of the `malformed` frames.
+    pub malformed_bytes: u64,
 }
 
 /// Zero-window SYN accounting per source address.
@@ -508,7 +516,7 @@ const _: () = {
     assert!(core::mem::size_of::<LpmV4>() == 8);
     assert!(core::mem::size_of::<RuleEntry>() == 32);
     assert!(core::mem::size_of::<RuleCounters>() == 24);
-    assert!(core::mem::size_of::<XdpStats>() == 88);
+    assert!(core::mem::size_of::<XdpStats>() == 112);
     assert!(core::mem::size_of::<ZeroWindowEntry>() == 32);
     assert!(core::mem::size_of::<Meta>() == 8);
     assert!(core::mem::size_of::<Event>() == 80);

@@ -76,6 +76,7 @@ pub fn try_blocker_xdp(ctx: &XdpContext) -> u32 {
         Ok(action) => action,
         Err(Malformed) => {
             stats.malformed += 1;
+            stats.malformed_bytes += frame_len;
             xdp_action::XDP_PASS
         }
     };
@@ -84,6 +85,7 @@ pub fn try_blocker_xdp(ctx: &XdpContext) -> u32 {
         stats.dropped_bytes += frame_len;
     } else {
         stats.passed += 1;
+        stats.passed_bytes += frame_len;
     }
     action
 }
@@ -274,6 +276,7 @@ impl<L> Tcp<'_, L> {
         if let Some(rule) = self.tables.allowed(self.lpm_key, stats) {
             count_match(rule, self.frame_len);
             stats.allowlisted += 1;
+            stats.allowlisted_bytes += self.frame_len;
             return Ok(xdp_action::XDP_PASS);
         }
         stats.zw_syn += 1;
@@ -400,6 +403,7 @@ impl Tables {
         if let Some(allow) = self.allowed(lpm_key, stats) {
             count_match(allow, frame_len);
             stats.allowlisted += 1;
+            stats.allowlisted_bytes += frame_len;
             return Some(xdp_action::XDP_PASS);
         }
         count_match(blocked, frame_len);

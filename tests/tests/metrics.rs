@@ -209,7 +209,14 @@ fn scrape_follows_a_zero_window_syn_flood_and_passes_promtool() {
         1.0,
         "{banned_text}"
     );
+    // The SYNs before the ban passed (hping's frames are 54 bytes: at
+    // least 40 counts for IPv4 + TCP).
+    assert!(
+        v("blocker_xdp_passed_bytes_total") >= 20.0 * 40.0,
+        "{banned_text}"
+    );
     let dropped_before = v("blocker_xdp_dropped_packets_total");
+    let dropped_bytes_before = v("blocker_xdp_dropped_bytes_total");
 
     // The banned source keeps sending: every frame is dropped, counted
     // globally, for its origin, and on its rule.
@@ -223,6 +230,10 @@ fn scrape_follows_a_zero_window_syn_flood_and_passes_promtool() {
         "drops did not move by 50 (was {dropped_before}):\n{after}"
     );
     let v = |k: &str| value(&after, k);
+    assert!(
+        v("blocker_xdp_dropped_bytes_total") >= dropped_bytes_before + 50.0 * 40.0,
+        "{after}"
+    );
     assert!(v(r#"blocker_dropped_packets{origin="council",ip_type="ipv4"}"#) >= 50.0);
     assert!(v(r#"blocker_dropped_bytes{origin="council",ip_type="ipv4"}"#) >= 50.0 * 40.0);
     assert!(

@@ -307,14 +307,18 @@ impl Model {
             Some(a) => a,
             None => {
                 s.malformed += 1;
+                s.malformed_bytes += f.len() as u64;
                 XDP_PASS
             }
         };
+        // A frame is allowlisted at most once.
+        s.allowlisted_bytes = s.allowlisted * f.len() as u64;
         if action == XDP_DROP {
             s.dropped += 1;
             s.dropped_bytes += f.len() as u64;
         } else {
             s.passed += 1;
+            s.passed_bytes += f.len() as u64;
         }
         (action, s, facts)
     }
@@ -695,6 +699,9 @@ fn add(total: &mut XdpStats, d: &XdpStats) {
     total.passed += d.passed;
     total.dropped += d.dropped;
     total.dropped_bytes += d.dropped_bytes;
+    total.passed_bytes += d.passed_bytes;
+    total.allowlisted_bytes += d.allowlisted_bytes;
+    total.malformed_bytes += d.malformed_bytes;
     total.allowlisted += d.allowlisted;
     total.malformed += d.malformed;
     total.non_ip += d.non_ip;

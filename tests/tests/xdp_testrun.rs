@@ -21,9 +21,10 @@ fn net(s: &str) -> blocker::addr::IpNet {
     blocker::addr::parse_net(s).unwrap()
 }
 
-fn passed() -> XdpStats {
+fn passed(len: usize) -> XdpStats {
     XdpStats {
         passed: 1,
+        passed_bytes: len as u64,
         ..XdpStats::default()
     }
 }
@@ -43,7 +44,7 @@ fn exact_ipv4_ban_drops_only_that_source() {
     let f = Spec::syn(BANNED4, SERVER4).build();
     assert_eq!(h.run_counted(&f), (XDP_DROP, dropped(f.len())));
     let f = Spec::syn(OTHER4, SERVER4).build();
-    assert_eq!(h.run_counted(&f), (XDP_PASS, passed()));
+    assert_eq!(h.run_counted(&f), (XDP_PASS, passed(f.len())));
     // UDP from the banned source is dropped too: bans are per address.
     let f = Spec::syn(BANNED4, SERVER4).udp().build();
     assert_eq!(h.run(&f), XDP_DROP);
@@ -56,7 +57,7 @@ fn exact_ipv6_ban_drops_only_that_source() {
     let f = Spec::syn(BANNED6, SERVER6).build();
     assert_eq!(h.run_counted(&f), (XDP_DROP, dropped(f.len())));
     let f = Spec::syn(OTHER6, SERVER6).build();
-    assert_eq!(h.run_counted(&f), (XDP_PASS, passed()));
+    assert_eq!(h.run_counted(&f), (XDP_PASS, passed(f.len())));
 }
 
 #[test]
@@ -122,6 +123,8 @@ fn allowlist_beats_blocklist() {
         d,
         XdpStats {
             passed: 1,
+            passed_bytes: f.len() as u64,
+            allowlisted_bytes: f.len() as u64,
             allowlisted: 1,
             ..Default::default()
         }
@@ -148,6 +151,7 @@ fn expired_rules_are_ignored_and_counted() {
         d,
         XdpStats {
             passed: 1,
+            passed_bytes: f.len() as u64,
             expired: 1,
             ..Default::default()
         }
@@ -196,6 +200,8 @@ fn expired_narrower_rules_do_not_shadow_live_wider_ones() {
             XDP_PASS,
             XdpStats {
                 passed: 1,
+                passed_bytes: f.len() as u64,
+                allowlisted_bytes: f.len() as u64,
                 allowlisted: 1,
                 expired: 1,
                 ..Default::default()
@@ -269,6 +275,8 @@ fn vlan_and_qinq_are_parsed() {
         d,
         XdpStats {
             passed: 1,
+            passed_bytes: f.len() as u64,
+            malformed_bytes: f.len() as u64,
             malformed: 1,
             ..Default::default()
         }
@@ -336,7 +344,7 @@ fn ipv6_extension_headers_are_walked() {
             ..Default::default()
         })
         .build();
-    assert_eq!(h.run_counted(&f), (XDP_PASS, passed()));
+    assert_eq!(h.run_counted(&f), (XDP_PASS, passed(f.len())));
 }
 
 #[test]
@@ -344,7 +352,8 @@ fn non_first_ipv4_fragments_are_not_parsed_as_tcp() {
     let h = Harness::new();
     let mut spec = Spec::zero_window_syn(OTHER4, SERVER4);
     spec.ipv4_fragment_offset = 100;
-    assert_eq!(h.run_counted(&spec.build()), (XDP_PASS, passed()));
+    let f = spec.build();
+    assert_eq!(h.run_counted(&f), (XDP_PASS, passed(f.len())));
 }
 
 #[test]
@@ -356,6 +365,7 @@ fn non_ip_frames_pass_and_are_counted() {
         d,
         XdpStats {
             passed: 1,
+            passed_bytes: arp().len() as u64,
             non_ip: 1,
             ..Default::default()
         }
@@ -376,6 +386,8 @@ fn invalid_ip_headers_pass_as_malformed() {
             XDP_PASS,
             XdpStats {
                 passed: 1,
+                passed_bytes: f.len() as u64,
+                malformed_bytes: f.len() as u64,
                 malformed: 1,
                 ..Default::default()
             }
@@ -454,6 +466,8 @@ fn truncated_at_every_length_never_aborts() {
                         XDP_PASS,
                         XdpStats {
                             passed: 1,
+                            passed_bytes: len as u64,
+                            malformed_bytes: len as u64,
                             malformed: 1,
                             ..Default::default()
                         }
@@ -472,6 +486,8 @@ fn truncated_at_every_length_never_aborts() {
                         XDP_PASS,
                         XdpStats {
                             passed: 1,
+                            passed_bytes: len as u64,
+                            malformed_bytes: len as u64,
                             malformed: 1,
                             ..Default::default()
                         }
@@ -514,7 +530,7 @@ fn zero_window_syns_are_counted_per_source() {
             .flags(true, true)
             .build(),
     ] {
-        assert_eq!(h.run_counted(&f), (XDP_PASS, passed()));
+        assert_eq!(h.run_counted(&f), (XDP_PASS, passed(f.len())));
     }
     let mut sources = h.tables.zero_window().unwrap();
     sources.sort_by_key(|(a, _)| *a);
@@ -731,9 +747,9 @@ fn allowlist_is_consulted_only_when_it_can_change_the_verdict() {
     h.allow("198.18.0.0/29");
     h.allow("2001:db8::/64");
     let plain = Spec::syn(OTHER4, SERVER4).build();
-    assert_eq!(h.run_counted(&plain), (XDP_PASS, passed()));
+    assert_eq!(h.run_counted(&plain), (XDP_PASS, passed(plain.len())));
     let plain6 = Spec::syn(OTHER6, SERVER6).build();
-    assert_eq!(h.run_counted(&plain6), (XDP_PASS, passed()));
+    assert_eq!(h.run_counted(&plain6), (XDP_PASS, passed(plain6.len())));
     assert_eq!(
         h.tables.rules(List::Allow).unwrap()[0].counters.packets,
         0,

@@ -20,10 +20,13 @@ pub struct Args {
 #[derive(Serialize)]
 struct StatsView {
     passed: u64,
+    passed_bytes: u64,
     dropped: u64,
     dropped_bytes: u64,
     allowlisted: u64,
+    allowlisted_bytes: u64,
     malformed: u64,
+    malformed_bytes: u64,
     non_ip: u64,
     expired_rule_hits: u64,
     zero_window_syns: u64,
@@ -41,10 +44,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let (allow_rules, block_rules) = tables.counts()?;
     let view = StatsView {
         passed: s.passed,
+        passed_bytes: s.passed_bytes,
         dropped: s.dropped,
         dropped_bytes: s.dropped_bytes,
         allowlisted: s.allowlisted,
+        allowlisted_bytes: s.allowlisted_bytes,
         malformed: s.malformed,
+        malformed_bytes: s.malformed_bytes,
         non_ip: s.non_ip,
         expired_rule_hits: s.expired,
         zero_window_syns: s.zw_syn,
@@ -60,6 +66,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<Vec<String>> = [
         ("passed", view.passed, "frames handed to the kernel"),
+        ("passed bytes", view.passed_bytes, ""),
         (
             "dropped",
             view.dropped,
@@ -71,11 +78,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             view.allowlisted,
             "passed because the source is allowlisted",
         ),
+        ("allowlisted bytes", view.allowlisted_bytes, ""),
         (
             "malformed",
             view.malformed,
             "truncated or invalid headers (passed)",
         ),
+        ("malformed bytes", view.malformed_bytes, ""),
         ("non-ip", view.non_ip, "ARP, LLDP, ... (passed)"),
         (
             "expired rule hits",

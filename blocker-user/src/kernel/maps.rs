@@ -1306,6 +1306,9 @@ pub fn sum_stats(a: &XdpStats, b: &XdpStats) -> XdpStats {
         zw_syn_dropped: a.zw_syn_dropped + b.zw_syn_dropped,
         events: a.events + b.events,
         events_lost: a.events_lost + b.events_lost,
+        passed_bytes: a.passed_bytes + b.passed_bytes,
+        allowlisted_bytes: a.allowlisted_bytes + b.allowlisted_bytes,
+        malformed_bytes: a.malformed_bytes + b.malformed_bytes,
     }
 }
 

@@ -622,6 +622,11 @@ impl Collector for KernelCollector {
                 s.passed,
             ),
             (
+                "xdp_passed_bytes",
+                "Bytes of the frames XDP handed on to the kernel",
+                s.passed_bytes,
+            ),
+            (
                 "xdp_dropped_packets",
                 "Frames XDP dropped (block rules and the zero-window SYN policy)",
                 s.dropped,
@@ -637,9 +642,19 @@ impl Collector for KernelCollector {
                 s.allowlisted,
             ),
             (
+                "xdp_allowlisted_bytes",
+                "Bytes of the frames passed because the source is allowlisted",
+                s.allowlisted_bytes,
+            ),
+            (
                 "xdp_malformed_packets",
                 "Frames with truncated or invalid headers (passed)",
                 s.malformed,
+            ),
+            (
+                "xdp_malformed_bytes",
+                "Bytes of the frames with truncated or invalid headers (passed)",
+                s.malformed_bytes,
             ),
             (
                 "xdp_non_ip_packets",
