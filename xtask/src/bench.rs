@@ -143,6 +143,7 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let parts: Vec<Which> = Which::ALL.into_iter().filter(|&w| want(w)).collect();
+    let mut failed = Vec::new();
     for (i, &w) in parts.iter().enumerate() {
         note(&format!(
             "[{}/{}] {} — {} ({:.0} s so far)",
@@ -154,7 +155,13 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         ));
         let t = Instant::now();
         let mut cmd = part_command(args, w, &obj, bin.as_deref(), &out);
-        run(&mut cmd).with_context(|| format!("bench part {}", w.name()))?;
+        // A failed part is reported, and the others still run: the report
+        // keeps that part's last results.
+        if let Err(e) = run(&mut cmd) {
+            note(&format!("{} FAILED: {e:#}", w.name()));
+            failed.push(w.name());
+            continue;
+        }
         report::stamp_file(&out.join(format!("{}.json", w.name())), args.smoke)?;
         note(&format!(
             "{} done in {:.0} s",
@@ -163,6 +170,12 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
         ));
     }
     let report = report::write(&out, args.smoke)?;
+    anyhow::ensure!(
+        failed.is_empty(),
+        "bench part(s) failed: {} (report written to {})",
+        failed.join(", "),
+        report.display()
+    );
     note(&format!(
         "{} part(s) in {:.0} s; report: {}",
         parts.len(),
