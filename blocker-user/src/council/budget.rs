@@ -139,6 +139,20 @@ impl Budget {
         }
     }
 
+    /// A budget of `cfg` that has already used what `old` used (a council
+    /// rebuilt on SIGHUP must not start the day over).
+    pub fn continuing(cfg: BudgetConfig, old: &Budget) -> Self {
+        let o = old.state.lock().unwrap_or_else(|p| p.into_inner());
+        Self {
+            cfg,
+            state: Mutex::new(State {
+                minute: o.minute,
+                day: o.day,
+                refused_debates: o.refused_debates,
+            }),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,6 +299,19 @@ mod tests {
         assert_eq!(w.calls, 5);
         w.roll(t0 + MINUTE);
         assert_eq!(w.calls, 0);
+    }
+
+    #[test]
+    fn a_rebuilt_budget_keeps_what_was_used() {
+        let cfg = BudgetConfig {
+            calls_per_day: 2,
+            ..BudgetConfig::default()
+        };
+        let old = Budget::new(cfg.clone());
+        old.take_call().unwrap();
+        old.take_call().unwrap();
+        let new = Budget::continuing(cfg, &old);
+        assert_eq!(new.take_call().unwrap_err().what, "calls per day");
     }
 
     #[test]

@@ -978,7 +978,19 @@ pub enum BuildError {
 /// Builds the council from `[council]`: rule agents, LLM agents (sharing
 /// one endpoint, `$OPENAI_API_KEY`), or a mix, plus the optional judge.
 pub fn build(c: &config::CouncilConfig) -> Result<Council, BuildError> {
-    let budget = Arc::new(budget::Budget::new(c.llm.budget.clone()));
+    build_after(c, None)
+}
+
+/// [`build`], for a council replacing `previous` (SIGHUP): its LLM budget
+/// carries on counting from what `previous` used.
+pub fn build_after(
+    c: &config::CouncilConfig,
+    previous: Option<&Council>,
+) -> Result<Council, BuildError> {
+    let budget = Arc::new(match previous.and_then(|p| p.budget.as_deref()) {
+        Some(old) => budget::Budget::continuing(c.llm.budget.clone(), old),
+        None => budget::Budget::new(c.llm.budget.clone()),
+    });
     let endpoint = if c.uses_llm() {
         let e = llm::Endpoint::from_env(&c.llm)?.with_budget(budget.clone());
         info!(

@@ -183,7 +183,7 @@ impl<T: RuleTables> Pipeline<T> {
         // cannot be built (an LLM endpoint without a key) keeps the old
         // configuration whole.
         let council = if next.council != self.cfg.council {
-            match crate::council::build(&next.council) {
+            match crate::council::build_after(&next.council, Some(&self.council)) {
                 Ok(c) => Some(Arc::new(c.with_cancel(self.cancel.clone()))),
                 Err(e) => {
                     warn!("SIGHUP: {from}: {e}; rejected, the running configuration is kept");
