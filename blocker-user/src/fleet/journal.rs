@@ -98,13 +98,20 @@ pub fn pending(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Queued>>
     Ok(out)
 }
 
-/// Marks an outbox row published at stream sequence `seq`.
-pub fn mark_published(conn: &Connection, row: i64, seq: u64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE fleet_outbox SET published_at = ?1, stream_seq = ?2 WHERE id = ?3",
-        params![clock::unix_secs(SystemTime::now()), seq as i64, row],
-    )?;
-    Ok(())
+/// Marks many outbox rows published, `(row, stream sequence)`, in one
+/// transaction: one commit for a batch the stream acknowledged.
+pub fn mark_published_all(conn: &Connection, marks: &[(i64, u64)]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE fleet_outbox SET published_at = ?1, stream_seq = ?2 WHERE id = ?3",
+        )?;
+        let now = clock::unix_secs(SystemTime::now());
+        for (row, seq) in marks {
+            stmt.execute(params![now, *seq as i64, row])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Decisions waiting to be published.
@@ -322,7 +329,7 @@ mod tests {
         let p = pending(&c, 10).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].decision, d);
-        mark_published(&c, p[0].row, 7).unwrap();
+        mark_published_all(&c, &[(p[0].row, 7)]).unwrap();
         assert_eq!(queued_count(&c).unwrap(), 0);
         assert!(pending(&c, 10).unwrap().is_empty());
         queue(&c, &Decision::unblock("a", net, "r")).unwrap();
@@ -337,7 +344,7 @@ mod tests {
         let net = |s: &str| -> IpNet { s.parse().unwrap() };
         let publish_all = |c: &Connection| {
             for q in pending(c, 100).unwrap() {
-                mark_published(c, q.row, 1).unwrap();
+                mark_published_all(c, &[(q.row, 1)]).unwrap();
             }
         };
         // Outbox: a live shared ban, an expired one, a ban then its unban,

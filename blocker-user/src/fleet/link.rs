@@ -271,27 +271,36 @@ async fn flush(cfg: &FleetConfig, js: &jetstream::Context, outbox: &Outbox, stat
             }
         }
         let sent = acks.len();
+        // Marked published in one commit for the batch (one fsync, not one
+        // per decision); a crash before it resends them, which the
+        // Nats-Msg-Id makes harmless.
+        let mut marks = Vec::with_capacity(sent);
+        let mut failed = false;
         for (row, ack) in acks {
             match ack.await {
-                Ok(a) => {
-                    let marked = journal::mark_published(
-                        &outbox.lock().expect("outbox lock"),
-                        row,
-                        a.sequence,
-                    );
-                    if let Err(e) = marked {
-                        warn!("fleet: published outbox row {row} but could not mark it: {e}");
-                    }
-                    status.lock().expect("status lock").sent += 1;
-                }
+                Ok(a) => marks.push((row, a.sequence)),
                 Err(e) => {
                     // Stays queued; the Nats-Msg-Id makes a resend of one
                     // the server did store harmless.
                     status.lock().expect("status lock").last_error =
                         Some(format!("publish ack: {e}"));
-                    return;
+                    failed = true;
+                    break;
                 }
             }
+        }
+        match journal::mark_published_all(&outbox.lock().expect("outbox lock"), &marks) {
+            Ok(()) => status.lock().expect("status lock").sent += marks.len() as u64,
+            Err(e) => {
+                warn!(
+                    "fleet: published {} outbox rows but could not mark them: {e}",
+                    marks.len()
+                );
+                return;
+            }
+        }
+        if failed {
+            return;
         }
         if sent < batch.len() {
             return;
