@@ -1198,11 +1198,13 @@ fn past_the_llm_budget_the_offline_council_bans_and_status_says_exhausted() {
         !first_shown.contains("fell back"),
         "the first incident was the LLM council's:\n{first_shown}"
     );
-    // Status: used, remaining, exhausted.
+    // Status (rewritten every second): used, remaining, exhausted, and the
+    // debate left to the offline council.
     assert!(
-        blocker_tests::wait_until(Duration::from_secs(5), || state.daemon_status()["council"]
-            ["llm_budget"]["exhausted"]
-            .is_string()),
+        blocker_tests::wait_until(Duration::from_secs(10), || {
+            let b = &state.daemon_status()["council"]["llm_budget"];
+            b["exhausted"].is_string() && b["refused_debates"] == 1
+        }),
         "{:#}",
         state.daemon_status()
     );
