@@ -3,10 +3,12 @@
 //! 1. **Evidence → map latency**: many incidents, each from its own source,
 //!    through the whole pipeline (kernel event with its CLOCK_BOOTTIME stamp →
 //!    ring buffer → incident → council → guard → journal commit → map entry).
-//!    The daemon measures each ban from the kernel's timestamp; we report the
-//!    median and p99. Most incidents come from XDP zero-window SYN threshold
-//!    events (cheap to produce by the hundred); a smaller set comes from the
-//!    treason probes (window-shrinking raw peers).
+//!    The daemon measures each ban from the evidence's timestamp; we report
+//!    the median and p99. Most incidents are IDS alerts on established TCP
+//!    sessions (Suricata eve.json lines: confirmed evidence, cheap to produce
+//!    by the hundred); a smaller set comes from the treason probes
+//!    (window-shrinking raw peers). Zero-window SYNs are not used: since
+//!    issue 10 they are forgeable evidence and ban nobody.
 //! 2. **Probe overhead**: the same bulk TCP transfer with the treason
 //!    tracepoints attached and with probes off, alternating rounds, ratio of
 //!    medians; plus the kernel's own per-run cost of each probe program
@@ -17,16 +19,15 @@
 //! `BENCH_JSON` (write results there).
 
 use std::{
-    io::Read as _,
+    io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use blocker_tests::{
     State,
-    frames::Spec,
     lab::{Daemon, Lab, SERVER_V4, sh},
-    peers::{self, RawPeer},
+    peers::RawPeer,
     wait_until,
 };
 
@@ -47,10 +48,9 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The latency run sends threshold-crossing SYNs from many sources in a few
-/// seconds, which the council would rightly call a spoofed flood (no
-/// per-source bans); the flood thresholds are moved out of the way so each
-/// source is an incident to measure.
+/// The latency run raises incidents from many sources in a few seconds;
+/// the ban-rate limit and the flood thresholds are moved out of the way so
+/// each source is an incident to measure.
 fn config(state: &State, extra: &str) -> String {
     let p = state.state_dir.join("bench.toml");
     std::fs::write(
@@ -70,25 +70,39 @@ fn latency(incidents: u64) -> serde_json::Value {
     let _srv = lab.victim_server(PORT, 1 << 20);
     let state = State::new();
     let cfg = config(&state, "");
-    let _d = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
-    // XDP incidents: 25 zero-window SYNs (threshold 20) from each source in
-    // 198.19.0.0/16, one source every 20 ms so the pipeline is measured, not
-    // a queue.
+    let eve = state.state_dir.join("eve.json");
+    std::fs::write(&eve, "").unwrap();
+    let d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .log()
+            .contains("following eve.json")),
+        "the daemon never followed eve.json"
+    );
+    // IDS incidents: one alert on an established FTP session from each
+    // source in 198.19.0.0/16, one source every 20 ms so the pipeline is
+    // measured, not a queue.
     let started = Instant::now();
     for i in 0..incidents {
         let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
-        let frames: Vec<Vec<u8>> = (0..25)
-            .map(|_| Spec::zero_window_syn(&src, SERVER_V4).build())
-            .collect();
-        peers::inject(&lab, &frames).unwrap();
+        let line = format!(
+            r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
+        );
+        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
+        writeln!(f, "{line}").unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        wait_until(Duration::from_secs(30), || state.daemon_status()["latency"]
+        wait_until(Duration::from_secs(60), || state.daemon_status()["latency"]
             ["count"]
             .as_u64()
             >= Some(incidents)),
-        "only {} of {incidents} XDP incidents banned",
+        "only {} of {incidents} IDS incidents banned",
         state.daemon_status()["latency"]["count"]
     );
     let xdp_wall = started.elapsed();
@@ -139,7 +153,7 @@ fn latency(incidents: u64) -> serde_json::Value {
         "evidence → map entry latency (kernel timestamp to map write, measured by the daemon):"
     );
     println!(
-        "  XDP zero-window SYN incidents: {n_xdp}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "  IDS-alert incidents (established TCP): {n_xdp}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         r["xdp_p50_ms"].as_f64().unwrap(),
         r["xdp_p99_ms"].as_f64().unwrap(),
         r["xdp_max_ms"].as_f64().unwrap()

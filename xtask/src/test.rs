@@ -177,11 +177,7 @@ pub fn run_all(args: &Args) -> anyhow::Result<()> {
             out: None,
             only: None,
             part: None,
-            // pipeline drives the council with zero-window SYN floods,
-            // which since issue 10 are forgeable evidence and ban nobody: it
-            // fails until it is moved to confirmed evidence (IDS alerts on
-            // established TCP, as the tests were).
-            skip: vec![bench::Which::Pipeline],
+            skip: Vec::new(),
             latency_ms: 5,
             smoke: true,
         })
