@@ -127,6 +127,71 @@ fn rooms_import_one_way() {
     );
 }
 
+/// The flow, lowest first: a room may import only rooms below it (shared
+/// vocabulary imports anything of rank 0). A new room gets its place here.
+const RANKS: &[(&str, u32)] = &[
+    ("addr", 0),
+    ("choice", 0),
+    ("clock", 0),
+    ("rule", 0),
+    ("text", 0),
+    ("ttl", 0),
+    ("kernel", 1),
+    ("evidence", 2),
+    ("incident", 3),
+    ("council", 4),
+    ("guard", 5),
+    ("state", 6),
+    ("verdict", 7),
+    ("fleet", 7),
+    ("metrics", 8),
+    ("config", 8),
+    ("daemon", 9),
+    ("debate", 10),
+];
+
+#[test]
+fn rooms_import_down_the_flow() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let rank = |room: &str| RANKS.iter().find(|r| r.0 == room).map(|r| r.1);
+    let mut wrong = Vec::new();
+    for path in &files {
+        let rel = path.strip_prefix(&src).unwrap();
+        let room = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let room = room.trim_end_matches(".rs");
+        if matches!(room, "lib" | "main" | "cli") {
+            continue;
+        }
+        let Some(mine) = rank(room) else {
+            wrong.push(format!("{room} has no place in RANKS (tests/layout.rs)"));
+            continue;
+        };
+        let text = std::fs::read_to_string(path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for dep in imported_rooms(code) {
+            match rank(&dep) {
+                Some(theirs) if dep != room && theirs >= mine && !(mine == 0 && theirs == 0) => {
+                    wrong.push(format!(
+                        "{} imports {dep}, which is not below it",
+                        rel.display()
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "imports against the flow: {wrong:#?}");
+}
+
 #[test]
 fn the_scanner_sees_grouped_and_plain_imports() {
     let code = "use crate::{\n    kernel::{maps, pins},\n    rule::List,\n    text,\n};\nfn f() { crate::clock::now(); }";

@@ -8,6 +8,9 @@
 //! and publishes them. The daemon's own verdicts take the same path, so a
 //! decision is on disk before it is sent and nothing is lost if the server
 //! or the daemon goes away in between.
+//!
+//! The tables are the journal's ([`FLEET_SCHEMA`](crate::state::journal::FLEET_SCHEMA),
+//! one of its migrations): the journal owns every table it holds.
 
 use std::time::SystemTime;
 
@@ -16,32 +19,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Decision, Kind};
 use crate::clock;
-
-/// The schema, one migration of the journal (see `state::journal::MIGRATIONS`).
-pub const SCHEMA: &str = "CREATE TABLE fleet_outbox (
-        id           INTEGER PRIMARY KEY,
-        decision_id  TEXT NOT NULL UNIQUE,
-        kind         TEXT NOT NULL,         -- block, unblock
-        target       TEXT NOT NULL,         -- canonical CIDR
-        body         TEXT NOT NULL,         -- JSON: the decision as published
-        created_at   INTEGER NOT NULL,      -- unix seconds
-        published_at INTEGER,               -- NULL = queued
-        stream_seq   INTEGER                -- the stream's sequence number
-    );
-    CREATE INDEX fleet_outbox_queued ON fleet_outbox (id) WHERE published_at IS NULL;
-    CREATE TABLE fleet_received (
-        id           INTEGER PRIMARY KEY,
-        decision_id  TEXT NOT NULL,
-        origin       TEXT NOT NULL,
-        kind         TEXT NOT NULL,
-        target       TEXT NOT NULL,
-        body         TEXT NOT NULL,         -- JSON: the decision as received
-        received_at  INTEGER NOT NULL,      -- unix seconds
-        outcome      TEXT NOT NULL,         -- applied, refused, failed
-        detail       TEXT,                  -- why it was refused, or the error
-        rule_id      INTEGER                -- the rules row an applied block wrote
-    );
-    CREATE INDEX fleet_received_decision ON fleet_received (decision_id);";
 
 /// A queued or published decision.
 #[derive(Clone, Debug)]
@@ -313,7 +290,8 @@ mod tests {
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(crate::state::journal::FLEET_SCHEMA)
+            .unwrap();
         c
     }
 

@@ -78,6 +78,32 @@ fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The fleet's tables (migration 3); `fleet::journal` reads and writes them.
+pub const FLEET_SCHEMA: &str = "CREATE TABLE fleet_outbox (
+        id           INTEGER PRIMARY KEY,
+        decision_id  TEXT NOT NULL UNIQUE,
+        kind         TEXT NOT NULL,         -- block, unblock
+        target       TEXT NOT NULL,         -- canonical CIDR
+        body         TEXT NOT NULL,         -- JSON: the decision as published
+        created_at   INTEGER NOT NULL,      -- unix seconds
+        published_at INTEGER,               -- NULL = queued
+        stream_seq   INTEGER                -- the stream's sequence number
+    );
+    CREATE INDEX fleet_outbox_queued ON fleet_outbox (id) WHERE published_at IS NULL;
+    CREATE TABLE fleet_received (
+        id           INTEGER PRIMARY KEY,
+        decision_id  TEXT NOT NULL,
+        origin       TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        body         TEXT NOT NULL,         -- JSON: the decision as received
+        received_at  INTEGER NOT NULL,      -- unix seconds
+        outcome      TEXT NOT NULL,         -- applied, refused, failed
+        detail       TEXT,                  -- why it was refused, or the error
+        rule_id      INTEGER                -- the rules row an applied block wrote
+    );
+    CREATE INDEX fleet_received_decision ON fleet_received (decision_id);";
+
 /// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: rules with their history.
@@ -134,7 +160,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX verdicts_debate ON verdicts (debate_id);",
     // 3: the fleet's outbox (own decisions to publish, also the queue while
     // NATS is away) and the decisions received from peers.
-    crate::fleet::journal::SCHEMA,
+    FLEET_SCHEMA,
     // 4: retention (`[journal]`, state::retention) deletes the oldest
     // records first and keeps whatever an active rule rests on; these
     // indexes make "is this row still referenced?" a lookup.
