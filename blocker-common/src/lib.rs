@@ -52,8 +52,13 @@ pub mod maps {
     pub const CONFIG: &str = "CONFIG";
     /// One [`Meta`](super::Meta) recording the layout version of the pins.
     pub const META: &str = "META";
-    /// Ring buffer of [`Event`](super::Event)s to the daemon (not pinned).
+    /// Ring buffer of the treason probes' [`Event`](super::Event)s to the
+    /// daemon (not pinned): confirmed evidence, on an established socket.
     pub const EVENTS: &str = "EVENTS";
+    /// Ring buffer of XDP's zero-window-SYN threshold [`Event`](super::Event)s
+    /// (not pinned): forgeable evidence, kept apart so that a spoofed flood
+    /// filling it cannot crowd the probes' events out of theirs.
+    pub const XDP_EVENTS: &str = "XDP_EVENTS";
     /// Per-socket probe state (LRU): rate limit and zero-window stall
     /// tracking, [`SockState`](super::SockState) (not pinned).
     pub const SOCK_STATE: &str = "SOCK_STATE";

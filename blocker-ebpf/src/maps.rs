@@ -52,8 +52,13 @@ pub static CONFIG: Array<u64, { config::LEN as usize }> = Array::new();
 /// created and pinned with the others.
 #[btf_map]
 pub static META: Array<Meta, 1> = Array::new();
+/// The treason probes' events (confirmed evidence).
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { 256 * 1024 }> = RingBuf::new();
+/// XDP's zero-window-SYN threshold events (forgeable evidence): a ring of
+/// their own, so a spoofed flood of them can fill only this one.
+#[btf_map]
+pub static XDP_EVENTS: RingBuf<Event, { 256 * 1024 }> = RingBuf::new();
 /// Socket pointer → probe state (rate limit, stall tracking). LRU: sockets
 /// that go away are forgotten on their own.
 #[btf_map]

@@ -42,8 +42,8 @@ use network_types::{
 
 use crate::{
     maps::{
-        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, EVENTS, MapRef,
-        RULE_COUNTERS, STATS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
+        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, MapRef, RULE_COUNTERS,
+        STATS, XDP_EVENTS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
     },
     parse::{Malformed, ptr_at},
 };
@@ -357,7 +357,7 @@ fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: 
             event.peer_addr = a;
         }
     }
-    if EVENTS.output(event, 0).is_ok() {
+    if XDP_EVENTS.output(event, 0).is_ok() {
         stats.events += 1;
     } else {
         stats.events_lost += 1;

@@ -582,7 +582,7 @@ fn zero_window_policy_switch_drops_until_it_expires() {
 fn zero_window_threshold_sends_one_event() {
     let mut h = Harness::new();
     let mut ring =
-        aya::maps::RingBuf::try_from(h.ebpf.take_map(blocker_common::maps::EVENTS).unwrap())
+        aya::maps::RingBuf::try_from(h.ebpf.take_map(blocker_common::maps::XDP_EVENTS).unwrap())
             .unwrap();
     h.tables.set_config(config::ZW_THRESHOLD, 3).unwrap();
     let zw = Spec::zero_window_syn(OTHER6, SERVER6).build();
@@ -612,6 +612,42 @@ fn zero_window_threshold_sends_one_event() {
         OTHER6
     );
     assert!(ring.next().is_none(), "exactly one event");
+}
+
+/// A spoofed flood of threshold events fills XDP's own ring and nothing
+/// else: the treason probes' ring (confirmed evidence) stays empty for
+/// them, however long userspace takes to drain (issue 10).
+#[test]
+fn a_flood_of_zero_window_events_fills_only_its_own_ring() {
+    let mut h = Harness::new();
+    let mut probe_ring =
+        aya::maps::RingBuf::try_from(h.ebpf.take_map(blocker_common::maps::EVENTS).unwrap())
+            .unwrap();
+    // Every new source crosses a threshold of 1 at once: one event each.
+    h.tables.set_config(config::ZW_THRESHOLD, 1).unwrap();
+    let mut lost = 0;
+    let mut sent = 0;
+    // 256 KiB of ring fills after about 3,600 events; nothing drains it.
+    for i in 0..8000u32 {
+        let src = format!("198.18.{}.{}", 64 + i / 250, i % 250 + 1);
+        let d = h
+            .run_counted(&Spec::zero_window_syn(&src, SERVER4).build())
+            .1;
+        sent += d.events;
+        lost += d.events_lost;
+        if lost > 0 {
+            break;
+        }
+    }
+    assert!(lost > 0, "the XDP ring never filled ({sent} events sent)");
+    assert!(
+        sent > 1000,
+        "only {sent} events fit before the ring was full"
+    );
+    assert!(
+        probe_ring.next().is_none(),
+        "an XDP event reached the probes' ring"
+    );
 }
 
 #[test]

@@ -141,17 +141,15 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
         Err(e) => return Err(e.into()),
     };
     spawn_ebpf_logger(&mut ebpf);
-    let ring = ebpf
-        .take_map(map_names::EVENTS)
-        .ok_or(DaemonError::MissingMap {
-            name: map_names::EVENTS,
-        })
-        .and_then(|m| {
-            RingBuf::try_from(m).map_err(|source| DaemonError::Map {
-                name: map_names::EVENTS,
-                source,
-            })
-        })?;
+    // Two rings: the probes' (confirmed evidence) and XDP's zero-window-SYN
+    // events (forgeable), so a spoofed flood fills only its own.
+    let mut take_ring = |name: &'static str| {
+        ebpf.take_map(name)
+            .ok_or(DaemonError::MissingMap { name })
+            .and_then(|m| RingBuf::try_from(m).map_err(|source| DaemonError::Map { name, source }))
+    };
+    let probe_ring = take_ring(map_names::EVENTS)?;
+    let xdp_ring = take_ring(map_names::XDP_EVENTS)?;
     let tables = Tables::from_ebpf(&mut ebpf)?;
     // A broken journal must not stop enforcement: the pinned rules keep
     // working, new bans are refused (never enforced unrecorded), and the
@@ -197,11 +195,13 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
     // lane first.
     let counters = Arc::new(PipelineCounters::default());
     let (alert_tx, mut alert_rx) = evidence::alert::lanes(cfg.sources.queue);
-    tokio::spawn(evidence::probe::run(
-        ring,
-        alert_tx.clone(),
-        counters.clone(),
-    ));
+    for ring in [probe_ring, xdp_ring] {
+        tokio::spawn(evidence::probe::run(
+            ring,
+            alert_tx.clone(),
+            counters.clone(),
+        ));
+    }
     if cfg.sources.kmsg {
         let (tx, c) = (alert_tx.clone(), counters.clone());
         tokio::spawn(async move {
