@@ -50,6 +50,20 @@ use crate::{
     state::enforcer::{Change, Enforcer},
 };
 
+/// Why the bouncer did not start (the daemon logs it and runs without it).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The API key or machine password, or the Local API's URL.
+    #[error(transparent)]
+    Crowdsec(#[from] crate::evidence::crowdsec::CrowdsecError),
+    #[error(transparent)]
+    Tables(#[from] crate::kernel::maps::TablesError),
+    #[error("{0} (the bouncer never enforces a decision it cannot journal)")]
+    Journal(#[source] crate::state::journal::StoreError),
+    #[error("invalid [guard] trusted: {0}")]
+    Guard(#[source] crate::addr::AddrError),
+}
+
 /// Two expiries this close are the same decision seen again (the API
 /// reports time left with sub-second precision; the journal keeps seconds).
 const SAME_EXPIRY_SECS: i64 = 5;
@@ -421,9 +435,9 @@ pub fn spawn(
     local: Vec<IpAddr>,
     dry_run: bool,
     cancel: CancellationToken,
-) -> Result<Spawned, String> {
-    let key = cfg.api_key().map_err(|e| e.to_string())?;
-    let client = lapi::Client::new(&cfg.lapi_url, cfg.timeout).map_err(|e| e.to_string())?;
+) -> Result<Spawned, StartError> {
+    let key = cfg.api_key()?;
+    let client = lapi::Client::new(&cfg.lapi_url, cfg.timeout)?;
     let status = Arc::new(Mutex::new(CrowdsecStatus {
         lapi_url: client.base().to_string(),
         push: PushStatus {
@@ -433,7 +447,7 @@ pub fn spawn(
         ..CrowdsecStatus::default()
     }));
     let push_tx = if cfg.push.enabled {
-        let password = cfg.push_password().map_err(|e| e.to_string())?;
+        let password = cfg.push_password()?;
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
         tokio::spawn(push_loop(
             client.clone(),

@@ -48,6 +48,8 @@ impl std::fmt::Debug for Reload {
 impl Reload {
     /// The file with the flags merged in, validated.
     pub fn load(&self) -> Result<Config, String> {
+        // The error becomes a log line ("SIGHUP: ...; rejected"); its text
+        // carries the cause (ConfigError's message includes its source).
         let mut cfg = Config::load(&self.path, self.required).map_err(|e| e.to_string())?;
         (self.overrides)(&mut cfg)?;
         cfg.validate()

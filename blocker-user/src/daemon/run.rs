@@ -493,13 +493,14 @@ fn start_crowdsec(
     cfg: &crate::config::Config,
     pins: &PinDir,
     cancel: tokio_util::sync::CancellationToken,
-) -> Result<super::crowdsec::Spawned, String> {
-    let tables = crate::kernel::maps::Tables::open(pins).map_err(|e| e.to_string())?;
-    let store = crate::state::journal::Store::open_in(&cfg.state_dir)
-        .map_err(|e| format!("{e} (the bouncer never enforces a decision it cannot journal)"))?;
+) -> Result<super::crowdsec::Spawned, super::crowdsec::StartError> {
+    use super::crowdsec::StartError;
+    let tables = crate::kernel::maps::Tables::open(pins)?;
+    let store =
+        crate::state::journal::Store::open_in(&cfg.state_dir).map_err(StartError::Journal)?;
     let enforcer =
         crate::state::enforcer::Enforcer::new(tables, store).with_when_full(cfg.maps.when_full);
-    let guard = crate::guard::Guard::new(cfg.guard.clone()).map_err(|e| e.to_string())?;
+    let guard = crate::guard::Guard::new(cfg.guard.clone()).map_err(StartError::Guard)?;
     super::crowdsec::spawn(
         &cfg.sources.crowdsec,
         enforcer,
