@@ -274,10 +274,7 @@ impl<L> Tcp<'_, L> {
         // The allowlist exempts a source from the zero-window policy and its
         // accounting, as it exempts it from block rules.
         if let Some(rule) = self.tables.allowed(self.lpm_key, stats) {
-            count_match(rule, self.frame_len);
-            stats.allowlisted += 1;
-            stats.allowlisted_bytes += self.frame_len;
-            return Ok(xdp_action::XDP_PASS);
+            return Ok(pass_allowlisted(rule, self.frame_len, stats));
         }
         stats.zw_syn += 1;
         let now = boot_ns();
@@ -401,10 +398,7 @@ impl Tables {
     ) -> Option<u32> {
         let blocked = self.blocking(addr, lpm_key, stats)?;
         if let Some(allow) = self.allowed(lpm_key, stats) {
-            count_match(allow, frame_len);
-            stats.allowlisted += 1;
-            stats.allowlisted_bytes += frame_len;
-            return Some(xdp_action::XDP_PASS);
+            return Some(pass_allowlisted(allow, frame_len, stats));
         }
         count_match(blocked, frame_len);
         Some(xdp_action::XDP_DROP)
@@ -535,6 +529,16 @@ fn find_lpm_from<L>(map: MapRef, key: &mut Key<L>, stats: &mut XdpStats) -> Foun
         }
     }
     Found::Expired
+}
+
+/// A frame an allow rule lets through: counted on the rule and as
+/// allowlisted, then passed.
+#[inline(always)]
+fn pass_allowlisted(rule: *const RuleEntry, frame_len: u64, stats: &mut XdpStats) -> u32 {
+    count_match(rule, frame_len);
+    stats.allowlisted += 1;
+    stats.allowlisted_bytes += frame_len;
+    xdp_action::XDP_PASS
 }
 
 /// Counts a matched frame in this CPU's [`RULE_COUNTERS`] slot of `rule`.
