@@ -19,13 +19,14 @@
 //! `BENCH_JSON` (write results there).
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Read as _,
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use blocker_tests::{
     State,
+    eve::{EveFile, confirmed_alert},
     lab::{Daemon, Lab, SERVER_V4, sh},
     peers::RawPeer,
     wait_until,
@@ -70,31 +71,21 @@ fn latency(incidents: u64) -> serde_json::Value {
     let _srv = lab.victim_server(PORT, 1 << 20);
     let state = State::new();
     let cfg = config(&state, "");
-    let eve = state.state_dir.join("eve.json");
-    std::fs::write(&eve, "").unwrap();
+    let eve = EveFile::new(&state);
     let d = Daemon::start(
         &state,
         &lab.server,
         &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+        &["--config", &cfg, "--eve-json", eve.arg()],
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || d
-            .log()
-            .contains("following eve.json")),
-        "the daemon never followed eve.json"
-    );
+    d.wait_following_eve();
     // IDS incidents: one alert on an established FTP session from each
     // source in 198.19.0.0/16, one source every 20 ms so the pipeline is
     // measured, not a queue.
     let started = Instant::now();
     for i in 0..incidents {
         let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
-        let line = format!(
-            r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
-        );
-        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
-        writeln!(f, "{line}").unwrap();
+        eve.append(&confirmed_alert(&src));
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(

@@ -568,6 +568,18 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon follows its `--eve-json` file: the follower
+    /// opens it at its end, so lines written before would be skipped.
+    pub fn wait_following_eve(&self) {
+        assert!(
+            crate::wait_until(std::time::Duration::from_secs(30), || self
+                .log()
+                .contains("following eve.json")),
+            "the daemon never followed eve.json:\n{}",
+            self.log()
+        );
+    }
+
     /// SIGKILL: no cleanup code of the daemon runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

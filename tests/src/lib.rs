@@ -7,6 +7,7 @@
 //! 198.18.0.0/15 and 2001:db8::/32, no route out, bounded traffic.
 
 pub mod crowdsec;
+pub mod eve;
 pub mod fleet;
 pub mod frames;
 pub mod lab;

@@ -6,6 +6,7 @@ use std::{collections::BTreeSet, net::SocketAddr, process::Command, time::Durati
 
 use blocker_tests::{
     State, describe,
+    eve::{EveFile, confirmed_alert},
     frames::Spec,
     lab::{CLIENT_V4, Daemon, Lab, SERVER_V4},
     peers, wait_until,
@@ -56,37 +57,25 @@ fn sigkill_during_a_burst_of_bans_loses_no_acknowledged_ban() {
     // Council bans need kernel-confirmed evidence (a zero-window SYN is
     // forgeable and only watched, see issue 10): IDS alerts on established
     // TCP sessions (an application protocol) from 300 sources.
-    let eve = state.state_dir.join("eve.json");
-    std::fs::write(&eve, "").unwrap();
+    let eve = EveFile::new(&state);
     let mut d = Daemon::start(
         &state,
         &lab.server,
         &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+        &["--config", &cfg, "--eve-json", eve.arg()],
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     let lines: Vec<String> = (0..300u32)
         .map(|i| {
             let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
-            format!(
-                r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
-            )
+            confirmed_alert(&src)
         })
         .collect();
     let injector = {
         std::thread::scope(|s| {
             let h = s.spawn(|| {
-                use std::io::Write as _;
-                let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
                 for l in &lines {
-                    writeln!(f, "{l}").unwrap();
-                    f.flush().unwrap();
+                    eve.append(l);
                     std::thread::sleep(Duration::from_millis(5));
                 }
             });
@@ -505,16 +494,8 @@ fn spoofed_flood_from_thousands_of_sources_never_blocks_a_friend_and_stays_bound
     assert!(zw["total_sources"].as_u64().unwrap() <= 65536);
 }
 
-/// A confirmed IDS alert (established TCP) from `src`, as eve.json writes it.
-fn confirmed_eve_line(src: &str) -> String {
-    format!(
-        r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
-    )
-}
-
 #[test]
 fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_bans_stay() {
-    use std::io::Write as _;
     let lab = Lab::new();
     let state = State::new();
     const MAX_SIZE: u64 = 4 << 20;
@@ -525,21 +506,14 @@ fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_ba
     // A ban from before, whose journal row is as old as the incidents
     // about to be pruned: it must survive retention and a restart.
     state.ok(&["ban", "198.18.60.1", "--ttl", "1h", "--reason", "operator"]);
-    let eve = state.state_dir.join("eve.json");
-    std::fs::write(&eve, "").unwrap();
+    let eve = EveFile::new(&state);
     let mut d = Daemon::start(
         &state,
         &lab.server,
         &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.to_str().unwrap()],
+        &["--config", &cfg, "--eve-json", eve.arg()],
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     // 100k incidents from 90 days ago (512-byte summaries, ~60 MB),
     // inserted in one transaction next to the running daemon.
     let store = blocker::state::journal::Store::open_in(&state.state_dir).unwrap();
@@ -568,10 +542,7 @@ fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_ba
         d.log()
     );
     let attacker = "198.18.62.7";
-    {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
-        writeln!(f, "{}", confirmed_eve_line(attacker)).unwrap();
-    }
+    eve.append(&confirmed_alert(attacker));
     assert!(
         wait_until(Duration::from_secs(30), || map_rules(&state)
             .contains(&("block".into(), attacker.into()))),

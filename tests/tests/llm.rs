@@ -1022,13 +1022,7 @@ fn the_daemon_runs_llm_debates_dry_and_cancels_them_on_shutdown() {
         ],
     );
     // Lines written before the follower opened the file would be skipped.
-    assert!(
-        blocker_tests::wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     let mut f = std::fs::OpenOptions::new().append(true).open(&eve).unwrap();
     writeln!(f, "{}", eve_line(quick, INJECTION)).unwrap();
     writeln!(f, "{}", eve_line(stuck, "USER root")).unwrap();
@@ -1143,13 +1137,7 @@ fn past_the_llm_budget_the_offline_council_bans_and_status_says_exhausted() {
             "test-model",
         ],
     );
-    assert!(
-        blocker_tests::wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     let banned = |ip: &str| {
         state.json(&["list"])["rules"]
             .as_array()

@@ -13,7 +13,8 @@ use std::{
 
 use blocker_tests::{
     State, blocker_bin, describe,
-    lab::{CLIENT_V4, CLIENT_V6, Daemon, Lab, NetNs, SERVER_V4},
+    eve::{EveFile, confirmed_alert},
+    lab::{CLIENT_V4, CLIENT_V6, Daemon, Lab, NetNs},
     unique, wait_until,
 };
 
@@ -79,25 +80,14 @@ fn config(state: &State) -> PathBuf {
 
 fn start(state: &State, lab: &Lab) -> Daemon {
     let cfg = config(state);
-    let eve = state.state_dir.join("eve.json");
-    std::fs::write(&eve, "").unwrap();
+    let eve = EveFile::new(state);
     let d = Daemon::start(
         state,
         &lab.server,
         &lab.server_if,
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--eve-json",
-            eve.to_str().unwrap(),
-        ],
+        &["--config", cfg.to_str().unwrap(), "--eve-json", eve.arg()],
     );
-    // The follower opens the file at its end once it runs.
-    assert!(
-        wait_until(DETECT, || d.log().contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     d
 }
 
@@ -105,16 +95,7 @@ fn start(state: &State, lab: &Lab) -> Daemon {
 /// ban (issue 10); the ban comes from kernel-independent confirmed evidence:
 /// an IDS alert on an established TCP session (an application protocol).
 fn confirm(state: &State, src: &str) {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(state.state_dir.join("eve.json"))
-        .unwrap();
-    writeln!(
-        f,
-        r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":1}},"payload_printable":"USER root"}}"#
-    )
-    .unwrap();
+    EveFile::at(state).append(&confirmed_alert(src));
 }
 
 /// `count` zero-window SYNs from `src` to the server (bounded, 2 ms apart).

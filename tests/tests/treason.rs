@@ -275,13 +275,7 @@ fn suricata_alerts_are_debated_as_data() {
     // The follower opens the file at its end once it runs; lines written
     // before that are (rightly) old news. Under load that can be after
     // "blocker running".
-    assert!(
-        wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("following eve.json")),
-        "{}",
-        d.log()
-    );
+    d.wait_following_eve();
     let line = |src: &str, sev: u8, payload: &str| {
         format!(
             r#"{{"timestamp":"2026-11-21T12:00:00.000000+0000","event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{SERVER_V4}","dest_port":{PORT},"proto":"TCP","app_proto":"ftp","direction":"to_server","alert":{{"signature_id":2100498,"signature":"GPL ATTACK_RESPONSE id check returned root","category":"Potentially Bad Traffic","severity":{sev}}},"payload_printable":"{payload}"}}"#

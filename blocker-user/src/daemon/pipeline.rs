@@ -1002,6 +1002,17 @@ mod tests {
         }
     }
 
+    /// A council draft banning `target` for an hour.
+    fn block_1h(target: &str) -> Draft {
+        Draft {
+            action: Action::Block {
+                target: net(target),
+                ttl_secs: 3600,
+            },
+            justification: "it shrank its window to zero".into(),
+        }
+    }
+
     fn net(s: &str) -> ipnet::IpNet {
         addr::parse_net(s).unwrap()
     }
@@ -1222,14 +1233,8 @@ mod tests {
         );
         h.p.on_alert(treason("198.18.0.2"));
         let done = next(&mut h.done).await;
-        let draft = Draft {
-            action: Action::Block {
-                target: net("198.18.0.2/32"),
-                ttl_secs: 3600,
-            },
-            justification: "it shrank its window to zero".into(),
-        };
-        let outcome = h.p.apply(&done.trigger, &draft, done.finished_ns);
+        let outcome =
+            h.p.apply(&done.trigger, &block_1h("198.18.0.2/32"), done.finished_ns);
         assert_eq!(outcome.outcome, "refused", "{outcome:?}");
         // Out of the file, out of the table; an operator's own allow rule
         // is left alone.
@@ -1294,14 +1299,8 @@ mod tests {
         let done = next(&mut h.done).await;
         // Whatever the council concluded (its host agent sees the
         // allowlist too), a block of the source must not get past the guard.
-        let draft = Draft {
-            action: Action::Block {
-                target: net("198.18.0.2/32"),
-                ttl_secs: 3600,
-            },
-            justification: "it shrank its window to zero".into(),
-        };
-        let outcome = h.p.apply(&done.trigger, &draft, done.finished_ns);
+        let outcome =
+            h.p.apply(&done.trigger, &block_1h("198.18.0.2/32"), done.finished_ns);
         assert_eq!(outcome.outcome, "refused", "{outcome:?}");
         assert_eq!(h.p.council_status.refused, 1);
         h.p.on_debate(done);
