@@ -267,9 +267,11 @@ pub struct XdpStats {
 pub struct ZeroWindowEntry {
     /// Zero-window SYNs seen from this source.
     pub count: u64,
-    /// CLOCK_BOOTTIME of the first one.
+    /// CLOCK_BOOTTIME of the first one, to within one scheduler tick (the
+    /// XDP program reads the exact clock once per tick and CPU, not per SYN).
     pub first_seen_ns: u64,
-    /// CLOCK_BOOTTIME of the latest one.
+    /// CLOCK_BOOTTIME of the latest one, to within one scheduler tick; never
+    /// before `first_seen_ns`.
     pub last_seen_ns: u64,
     /// Non-zero once a threshold event has been sent for this source.
     pub reported: u32,

@@ -52,6 +52,10 @@ pub static CONFIG: Array<u64, { config::LEN as usize }> = Array::new();
 /// created and pinned with the others.
 #[btf_map]
 pub static META: Array<Meta, 1> = Array::new();
+/// This CPU's last reading of CLOCK_BOOTTIME and the jiffy it was taken in,
+/// for [`crate::xdp`]'s coarse clock (not pinned: a fresh load starts empty).
+#[btf_map]
+pub static CLOCK: PerCpuArray<ClockCache, 1> = PerCpuArray::new();
 /// The treason probes' events (confirmed evidence).
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { 256 * 1024 }> = RingBuf::new();
@@ -68,6 +72,16 @@ pub static SOCK_STATE: LruHashMap<u64, SockState, 16384> = LruHashMap::new();
 #[inline(always)]
 pub fn config(slot: u32) -> u64 {
     CONFIG.get(slot).copied().unwrap_or(0)
+}
+
+/// One CPU's cached clock reading (see [`CLOCK`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClockCache {
+    /// `bpf_jiffies64()` when `boot_ns` was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_boot_ns()` read in that jiffy; 0 before the first read.
+    pub boot_ns: u64,
 }
 
 /// `bpf_map_lookup_elem` returning a raw pointer to the value, for maps whose

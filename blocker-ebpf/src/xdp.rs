@@ -16,7 +16,9 @@
 //!    dropped while the global zero-window policy is on, without touching the
 //!    per-source table (a spoofed flood would otherwise turn every frame into
 //!    an LRU insert and eviction); otherwise counted per source (LRU), with
-//!    one event when a source crosses the threshold.
+//!    one event when a source crosses the threshold. The per-source
+//!    timestamps come from a per-CPU coarse clock ([`coarse_boot_ns`]): the
+//!    exact one costs more than the rest of the path together.
 //!
 //! Matched rules are counted in [`RULE_COUNTERS`], per CPU: nothing on the
 //! drop or allow paths writes memory that another CPU reads.
@@ -26,7 +28,9 @@
 //! matching prefix has expired, a bounded search for the live one behind it.
 
 use aya_ebpf::{
-    bindings::xdp_action, btf_maps::lpm_trie::Key, helpers::bpf_ktime_get_boot_ns,
+    bindings::xdp_action,
+    btf_maps::lpm_trie::Key,
+    helpers::{bpf_jiffies64, bpf_ktime_get_boot_ns},
     programs::XdpContext,
 };
 use blocker_common::{
@@ -42,8 +46,9 @@ use network_types::{
 
 use crate::{
     maps::{
-        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, MapRef, RULE_COUNTERS,
-        STATS, XDP_EVENTS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config, insert_new, lookup_mut,
+        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, CLOCK, ClockCache,
+        MapRef, RULE_COUNTERS, STATS, XDP_EVENTS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config,
+        insert_new, lookup_mut,
     },
     parse::{Malformed, ptr_at},
 };
@@ -277,15 +282,16 @@ impl<L> Tcp<'_, L> {
             return Ok(pass_allowlisted(rule, self.frame_len, stats));
         }
         stats.zw_syn += 1;
-        let now = boot_ns();
         // Policy first: while it drops every zero-window SYN, counting them per
         // source only feeds the LRU (one insert and one eviction per spoofed
-        // source) and cannot change the verdict.
+        // source) and cannot change the verdict. The exact clock is read only
+        // while a policy is set: it is the costliest helper on this path.
         let drop_until = config(config::ZW_DROP_UNTIL_NS);
-        if drop_until != 0 && now < drop_until {
+        if drop_until != 0 && boot_ns() < drop_until {
             stats.zw_syn_dropped += 1;
             return Ok(xdp_action::XDP_DROP);
         }
+        let now = coarse_boot_ns();
         match self.source {
             Source::V4(addr) => {
                 count_zero_window(MapRef::of(&ZW_SYN_V4), &addr, self.source, now, stats)
@@ -307,7 +313,11 @@ fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: 
             // SAFETY: `entry` points to a live, 8-byte aligned map value.
             unsafe {
                 atomic_add(&raw mut (*entry).count, 1);
-                (*entry).last_seen_ns = now;
+                // Another CPU's coarse clock may lag this one's by up to a
+                // tick: never move last_seen back (before first_seen).
+                if now > (*entry).last_seen_ns {
+                    (*entry).last_seen_ns = now;
+                }
                 if (*entry).reported != 0 {
                     return;
                 }
@@ -339,7 +349,7 @@ fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: 
         unsafe { (*entry).reported = 1 };
     }
     let mut event = Event {
-        ts_ns: now,
+        ts_ns: boot_ns(),
         kind: event_kind::ZERO_WINDOW_SYN,
         count,
         ..Event::default()
@@ -366,6 +376,36 @@ fn boot_ns() -> u64 {
     // SAFETY: no preconditions; CLOCK_BOOTTIME so rule expiry survives suspend
     // and matches what userspace writes (kernel 5.8, commit 71d19214776e).
     unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// CLOCK_BOOTTIME as this CPU last read it in the current jiffy: at most one
+/// scheduler tick (1/HZ, 4 ms at HZ=250) behind [`boot_ns`], for timestamps
+/// that only need that precision (zero-window first/last seen).
+///
+/// `bpf_ktime_get_boot_ns` costs about 40 ns here (a timekeeper read with
+/// rdtsc, in a VM), more than the rest of the zero-window path together,
+/// while the verifier inlines `bpf_jiffies64` to one load of `jiffies_64`
+/// (`do_misc_fixups()`, kernel/bpf/verifier.c, commit 5576b991e9c1), and
+/// the per-CPU array lookup too: so the exact clock is read once per tick
+/// and CPU instead of once per frame.
+#[inline(always)]
+fn coarse_boot_ns() -> u64 {
+    // SAFETY: no preconditions (kernel 5.5, commit 5576b991e9c1).
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(cache) = CLOCK.get_ptr_mut(0) else {
+        return boot_ns();
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
+    // disabled, so nothing else writes it while we use it.
+    unsafe {
+        if (*cache).jiffies != jiffies || (*cache).boot_ns == 0 {
+            *cache = ClockCache {
+                jiffies,
+                boot_ns: boot_ns(),
+            };
+        }
+        (*cache).boot_ns
+    }
 }
 
 /// The allowlist and blocklists of one address family.

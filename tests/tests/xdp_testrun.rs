@@ -542,6 +542,40 @@ fn zero_window_syns_are_counted_per_source() {
     assert_eq!(sources[1].1.count, 1);
 }
 
+/// The per-source timestamps come from the XDP program's coarse clock (the
+/// exact clock read once per tick and CPU): they must still follow
+/// CLOCK_BOOTTIME, to within a tick, and move on between SYNs a tick apart.
+#[test]
+fn zero_window_timestamps_follow_the_boot_clock() {
+    // Slack for the coarse clock: two ticks at HZ=100 (the slowest common
+    // setting), and scheduling delays on a loaded machine.
+    const SLACK_NS: u64 = 50_000_000;
+    let h = Harness::new();
+    let zw = Spec::zero_window_syn(OTHER4, SERVER4).build();
+    let before = blocker::clock::boottime_ns();
+    assert_eq!(h.run(&zw), XDP_PASS);
+    let between = blocker::clock::boottime_ns();
+    // Far more than a tick at any HZ, so the second SYN sees a later jiffy.
+    std::thread::sleep(Duration::from_millis(200));
+    let mid = blocker::clock::boottime_ns();
+    assert_eq!(h.run(&zw), XDP_PASS);
+    let after = blocker::clock::boottime_ns();
+    let sources = h.tables.zero_window().unwrap();
+    assert_eq!(sources.len(), 1);
+    let e = sources[0].1;
+    assert_eq!(e.count, 2);
+    assert!(
+        e.first_seen_ns + SLACK_NS >= before && e.first_seen_ns <= between,
+        "first_seen {} outside [{before} - slack, {between}]",
+        e.first_seen_ns
+    );
+    assert!(
+        e.last_seen_ns + SLACK_NS >= mid && e.last_seen_ns <= after,
+        "last_seen {} outside [{mid} - slack, {after}]",
+        e.last_seen_ns
+    );
+}
+
 #[test]
 fn zero_window_policy_switch_drops_until_it_expires() {
     let mut h = Harness::new();
