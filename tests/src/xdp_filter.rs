@@ -38,6 +38,8 @@ pub struct XdpFilter {
     v6: PerCpuHashMap<MapData, [u8; 16], u64>,
     /// Whether loading created LIBXDP_DIR, so dropping removes it again.
     created_libxdp_dir: bool,
+    /// Whether `ns` is this loader's own, so dropping removes it.
+    owns_ns: bool,
 }
 
 fn sh(cmd: &mut Command) {
@@ -50,11 +52,6 @@ impl XdpFilter {
     /// measured) on a veth of a fresh namespace.
     pub fn load() -> Self {
         crate::require_root();
-        assert!(
-            !std::path::Path::new(PIN_DIR).exists(),
-            "{PIN_DIR} exists: another xdp-filter is loaded on this host; unload it first"
-        );
-        let created_libxdp_dir = !std::path::Path::new(LIBXDP_DIR).exists();
         let ns = unique("bxf");
         let iface = unique("xf");
         sh(Command::new("ip").args(["netns", "add", &ns]));
@@ -72,9 +69,26 @@ impl XdpFilter {
             &format!("{iface}p"),
         ]));
         sh(Command::new("ip").args(["-n", &ns, "link", "set", &iface, "up"]));
+        let mut f = Self::attach(&ns, &iface, "skb");
+        f.owns_ns = true;
+        // From here on `Drop for XdpFilter` removes the namespace.
+        std::mem::forget(guard);
+        f
+    }
+
+    /// Loads `xdp-filter load -m MODE -f ipv4,ipv6` on `iface` in the
+    /// existing namespace `ns` (which the caller keeps and removes): the
+    /// flood bench's receiver.
+    pub fn attach(ns: &str, iface: &str, mode: &str) -> Self {
+        crate::require_root();
+        assert!(
+            !std::path::Path::new(PIN_DIR).exists(),
+            "{PIN_DIR} exists: another xdp-filter is loaded on this host; unload it first"
+        );
+        let created_libxdp_dir = !std::path::Path::new(LIBXDP_DIR).exists();
         sh(Command::new("nsenter")
             .arg(format!("--net=/run/netns/{ns}"))
-            .args(["xdp-filter", "load", "-m", "skb", "-f", "ipv4,ipv6", &iface]));
+            .args(["xdp-filter", "load", "-m", mode, "-f", "ipv4,ipv6", iface]));
         let out = Command::new("bpftool")
             .args(["-j", "prog", "show", "name", "xdpfilt_alw_ip"])
             .output()
@@ -96,17 +110,34 @@ impl XdpFilter {
         };
         let v4 = PerCpuHashMap::try_from(open("filter_ipv4")).expect("filter_ipv4");
         let v6 = PerCpuHashMap::try_from(open("filter_ipv6")).expect("filter_ipv6");
-        // From here on `Drop for XdpFilter` cleans up.
-        std::mem::forget(guard);
         Self {
             created_libxdp_dir,
-            ns,
-            iface,
+            owns_ns: false,
+            ns: ns.to_string(),
+            iface: iface.to_string(),
             prog_pin,
             prog,
             v4,
             v6,
         }
+    }
+
+    /// Packets its program dropped so far: the `XDP_DROP` line of
+    /// `xdp-filter status` (its per-action `xdp_stats_map`, summed over CPUs).
+    pub fn dropped(&self) -> u64 {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .args(["xdp-filter", "status"])
+            .output()
+            .expect("xdp-filter status");
+        assert!(out.status.success(), "{}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("XDP_DROP")).then(|| w.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no XDP_DROP line in `xdp-filter status`:\n{text}"))
     }
 
     /// Denies packets from source `addr`.
@@ -136,7 +167,9 @@ impl Drop for XdpFilter {
             .args(["xdp-filter", "unload", "--all", &self.iface])
             .output();
         let _ = std::fs::remove_file(&self.prog_pin);
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        if self.owns_ns {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        }
         // xdp-filter removes its pins when it unloads the last interface;
         // make sure, so the next run can load it again.
         let _ = std::fs::remove_dir_all(PIN_DIR);

@@ -59,6 +59,10 @@ pub enum Which {
     /// Per-packet cost against table size, 1 to 1M rules, exact and CIDR,
     /// v4 and v6 (needs root).
     Scale,
+    /// Floods over veth: a bounded trafgen SYN flood from banned sources;
+    /// receive-side softirq CPU per dropped packet of blocker, xdp-filter,
+    /// iptables, ipset, an nftables set and no filter (needs root).
+    Flood,
     /// Import, export, unban and restore of 1M exact bans and 100k CIDRs
     /// against `ipset restore` and `nft -f`; map memory and daemon RSS
     /// (needs root).
@@ -73,9 +77,10 @@ pub enum Which {
 }
 
 impl Which {
-    pub const ALL: [Which; 6] = [
+    pub const ALL: [Which; 7] = [
         Which::Xdp,
         Which::Scale,
+        Which::Flood,
         Which::Bulk,
         Which::Pipeline,
         Which::Debate,
@@ -86,6 +91,7 @@ impl Which {
         match self {
             Which::Xdp => "xdp",
             Which::Scale => "scale",
+            Which::Flood => "flood",
             Which::Bulk => "bulk",
             Which::Pipeline => "pipeline",
             Which::Debate => "debate",
@@ -105,7 +111,7 @@ impl Which {
     fn needs_bin(self) -> bool {
         matches!(
             self,
-            Which::Bulk | Which::Pipeline | Which::Debate | Which::Fleet
+            Which::Flood | Which::Bulk | Which::Pipeline | Which::Debate | Which::Fleet
         )
     }
 }
@@ -189,6 +195,9 @@ fn describe(w: Which) -> &'static str {
     match w {
         Which::Xdp => "XDP per-packet cost against xdp-filter (BPF_PROG_TEST_RUN)",
         Which::Scale => "per-packet cost against table size, 1 to 1M rules",
+        Which::Flood => {
+            "floods over veth: softirq CPU per dropped SYN, blocker against xdp-filter, iptables, ipset, nft"
+        }
         Which::Bulk => "import/export/unban/restore of a million rules against ipset and nft",
         Which::Pipeline => {
             "pipeline: evidence → map latency over many incidents, probe overhead on vs off"
@@ -239,7 +248,7 @@ fn part_command(args: &Args, w: Which, obj: &Path, bin: Option<&Path>, out: &Pat
                     .to_string(),
                 );
         }
-        Which::Bulk => {}
+        Which::Flood | Which::Bulk => {}
         Which::Pipeline => {
             cmd.env("BENCH_ROUNDS", rounds.min(5).to_string());
             if args.smoke {
