@@ -9,6 +9,8 @@
 // Rust: the bpfel target has no compare-and-swap, so `AtomicU64::fetch_add`
 // does not exist there. See `maps::atomic_add`.
 #![feature(core_intrinsics)]
+// `asm!` on bpf: the XDP program loads packet words with it (`parse::load_u32`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod maps;

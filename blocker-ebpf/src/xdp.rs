@@ -29,7 +29,6 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::lpm_trie::Key,
     helpers::{bpf_jiffies64, bpf_ktime_get_boot_ns},
     programs::XdpContext,
 };
@@ -50,7 +49,7 @@ use crate::{
         MapRef, RULE_COUNTERS, STATS, XDP_EVENTS, ZW_SYN_V4, ZW_SYN_V6, atomic_add, config,
         insert_new, lookup_mut,
     },
-    parse::{Malformed, ptr_at},
+    parse::{Malformed, load_u32, ptr_at},
 };
 
 const IPPROTO_HOPOPTS: u8 = 0;
@@ -142,8 +141,7 @@ fn try_ipv4(
 ) -> Result<u32, Malformed> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
     // SAFETY: bounds checked by `ptr_at`.
-    let (vihl, proto, frags, src) =
-        unsafe { ((*ip).vihl, (*ip).proto, (*ip).frags, (*ip).src_addr) };
+    let (vihl, proto, frags) = unsafe { ((*ip).vihl, (*ip).proto, (*ip).frags) };
     if vihl >> 4 != 4 {
         return Err(Malformed);
     }
@@ -152,9 +150,13 @@ fn try_ipv4(
         return Err(Malformed);
     }
 
-    let key = LpmV4::new(src);
-    let mut lpm_key = Key::new(LPM_V4_LOOKUP_BITS, key);
+    // The one copy of the source address: every lookup keys on it.
+    // SAFETY: bounds checked by `ptr_at`.
+    let src = unsafe { load_u32((&raw const (*ip).src_addr).cast()) };
+    let mut lpm_key = Key::new(LPM_V4_LOOKUP_BITS, LpmV4::new(src.to_ne_bytes()));
     let tables = Tables {
+        family: AF_INET,
+        zero_window: MapRef::of(&ZW_SYN_V4),
         allow: MapRef::of(&ALLOW_V4),
         allow_slot: config::ALLOW_V4_ACTIVE,
         exact: MapRef::of(&BLOCK_V4),
@@ -162,7 +164,7 @@ fn try_ipv4(
         net: MapRef::of(&BLOCK_NET_V4),
         net_slot: config::BLOCK_NET_V4_ACTIVE,
     };
-    if let Some(action) = tables.check(&src, &mut lpm_key, stats, frame_len) {
+    if let Some(action) = tables.check(&mut lpm_key, stats, frame_len) {
         return Ok(action);
     }
 
@@ -171,7 +173,6 @@ fn try_ipv4(
         return Ok(xdp_action::XDP_PASS);
     }
     let mut tcp = Tcp {
-        source: Source::V4(src),
         tables: &tables,
         lpm_key: &mut lpm_key,
         frame_len,
@@ -188,13 +189,26 @@ fn try_ipv6(
 ) -> Result<u32, Malformed> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
     // SAFETY: bounds checked by `ptr_at`.
-    let (version, mut next, src) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr, (*ip).src_addr) };
+    let (version, mut next) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr) };
     if version != 6 {
         return Err(Malformed);
     }
 
+    // The one copy of the source address: every lookup keys on it.
+    // SAFETY: bounds checked by `ptr_at` (the whole fixed header).
+    let src: Ipv6Key = unsafe {
+        let w = (&raw const (*ip).src_addr).cast::<u8>();
+        core::mem::transmute::<[u32; 4], Ipv6Key>([
+            load_u32(w),
+            load_u32(w.add(4)),
+            load_u32(w.add(8)),
+            load_u32(w.add(12)),
+        ])
+    };
     let mut lpm_key = Key::new(LPM_V6_LOOKUP_BITS, src);
     let tables = Tables {
+        family: AF_INET6,
+        zero_window: MapRef::of(&ZW_SYN_V6),
         allow: MapRef::of(&ALLOW_V6),
         allow_slot: config::ALLOW_V6_ACTIVE,
         exact: MapRef::of(&BLOCK_V6),
@@ -202,7 +216,7 @@ fn try_ipv6(
         net: MapRef::of(&BLOCK_NET_V6),
         net_slot: config::BLOCK_NET_V6_ACTIVE,
     };
-    if let Some(action) = tables.check(&src, &mut lpm_key, stats, frame_len) {
+    if let Some(action) = tables.check(&mut lpm_key, stats, frame_len) {
         return Ok(action);
     }
 
@@ -212,7 +226,6 @@ fn try_ipv6(
         match next {
             IPPROTO_TCP => {
                 let mut tcp = Tcp {
-                    source: Source::V6(src),
                     tables: &tables,
                     lpm_key: &mut lpm_key,
                     frame_len,
@@ -245,23 +258,55 @@ fn try_ipv6(
     Err(Malformed)
 }
 
-/// The source address of a TCP segment, for zero-window accounting.
-#[derive(Clone, Copy)]
-enum Source {
-    V4(Ipv4Key),
-    V6(Ipv6Key),
+/// An LPM trie lookup key: the layout of aya's `lpm_trie::Key` (prefix
+/// length, then the data, no padding) but 4-byte aligned instead of packed,
+/// so the address words are written with 4-byte stores, not byte by byte.
+#[repr(C, align(4))]
+struct Key<L> {
+    prefix_len: u32,
+    data: L,
+}
+
+impl<L> Key<L> {
+    #[inline(always)]
+    const fn new(prefix_len: u32, data: L) -> Self {
+        Self { prefix_len, data }
+    }
+}
+
+/// The data of an LPM lookup key, which holds the source address: the
+/// exact tables and the zero-window table key on that same stack copy.
+trait Source: Sized {
+    /// The exact tables' key (the address alone).
+    type Addr;
+    fn addr(key: &Key<Self>) -> &Self::Addr;
+}
+
+impl Source for LpmV4 {
+    type Addr = Ipv4Key;
+    #[inline(always)]
+    fn addr(key: &Key<Self>) -> &Ipv4Key {
+        &key.data.addr
+    }
+}
+
+impl Source for Ipv6Key {
+    type Addr = Ipv6Key;
+    #[inline(always)]
+    fn addr(key: &Key<Self>) -> &Ipv6Key {
+        &key.data
+    }
 }
 
 /// A TCP segment that passed the blocklists, with what the zero-window
 /// check needs to consult the allowlist.
 struct Tcp<'a, L> {
-    source: Source,
     tables: &'a Tables,
     lpm_key: &'a mut Key<L>,
     frame_len: u64,
 }
 
-impl<L> Tcp<'_, L> {
+impl<L: Source> Tcp<'_, L> {
     #[inline(always)]
     fn check(
         &mut self,
@@ -292,14 +337,13 @@ impl<L> Tcp<'_, L> {
             return Ok(xdp_action::XDP_DROP);
         }
         let now = coarse_boot_ns();
-        match self.source {
-            Source::V4(addr) => {
-                count_zero_window(MapRef::of(&ZW_SYN_V4), &addr, self.source, now, stats)
-            }
-            Source::V6(addr) => {
-                count_zero_window(MapRef::of(&ZW_SYN_V6), &addr, self.source, now, stats)
-            }
-        }
+        count_zero_window(
+            self.tables.zero_window,
+            self.tables.family,
+            L::addr(self.lpm_key),
+            now,
+            stats,
+        );
         Ok(xdp_action::XDP_PASS)
     }
 }
@@ -307,7 +351,7 @@ impl<L> Tcp<'_, L> {
 /// Counts one zero-window SYN from `addr` in `map` (an LRU hash), and sends
 /// one event the first time the source reaches the threshold.
 #[inline(always)]
-fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: &mut XdpStats) {
+fn count_zero_window<K>(map: MapRef, family: u16, addr: &K, now: u64, stats: &mut XdpStats) {
     let count = match lookup_mut::<K, ZeroWindowEntry>(map, addr) {
         Some(entry) => {
             // SAFETY: `entry` points to a live, 8-byte aligned map value.
@@ -351,18 +395,17 @@ fn count_zero_window<K>(map: MapRef, addr: &K, source: Source, now: u64, stats: 
     let mut event = Event {
         ts_ns: boot_ns(),
         kind: event_kind::ZERO_WINDOW_SYN,
+        family,
         count,
         ..Event::default()
     };
-    match source {
-        Source::V4(a) => {
-            event.family = AF_INET;
-            event.peer_addr[..4].copy_from_slice(&a);
-        }
-        Source::V6(a) => {
-            event.family = AF_INET6;
-            event.peer_addr = a;
-        }
+    // SAFETY: `K` is an address of 4 or 16 bytes, and `peer_addr` holds 16.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            core::ptr::from_ref(addr).cast::<u8>(),
+            event.peer_addr.as_mut_ptr(),
+            core::mem::size_of::<K>().min(event.peer_addr.len()),
+        );
     }
     if XDP_EVENTS.output(event, 0).is_ok() {
         stats.events += 1;
@@ -410,6 +453,10 @@ fn coarse_boot_ns() -> u64 {
 
 /// The allowlist and blocklists of one address family.
 struct Tables {
+    /// `AF_INET` or `AF_INET6`, for events.
+    family: u16,
+    /// The per-source zero-window counts (LRU).
+    zero_window: MapRef,
     allow: MapRef,
     allow_slot: u32,
     exact: MapRef,
@@ -429,14 +476,13 @@ impl Tables {
     /// `Some(action)` when a rule decides the frame, `None` to go on.
     /// Tables userspace marked empty are not looked up at all.
     #[inline(always)]
-    fn check<K, L>(
+    fn check<L: Source>(
         &self,
-        addr: &K,
         lpm_key: &mut Key<L>,
         stats: &mut XdpStats,
         frame_len: u64,
     ) -> Option<u32> {
-        let blocked = self.blocking(addr, lpm_key, stats)?;
+        let blocked = self.blocking(lpm_key, stats)?;
         if let Some(allow) = self.allowed(lpm_key, stats) {
             return Some(pass_allowlisted(allow, frame_len, stats));
         }
@@ -446,14 +492,13 @@ impl Tables {
 
     /// The live block rule for the source: exact first, then CIDR.
     #[inline(always)]
-    fn blocking<K, L>(
+    fn blocking<L: Source>(
         &self,
-        addr: &K,
         lpm_key: &mut Key<L>,
         stats: &mut XdpStats,
     ) -> Option<*const RuleEntry> {
         if config(self.exact_slot) != 0
-            && let Found::Live(rule) = find(self.exact, addr, stats)
+            && let Found::Live(rule) = find(self.exact, L::addr(lpm_key), stats)
         {
             return Some(rule);
         }
