@@ -9,7 +9,10 @@
 //!    by the hundred); a smaller set comes from the treason probes
 //!    (window-shrinking raw peers). Zero-window SYNs are not used: since
 //!    issue 10 they are forgeable evidence and ban nobody.
-//! 2. **Probe overhead**: the same bulk TCP transfer with the treason
+//! 2. **Garbage collection**: the same latency while 100k imported rules
+//!    (`BENCH_GC_RULES`) expire at once, and the longest time one
+//!    collection step held the pipeline.
+//! 3. **Probe overhead**: the same bulk TCP transfer with the treason
 //!    tracepoints attached and with probes off, alternating rounds, ratio of
 //!    medians; plus the kernel's own per-run cost of each probe program
 //!    (`kernel.bpf_stats_enabled`).
@@ -155,6 +158,125 @@ fn latency(incidents: u64) -> serde_json::Value {
         r["probe_p99_ms"].as_f64().unwrap(),
         r["probe_max_ms"].as_f64().unwrap()
     );
+    r
+}
+
+/// Evidence → map latency while `rules` imported rules expire at once:
+/// confirmed IDS alerts (one every `BENCH_GC_GAP_MS`, 40 ms, each from its own source) from
+/// 2 s before the expiry until 2 s after the last expired rule is
+/// collected. The daemon's own `gc` status says how long one collection
+/// step held its pipeline at most: that bounds what collection can add to
+/// any ban.
+fn gc_latency(rules: u64) -> serde_json::Value {
+    let lab = Lab::new();
+    let _srv = lab.victim_server(PORT, 1 << 20);
+    let state = State::new();
+    let cfg = config(&state, "[daemon]\ngc_interval = \"1s\"\n");
+    let eve = EveFile::new(&state);
+    let d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--eve-json", eve.arg()],
+    );
+    d.wait_following_eve();
+    // 60% IPv4 from 198.19.0.0/16, the rest IPv6 from 2001:db8:ffff::/48
+    // (the v4 test range holds fewer than 100k free addresses).
+    let v4 = rules * 6 / 10;
+    let mut text = String::new();
+    for i in 0..rules {
+        if i < v4 {
+            let a = std::net::Ipv4Addr::from(
+                u32::from(std::net::Ipv4Addr::new(198, 19, 0, 0)) + i as u32,
+            );
+            text.push_str(&format!("{a}\n"));
+        } else {
+            text.push_str(&format!("2001:db8:ffff::{:x}:{:x}\n", i >> 16, i & 0xffff));
+        }
+    }
+    let list = state.state_dir.join("expiring.txt");
+    std::fs::write(&list, text).unwrap();
+    let ttl_s = 20u64;
+    let t0 = Instant::now();
+    state.ok(&[
+        "import",
+        list.to_str().unwrap(),
+        "--ttl",
+        &format!("{ttl_s}s"),
+    ]);
+    let expiry = t0 + Duration::from_secs(ttl_s);
+    println!(
+        "  imported {rules} rules with a {ttl_s} s TTL in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let before = state.daemon_status()["latency"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    std::thread::sleep(expiry.saturating_duration_since(Instant::now() + Duration::from_secs(2)));
+    let gap = Duration::from_millis(env_num("BENCH_GC_GAP_MS", 40));
+    let mut raised = 0u64;
+    let mut done_at: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done_at.is_none_or(|t| t.elapsed() < Duration::from_secs(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "collection did not finish: {:#}\n{}",
+            state.daemon_status()["gc"],
+            d.log()
+        );
+        let src = format!("198.18.{}.{}", 64 + raised / 250, raised % 250 + 1);
+        assert!(
+            raised < 1000,
+            "more than 1000 incidents: collection too slow: {:#}\n{}",
+            state.daemon_status(),
+            d.log()
+        );
+        eve.append(&confirmed_alert(&src));
+        raised += 1;
+        std::thread::sleep(gap);
+        if done_at.is_none()
+            && raised.is_multiple_of(10)
+            && state.daemon_status()["gc"]["expired"].as_u64() >= Some(rules)
+        {
+            done_at = Some(Instant::now());
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || state.daemon_status()["latency"]
+            ["count"]
+            .as_u64()
+            >= Some(before + raised)),
+        "only {} of {raised} incidents banned during collection",
+        state.daemon_status()["latency"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+            - before
+    );
+    let st = state.daemon_status();
+    let recent: Vec<f64> = st["latency"]["recent_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let mut during: Vec<f64> = recent[recent.len().saturating_sub(raised as usize)..].to_vec();
+    let gc = &st["gc"];
+    let r = serde_json::json!({
+        "rules": rules,
+        "incidents": during.len(),
+        "p50_ms": pct(&mut during, 0.5), "p99_ms": pct(&mut during, 0.99), "max_ms": pct(&mut during, 1.0),
+        "expired": gc["expired"], "steps": gc["steps"], "max_step_ms": gc["max_step_ms"],
+    });
+    println!(
+        "  {} incidents while {rules} rules expired: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; collection took {} steps, the longest held the pipeline {:.2} ms",
+        r["incidents"],
+        r["p50_ms"].as_f64().unwrap(),
+        r["p99_ms"].as_f64().unwrap(),
+        r["max_ms"].as_f64().unwrap(),
+        r["steps"],
+        r["max_step_ms"].as_f64().unwrap_or(f64::NAN)
+    );
+    drop(d);
     r
 }
 
@@ -318,10 +440,13 @@ fn main() {
     let incidents = env_num("BENCH_INCIDENTS", 150);
     let rounds = env_num("BENCH_ROUNDS", 5);
     let mb = env_num("BENCH_MB", 512);
+    let gc_rules = env_num("BENCH_GC_RULES", 100_000);
     let lat = latency(incidents);
+    println!("evidence → map entry latency while {gc_rules} rules expire at once:");
+    let gc = gc_latency(gc_rules);
     let ovh = probe_overhead(rounds, mb);
     if let Ok(path) = std::env::var("BENCH_JSON") {
-        let doc = serde_json::json!({ "latency": lat, "probe_overhead": ovh });
+        let doc = serde_json::json!({ "latency": lat, "gc": gc, "probe_overhead": ovh });
         std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         println!("results written to {path}");
     }

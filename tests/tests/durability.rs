@@ -596,3 +596,92 @@ fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_ba
         d2.log()
     );
 }
+
+/// 20,000 imported rules expiring at once are collected by the scanner off
+/// the pipeline and removed a chunk at a time: they leave the maps and the
+/// journal (a reboot does not bring them back), the log says so in a few
+/// lines rather than 20,000, and a confirmed alert raised while they are
+/// being collected is banned.
+#[test]
+fn twenty_thousand_rules_expiring_at_once_are_collected_while_bans_go_on() {
+    const N: u32 = 20_000;
+    let lab = Lab::new();
+    let state = State::new();
+    let cfg = config(&state, "[daemon]\ngc_interval = \"1s\"\n");
+    let eve = EveFile::new(&state);
+    let d = Daemon::start(
+        &state,
+        &lab.server,
+        &lab.server_if,
+        &["--config", &cfg, "--eve-json", eve.arg()],
+    );
+    d.wait_following_eve();
+    state.ok(&["ban", "198.18.9.0/24", "--reason", "permanent"]);
+    let list = state.state_dir.join("expiring.txt");
+    let text: String = (0..N)
+        .map(|i| format!("198.19.{}.{}\n", i / 250, i % 250 + 1))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+    state.ok(&["import", list.to_str().unwrap(), "--ttl", "3s"]);
+    assert_eq!(map_rules(&state).len(), N as usize + 1);
+    // As soon as collection starts, raise a confirmed alert.
+    assert!(
+        wait_until(
+            Duration::from_secs(60),
+            || state.daemon_status()["gc"]["expired"].as_u64() > Some(0)
+        ),
+        "no expired rule collected: {:#}\n{}",
+        state.daemon_status()["gc"],
+        d.log()
+    );
+    let attacker = "198.18.62.7";
+    eve.append(&confirmed_alert(attacker));
+    assert!(
+        wait_until(Duration::from_secs(30), || map_rules(&state)
+            .contains(&("block".into(), attacker.into()))),
+        "the confirmed alert was not banned during collection:\n{}",
+        d.log()
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(120),
+            || state.daemon_status()["gc"]["expired"].as_u64() >= Some(N.into())
+        ),
+        "not every expired rule was collected: {:#}\n{}",
+        state.daemon_status()["gc"],
+        d.log()
+    );
+    let gc = state.daemon_status()["gc"].clone();
+    println!("collected: {gc:#}");
+    assert_eq!(gc["expired"], N, "{gc:#}");
+    let want: BTreeSet<(String, String)> = [
+        ("block".to_string(), "198.18.9.0/24".to_string()),
+        ("block".to_string(), attacker.to_string()),
+    ]
+    .into();
+    assert_eq!(map_rules(&state), want);
+    let lines = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("expired and w"))
+        .count();
+    assert!(
+        (1..=N as usize / 100).contains(&lines),
+        "{lines} log lines for {N} expired rules"
+    );
+    assert!(
+        state
+            .ok(&["status"])
+            .contains(&format!("expired rules: {N} removed")),
+        "{}",
+        state.ok(&["status"])
+    );
+    // The journal marked them (a restart does not find 20,000 rules to
+    // expire), and a reboot restores only what is in force.
+    let mut d = d;
+    assert!(d.stop().success(), "{}", d.log());
+    reboot(&state);
+    let d2 = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
+    assert!(d2.log().contains("2 restored, 0 expired"), "{}", d2.log());
+    assert_eq!(map_rules(&state), want, "{}", d2.log());
+}

@@ -252,7 +252,10 @@ fn part_command(args: &Args, w: Which, obj: &Path, bin: Option<&Path>, out: &Pat
         Which::Pipeline => {
             cmd.env("BENCH_ROUNDS", rounds.min(5).to_string());
             if args.smoke {
-                cmd.env("BENCH_INCIDENTS", "4").env("BENCH_MB", "8");
+                cmd.env("BENCH_INCIDENTS", "4")
+                    .env("BENCH_MB", "8")
+                    .env("BENCH_GC_RULES", "2000")
+                    .env("BENCH_GC_GAP_MS", "500");
             }
         }
         Which::Debate => {

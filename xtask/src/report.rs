@@ -138,6 +138,9 @@ pub fn write(dir: &Path, smoke: bool) -> anyhow::Result<PathBuf> {
     }
     for w in [Which::Pipeline, Which::Debate, Which::Fleet] {
         if let Some(v) = load(dir, w) {
+            if w == Which::Pipeline {
+                gc_target(&v, &mut targets);
+            }
             writeln!(body, "## {}\n", w.name())?;
             body.push_str(&measured_line(&v));
             writeln!(body, "| figure | value |\n| --- | --- |")?;
@@ -157,6 +160,30 @@ pub fn write(dir: &Path, smoke: bool) -> anyhow::Result<PathBuf> {
     let path = dir.join("REPORT.md");
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// Garbage collection can hold a ban back by at most its longest step (the
+/// pipeline removes one chunk per turn of its loop), so that is the figure
+/// the target is judged on; the p99s beside it are noisier, dominated by
+/// how often eve.json is read.
+fn gc_target(v: &Value, targets: &mut Vec<(String, String, bool)>) {
+    let gc = &v["gc"];
+    let Some(step) = gc["max_step_ms"].as_f64() else {
+        return;
+    };
+    targets.push((
+        format!(
+            "garbage collection of {} rules expiring at once adds ≤ 5 ms to evidence → ban",
+            gc["rules"]
+        ),
+        format!(
+            "longest step {step:.2} ms over {} steps; evidence → ban p99 {:.1} ms during collection, {:.1} ms without (`cargo xtask bench pipeline`)",
+            gc["steps"],
+            f(&gc["p99_ms"]),
+            f(&v["latency"]["xdp_p99_ms"])
+        ),
+        step <= 5.0,
+    ));
 }
 
 /// Every scalar of a JSON document as a table row (pipeline, debate, fleet:

@@ -200,6 +200,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
             print_journal(&d.journal);
+            match &d.gc.error {
+                Some(e) => println!("expired rules: collection OFF ({e})"),
+                None => println!(
+                    "expired rules: {} removed in {} steps (longest {:.1} ms)",
+                    d.gc.expired, d.gc.steps, d.gc.max_step_ms
+                ),
+            }
             let f = &d.fleet;
             if f.enabled {
                 println!(

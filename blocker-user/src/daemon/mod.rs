@@ -10,6 +10,8 @@
 //! - [`run`]: start-up (load, attach, reconcile, start the sources) and the
 //!   event loop;
 //! - [`pipeline`]: scheduling and applying debates;
+//! - [`gc`]: expired rules found by a scanner thread, removed by the
+//!   pipeline a chunk at a time;
 //! - [`journal_writer`]: debate and incident records, batched off the
 //!   critical path;
 //! - [`status`]: `daemon.json`, what `blocker status` reads;
@@ -21,6 +23,7 @@
 //!   needs a restart.
 
 pub mod crowdsec;
+mod gc;
 mod journal_writer;
 pub mod lock;
 mod narrate;
@@ -30,6 +33,7 @@ mod run;
 mod signals;
 pub mod status;
 
+pub use gc::GcStatus;
 pub use reload::Reload;
 pub use run::run;
 pub use signals::Signals;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{
-    crowdsec,
+    crowdsec, gc,
     journal_writer::JournalEntry,
     narrate::narrate,
     status::{CouncilStatus, DaemonStatus, IncidentStatus, LatencyStatus, ShedStatus},
@@ -109,6 +109,8 @@ pub(super) struct Pipeline<T: RuleTables = Tables> {
     pub(super) listening_ports: Arc<std::sync::Mutex<Vec<u16>>>,
     /// Entries per exact blocklist map (refreshed by GC), for the filter agent.
     pub(super) block_fill: HashMap<&'static str, u64>,
+    /// Expired-rule collection so far.
+    pub(super) gc_status: gc::GcStatus,
     pub(super) done_tx: mpsc::Sender<Finished>,
     pub(super) journal_tx: mpsc::Sender<JournalEntry>,
     pub(super) metrics: Arc<Metrics>,
@@ -727,25 +729,63 @@ impl<T: RuleTables> Pipeline<T> {
         });
     }
 
-    pub(super) fn on_gc(&mut self) {
-        match self.enforcer.collect_expired() {
-            Ok(expired) => {
-                for rule in expired {
-                    self.metrics
-                        .rules_expired
-                        .get_or_create(&ListLabels {
-                            list: rule.list.as_str(),
-                        })
-                        .inc();
+    /// What the garbage-collection scanner found (`daemon::gc`): one chunk
+    /// of expired rules removed, or the tables' fill.
+    pub(super) fn on_gc_found(&mut self, found: gc::Found) {
+        let expired = match found {
+            gc::Found::Fill(fill) => {
+                self.block_fill = fill;
+                return;
+            }
+            gc::Found::Expired(candidates) => candidates,
+        };
+        let started = Instant::now();
+        match self.enforcer.expire(&expired) {
+            Ok(removed) => {
+                for list in [List::Allow, List::Block] {
+                    let n = removed.iter().filter(|r| r.list == list).count();
+                    if n > 0 {
+                        self.metrics
+                            .rules_expired
+                            .get_or_create(&ListLabels {
+                                list: list.as_str(),
+                            })
+                            .inc_by(n as u64);
+                    }
+                }
+                // One line per rule while they are few; 100k expiring at
+                // once get one line per chunk, not 100k lines.
+                if removed.len() <= 8 {
+                    for rule in &removed {
+                        info!(
+                            "{} rule for {} expired and was removed",
+                            rule.list.as_str(),
+                            addr::display(&rule.net)
+                        );
+                    }
+                } else {
+                    let sample: Vec<String> = removed
+                        .iter()
+                        .take(3)
+                        .map(|r| addr::display(&r.net))
+                        .collect();
                     info!(
-                        "{} rule for {} expired and was removed",
-                        rule.list.as_str(),
-                        addr::display(&rule.net)
+                        "{} rules expired and were removed ({}, …)",
+                        removed.len(),
+                        sample.join(", ")
                     );
                 }
+                self.gc_status.expired += removed.len() as u64;
             }
             Err(e) => warn!("garbage collection failed: {e}"),
         }
+        self.gc_status.steps += 1;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        self.gc_status.max_step_ms = self.gc_status.max_step_ms.max(ms);
+    }
+
+    /// The periodic clean-up the pipeline does itself (the fleet's journal).
+    pub(super) fn on_gc(&mut self) {
         if let Some(f) = &self.fleet {
             match fleet::journal::prune(&f.journal, SystemTime::now(), self.cfg.fleet.keep) {
                 Ok(p) if p.outbox + p.received > 0 => {
@@ -764,7 +804,6 @@ impl<T: RuleTables> Pipeline<T> {
                 Err(e) => warn!("fleet: pruning the journal failed: {e}"),
             }
         }
-        self.refresh_fill();
     }
 
     pub(super) fn refresh_fill(&mut self) {
@@ -846,6 +885,7 @@ impl<T: RuleTables> Pipeline<T> {
         if let Some(f) = &self.fleet {
             s.fleet = f.status.lock().expect("status lock").clone();
         }
+        s.gc = self.gc_status.clone();
         let ms = |f: fn(&LatencySample) -> u64| -> Vec<f64> {
             self.latencies.iter().map(|l| f(l) as f64 / 1e6).collect()
         };
@@ -967,6 +1007,7 @@ mod tests {
             local_addrs: Vec::new(),
             listening_ports: Arc::default(),
             block_fill: HashMap::new(),
+            gc_status: gc::GcStatus::default(),
             done_tx,
             journal_tx,
             metrics: Arc::default(),
@@ -1024,6 +1065,49 @@ mod tests {
             .await
             .expect("a debate finished within 30 s")
             .expect("the pipeline holds a sender")
+    }
+
+    #[tokio::test]
+    async fn gc_removes_what_expired_and_keeps_a_rule_renewed_since_the_scan() {
+        let mut tables = FakeTables::default();
+        let expired = blocker_common::RuleEntry {
+            expires_at_ns: 1,
+            ..Default::default()
+        };
+        tables
+            .rules
+            .insert((List::Block, net("198.18.0.5/32")), expired);
+        tables
+            .rules
+            .insert((List::Block, net("198.18.1.0/24")), expired);
+        tables
+            .rules
+            .insert((List::Allow, net("198.18.2.0/24")), expired);
+        tables
+            .rules
+            .insert((List::Block, net("198.18.0.6/32")), expired);
+        let mut h = harness(Config::default(), tables);
+        let mut scan = h.p.enforcer.tables().expired(clock::boottime_ns()).unwrap();
+        assert_eq!(scan.expired.len(), 4);
+        assert_eq!(scan.fill[blocker_common::maps::BLOCK_V4], 2);
+        // Renewed after the scan (a new ban of the same address): live now.
+        h.p.enforcer.tables_mut().rules.insert(
+            (List::Block, net("198.18.0.6/32")),
+            blocker_common::RuleEntry {
+                expires_at_ns: clock::boottime_ns() + 3_600_000_000_000,
+                ..Default::default()
+            },
+        );
+        scan.expired.push((List::Block, net("198.18.7.7/32")));
+        h.p.on_gc_found(gc::Found::Expired(scan.expired));
+        let left: Vec<_> = h.p.enforcer.tables().rules.keys().copied().collect();
+        assert_eq!(left, [(List::Block, net("198.18.0.6/32"))]);
+        assert_eq!((h.p.gc_status.expired, h.p.gc_status.steps), (3, 1));
+        h.p.on_gc_found(gc::Found::Fill(HashMap::from([(
+            blocker_common::maps::BLOCK_V4,
+            1,
+        )])));
+        assert_eq!(h.p.block_fill[blocker_common::maps::BLOCK_V4], 1);
     }
 
     #[tokio::test]

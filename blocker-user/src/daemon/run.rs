@@ -304,6 +304,7 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
         local_addrs: sys::local_addresses(),
         listening_ports: spawn_port_watcher(),
         block_fill: HashMap::new(),
+        gc_status: super::gc::GcStatus::default(),
         done_tx,
         journal_tx,
         metrics,
@@ -347,12 +348,38 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
         }
     );
 
+    // Expired rules are found off this task (a walk of every map) and
+    // removed here a chunk at a time; without the scanner they stay
+    // unenforced in their slots until a restart reconciles them.
+    let (mut gc_found, gc_closed) = match super::gc::spawn_scanner(&pins, cfg.daemon.gc_interval) {
+        Ok(rx) => (rx, false),
+        Err(e) => {
+            warn!(
+                "garbage collection of expired rules is off: {e}; expired rules are not enforced, but keep their slots until a restart"
+            );
+            p.gc_status.error = Some(e);
+            (tokio::sync::mpsc::channel(1).1, true)
+        }
+    };
     let mut gc = tokio::time::interval(cfg.daemon.gc_interval);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = signals.stop.clone();
+    // Turns since the last collection step: under a sustained stream of
+    // confirmed evidence the biased select below never reaches collection,
+    // so every GC_EVERY-th turn takes a waiting chunk first (a ban then
+    // waits behind at most one chunk, as it may anyway).
+    const GC_EVERY: u32 = 8;
+    let mut since_gc = 0u32;
     loop {
+        since_gc += 1;
+        if since_gc >= GC_EVERY && !gc_closed {
+            since_gc = 0;
+            if let Ok(found) = gc_found.try_recv() {
+                p.on_gc_found(found);
+            }
+        }
         // Biased, in this order: a stop, confirmed evidence, finished
         // debates, the fleet, the clocks, and forgeable evidence last, so
         // a flood of the latter only ever waits behind everything else.
@@ -375,6 +402,10 @@ pub async fn run(opts: RunOptions, mut signals: Signals) -> Result<(), DaemonErr
                 }
             }
             _ = gc.tick() => p.on_gc(),
+            Some(found) = gc_found.recv(), if !gc_closed => {
+                since_gc = 0;
+                p.on_gc_found(found);
+            }
             Some(alert) = alert_rx.forgeable.recv() => p.on_alert(alert),
         }
     }

@@ -44,6 +44,9 @@ pub struct DaemonStatus {
     /// Journal retention (`[journal]`): what was pruned, the size now.
     #[serde(default)]
     pub journal: crate::state::retention::RetentionStatus,
+    /// Expired rules collected (`daemon::gc`).
+    #[serde(default)]
+    pub gc: super::gc::GcStatus,
 }
 
 /// One shed counter of [`DaemonStatus::shed`].

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 
 use crate::{
     addr, clock,
-    kernel::maps::{RuleTables, TablesError},
+    kernel::maps::{RuleTables, Scan, TablesError},
     rule::{List, Rule},
 };
 
@@ -125,17 +125,20 @@ impl RuleTables for FakeTables {
         Ok(victim)
     }
 
-    fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
-        let mut expired = Vec::new();
-        for &list in <List as crate::choice::Choice>::ALL {
-            for r in self.rules(list)? {
-                if !r.entry.is_live(now_ns) {
-                    self.rules.remove(&(r.list, r.net));
-                    expired.push(r);
-                }
-            }
-        }
-        Ok(expired)
+    fn expired(&self, now_ns: u64) -> Result<Scan, TablesError> {
+        Ok(Scan {
+            expired: self
+                .rules
+                .iter()
+                .filter(|(_, e)| !e.is_live(now_ns))
+                .map(|(&k, _)| k)
+                .collect(),
+            fill: crate::kernel::maps::block_fill(self).unwrap_or_default(),
+        })
+    }
+
+    fn entry(&self, list: List, net: IpNet) -> Result<Option<RuleEntry>, TablesError> {
+        Ok(self.rules.get(&(list, net)).copied())
     }
 
     fn sync_active(&mut self) -> Result<(), TablesError> {

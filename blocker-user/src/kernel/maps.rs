@@ -265,6 +265,15 @@ pub struct NewEntry {
     pub reason: u32,
 }
 
+/// What one walk of the tables for garbage collection found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Expired rules, by list and exact prefix.
+    pub expired: Vec<(List, IpNet)>,
+    /// Entries per exact blocklist map (what [`block_fill`] counts).
+    pub fill: std::collections::HashMap<&'static str, u64>,
+}
+
 /// What [`Tables::plan_batch`] found: every table the batch fits in, the
 /// ids replaced rules keep. Writing it cannot run out of room unless
 /// another writer fills a table meanwhile.
@@ -986,18 +995,99 @@ impl Tables {
         }
     }
 
-    /// Removes rules that expired before `now_ns` (CLOCK_BOOTTIME) and
-    /// returns them. The XDP program already ignores them; this frees slots.
-    pub fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
-        let mut expired = Vec::new();
-        for list in [List::Allow, List::Block] {
-            for rule in self.rules_only(list)? {
-                if !rule.entry.is_live(now_ns) && self.remove(rule.list, rule.net)? {
-                    expired.push(rule);
+    /// The rules that expired before `now_ns` (CLOCK_BOOTTIME), found
+    /// without changing anything: the XDP program already ignores them, and
+    /// garbage collection removes them later (see `daemon::gc`). Reads the
+    /// exact tables one batch at a time, so the walk of a million rules holds
+    /// only the expired ones in memory.
+    pub fn expired(&self, now_ns: u64) -> Result<Scan, TablesError> {
+        let mut out = Vec::new();
+        let mut fill = std::collections::HashMap::new();
+        for table in Table::ALL {
+            let list = table.list();
+            let e = map_err(table.map());
+            match table {
+                Table::BlockV4 | Table::BlockV6 => {
+                    let key_size = if table == Table::BlockV4 { 4 } else { 16 };
+                    let entries = fill.entry(table.map()).or_insert(0u64);
+                    crate::kernel::sys::lookup_chunks(
+                        self.exact_fd(table),
+                        key_size,
+                        size_of::<RuleEntry>(),
+                        BATCH_CHUNK,
+                        |keys, values| {
+                            let values: Vec<RuleEntry> = crate::kernel::sys::pod_from_bytes(values);
+                            *entries += values.len() as u64;
+                            for (key, entry) in keys.chunks_exact(key_size).zip(values) {
+                                if entry.is_live(now_ns) {
+                                    continue;
+                                }
+                                let ip = match <[u8; 4]>::try_from(key) {
+                                    Ok(v4) => IpAddr::from(v4),
+                                    Err(_) => IpAddr::from(
+                                        <[u8; 16]>::try_from(key).expect("16-byte key"),
+                                    ),
+                                };
+                                out.push((list, addr::host(ip)));
+                            }
+                        },
+                    )
+                    .map_err(|io_error| {
+                        e(MapError::SyscallError(aya::sys::SyscallError {
+                            call: "bpf_map_lookup_batch",
+                            io_error,
+                        }))
+                    })?;
+                }
+                _ => {
+                    let mut rules = Vec::new();
+                    match table {
+                        Table::BlockNetV4 => collect_trie(
+                            &self.block_net_v4,
+                            addr::from_lpm_v4,
+                            list,
+                            &mut rules,
+                            e,
+                        )?,
+                        Table::AllowV4 => {
+                            collect_trie(&self.allow_v4, addr::from_lpm_v4, list, &mut rules, e)?
+                        }
+                        Table::BlockNetV6 => collect_trie(
+                            &self.block_net_v6,
+                            addr::from_lpm_v6,
+                            list,
+                            &mut rules,
+                            e,
+                        )?,
+                        _ => collect_trie(&self.allow_v6, addr::from_lpm_v6, list, &mut rules, e)?,
+                    }
+                    out.extend(
+                        rules
+                            .into_iter()
+                            .filter(|r| !r.entry.is_live(now_ns))
+                            .map(|r| (r.list, r.net)),
+                    );
                 }
             }
         }
-        Ok(expired)
+        Ok(Scan { expired: out, fill })
+    }
+
+    /// The rule stored for exactly `net` on `list`, if any (for an LPM table,
+    /// possibly a covering rule when `net` itself is absent: see
+    /// `matching_exact`).
+    pub fn entry(&self, list: List, net: IpNet) -> Result<Option<RuleEntry>, TablesError> {
+        let table = Table::of(list, &net);
+        let found = |r: Result<RuleEntry, MapError>| match r {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(table.map())(e)),
+        };
+        match (table, net) {
+            (Table::BlockV4, IpNet::V4(n)) => found(self.block_v4.get(&addr::v4_key(n.addr()), 0)),
+            (Table::BlockV6, IpNet::V6(n)) => found(self.block_v6.get(&addr::v6_key(n.addr()), 0)),
+            _ => self.matching_exact(table, net),
+        }
     }
 
     /// Clears a table's "active" slot if it is empty. Clearing races with a
@@ -1116,7 +1206,8 @@ pub trait RuleTables {
     fn rules(&self, list: List) -> Result<Vec<Rule>, TablesError>;
     fn matching(&self, list: List, addr: IpAddr) -> Result<Option<RuleEntry>, TablesError>;
     fn evict_soonest(&mut self, list: List, net: IpNet) -> Result<Option<Rule>, TablesError>;
-    fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError>;
+    fn expired(&self, now_ns: u64) -> Result<Scan, TablesError>;
+    fn entry(&self, list: List, net: IpNet) -> Result<Option<RuleEntry>, TablesError>;
     fn sync_active(&mut self) -> Result<(), TablesError>;
     fn stats(&self) -> Result<XdpStats, TablesError>;
     fn forget_zero_window(&mut self, source: IpAddr) -> Result<(), TablesError>;
@@ -1211,8 +1302,11 @@ impl RuleTables for Tables {
     fn evict_soonest(&mut self, list: List, net: IpNet) -> Result<Option<Rule>, TablesError> {
         Tables::evict_soonest(self, list, net)
     }
-    fn remove_expired(&mut self, now_ns: u64) -> Result<Vec<Rule>, TablesError> {
-        Tables::remove_expired(self, now_ns)
+    fn expired(&self, now_ns: u64) -> Result<Scan, TablesError> {
+        Tables::expired(self, now_ns)
+    }
+    fn entry(&self, list: List, net: IpNet) -> Result<Option<RuleEntry>, TablesError> {
+        Tables::entry(self, list, net)
     }
     fn sync_active(&mut self) -> Result<(), TablesError> {
         Tables::sync_active(self)

@@ -352,6 +352,23 @@ pub fn lookup_all(
     chunk: usize,
 ) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let (mut keys, mut values) = (Vec::new(), Vec::new());
+    lookup_chunks(map, key_size, value_size, chunk, |k, v| {
+        keys.extend_from_slice(k);
+        values.extend_from_slice(v);
+    })?;
+    Ok((keys, values))
+}
+
+/// Every element of a hash map, read with `BPF_MAP_LOOKUP_BATCH` and handed
+/// to `visit` one batch at a time (`chunk` keys and values, concatenated),
+/// so a walk of a million entries holds one batch in memory, not the map.
+pub fn lookup_chunks(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    chunk: usize,
+    mut visit: impl FnMut(&[u8], &[u8]),
+) -> io::Result<()> {
     let mut kbuf = vec![0u8; key_size * chunk];
     let mut vbuf = vec![0u8; value_size * chunk];
     // Opaque batch cursors: hash maps use a u32 bucket index.
@@ -373,12 +390,11 @@ pub fn lookup_all(
         };
         let r = bpf_mut(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
         let got = attr.count as usize;
-        keys.extend_from_slice(&kbuf[..got * key_size]);
-        values.extend_from_slice(&vbuf[..got * value_size]);
+        visit(&kbuf[..got * key_size], &vbuf[..got * value_size]);
         match r {
             Ok(_) => {}
             // The last batch: the kernel returns what it has with ENOENT.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((keys, values)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
         first = false;

@@ -162,6 +162,12 @@ impl<T: RuleTables> Enforcer<T> {
         &self.tables
     }
 
+    /// The tables, to change behind the enforcer's back (unit tests).
+    #[cfg(test)]
+    pub(crate) fn tables_mut(&mut self) -> &mut T {
+        &mut self.tables
+    }
+
     /// Recomputes the tables' "active" slots from their contents (at start).
     pub fn sync_active(&mut self) -> Result<(), EnforceError> {
         Ok(self.tables.sync_active()?)
@@ -365,14 +371,31 @@ impl<T: RuleTables> Enforcer<T> {
         Ok(in_map || in_store)
     }
 
-    /// Removes expired rules from the maps and marks them in the journal.
-    pub fn collect_expired(&mut self) -> Result<Vec<Rule>, EnforceError> {
-        let expired = self.tables.remove_expired(clock::boottime_ns())?;
-        if let Some(store) = self.store.as_mut() {
-            for rule in &expired {
-                store.remove(rule.list, rule.net, "expired")?;
+    /// Removes these garbage-collection candidates (found expired by a scan
+    /// off the pipeline, `daemon::gc`) from the maps (batched) and marks them
+    /// in the journal (one transaction). Each is looked up again first: a
+    /// rule renewed since the scan (a new ban of the same address) is live
+    /// and stays. Returns the rules removed.
+    pub fn expire(&mut self, candidates: &[(List, IpNet)]) -> Result<Vec<Rule>, EnforceError> {
+        let now = clock::boottime_ns();
+        let mut expired = Vec::with_capacity(candidates.len());
+        for &(list, net) in candidates {
+            if let Some(entry) = self.tables.entry(list, net)?
+                && !entry.is_live(now)
+            {
+                expired.push(Rule {
+                    list,
+                    net,
+                    entry,
+                    counters: Default::default(),
+                });
             }
         }
+        if expired.is_empty() {
+            return Ok(expired);
+        }
+        let keys: Vec<(List, IpNet)> = expired.iter().map(|r| (r.list, r.net)).collect();
+        self.remove_batch(&keys, "expired")?;
         Ok(expired)
     }
 
