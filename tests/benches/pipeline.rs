@@ -29,7 +29,7 @@ use std::{
 
 use blocker_tests::{
     State,
-    eve::{EveFile, confirmed_alert},
+    eve::confirmed_alert,
     lab::{Daemon, Lab, SERVER_V4, sh},
     peers::RawPeer,
     wait_until,
@@ -74,14 +74,7 @@ fn latency(incidents: u64) -> serde_json::Value {
     let _srv = lab.victim_server(PORT, 1 << 20);
     let state = State::new();
     let cfg = config(&state, "");
-    let eve = EveFile::new(&state);
-    let d = Daemon::start(
-        &state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (_d, eve) = Daemon::start_following_eve(&state, &lab, &cfg);
     // IDS incidents: one alert on an established FTP session from each
     // source in 198.19.0.0/16, one source every 20 ms so the pipeline is
     // measured, not a queue.
@@ -172,14 +165,7 @@ fn gc_latency(rules: u64) -> serde_json::Value {
     let _srv = lab.victim_server(PORT, 1 << 20);
     let state = State::new();
     let cfg = config(&state, "[daemon]\ngc_interval = \"1s\"\n");
-    let eve = EveFile::new(&state);
-    let d = Daemon::start(
-        &state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (d, eve) = Daemon::start_following_eve(&state, &lab, &cfg);
     // 60% IPv4 from 198.19.0.0/16, the rest IPv6 from 2001:db8:ffff::/48
     // (the v4 test range holds fewer than 100k free addresses).
     let v4 = rules * 6 / 10;

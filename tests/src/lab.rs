@@ -509,6 +509,25 @@ impl Daemon {
         Self::start_within(state, ns, iface, extra, Duration::from_secs(20))
     }
 
+    /// Starts the daemon on the lab's server with `config` and a fresh
+    /// eve.json (`--eve-json`), and waits until it follows that file, so the
+    /// confirmed alerts the test appends are read.
+    pub fn start_following_eve(
+        state: &State,
+        lab: &Lab,
+        config: &str,
+    ) -> (Self, crate::eve::EveFile) {
+        let eve = crate::eve::EveFile::new(state);
+        let d = Self::start(
+            state,
+            &lab.server,
+            &lab.server_if,
+            &["--config", config, "--eve-json", eve.arg()],
+        );
+        d.wait_following_eve();
+        (d, eve)
+    }
+
     /// [`Daemon::start`], waiting up to `ready` for it (a start that
     /// restores a million journaled rules takes longer than 20 s on a busy
     /// machine).

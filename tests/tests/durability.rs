@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, net::SocketAddr, process::Command, time::Durati
 
 use blocker_tests::{
     State, describe,
-    eve::{EveFile, confirmed_alert},
+    eve::confirmed_alert,
     frames::Spec,
     lab::{CLIENT_V4, Daemon, Lab, SERVER_V4},
     peers, wait_until,
@@ -57,14 +57,7 @@ fn sigkill_during_a_burst_of_bans_loses_no_acknowledged_ban() {
     // Council bans need kernel-confirmed evidence (a zero-window SYN is
     // forgeable and only watched, see issue 10): IDS alerts on established
     // TCP sessions (an application protocol) from 300 sources.
-    let eve = EveFile::new(&state);
-    let mut d = Daemon::start(
-        &state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (mut d, eve) = Daemon::start_following_eve(&state, &lab, &cfg);
     let lines: Vec<String> = (0..300u32)
         .map(|i| {
             let src = format!("198.19.{}.{}", i / 250, i % 250 + 1);
@@ -506,14 +499,7 @@ fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_ba
     // A ban from before, whose journal row is as old as the incidents
     // about to be pruned: it must survive retention and a restart.
     state.ok(&["ban", "198.18.60.1", "--ttl", "1h", "--reason", "operator"]);
-    let eve = EveFile::new(&state);
-    let mut d = Daemon::start(
-        &state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (mut d, eve) = Daemon::start_following_eve(&state, &lab, &cfg);
     // 100k incidents from 90 days ago (512-byte summaries, ~60 MB),
     // inserted in one transaction next to the running daemon.
     let store = blocker::state::journal::Store::open_in(&state.state_dir).unwrap();
@@ -608,14 +594,7 @@ fn twenty_thousand_rules_expiring_at_once_are_collected_while_bans_go_on() {
     let lab = Lab::new();
     let state = State::new();
     let cfg = config(&state, "[daemon]\ngc_interval = \"1s\"\n");
-    let eve = EveFile::new(&state);
-    let d = Daemon::start(
-        &state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", &cfg, "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (d, eve) = Daemon::start_following_eve(&state, &lab, &cfg);
     state.ok(&["ban", "198.18.9.0/24", "--reason", "permanent"]);
     let list = state.state_dir.join("expiring.txt");
     let text: String = (0..N)

@@ -80,14 +80,7 @@ fn config(state: &State) -> PathBuf {
 
 fn start(state: &State, lab: &Lab) -> Daemon {
     let cfg = config(state);
-    let eve = EveFile::new(state);
-    let d = Daemon::start(
-        state,
-        &lab.server,
-        &lab.server_if,
-        &["--config", cfg.to_str().unwrap(), "--eve-json", eve.arg()],
-    );
-    d.wait_following_eve();
+    let (d, _eve) = Daemon::start_following_eve(state, lab, cfg.to_str().unwrap());
     d
 }
 
