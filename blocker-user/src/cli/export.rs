@@ -8,7 +8,7 @@ use blocker::{
     kernel::pins,
     rule::List,
     state::journal::{self, Store},
-    state::rulefile::{self, Export, ExportedRule},
+    state::rulefile,
 };
 
 use super::{Context, output};
@@ -29,59 +29,83 @@ pub struct Args {
     origin: Option<String>,
 }
 
+/// [`rulefile::ExportedRule`] borrowing its texts: a million rules from one import
+/// share one reason and one source (same JSON).
+#[derive(serde::Serialize)]
+struct Exported<'a> {
+    list: List,
+    #[serde(with = "blocker::council::net_serde")]
+    prefix: blocker::addr::IpNet,
+    expires_at: Option<String>,
+    reason: &'a str,
+    source: &'a str,
+}
+
+/// [`rulefile::Export`] with borrowed rules.
+#[derive(serde::Serialize)]
+struct ExportOut<'a> {
+    format: &'a str,
+    version: u32,
+    exported_at: String,
+    rules: Vec<Exported<'a>>,
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     pins::require_caps(pins::MAP_CAPS)?;
     let tables = Tables::open(&ctx.pins)?;
     let store = Store::open_in(&ctx.state_dir).ok();
     // One query for every record, not one per rule (a million rules).
-    let records: std::collections::HashMap<(List, blocker::addr::IpNet), _> = store
+    let records = store
         .as_ref()
-        .and_then(|s| s.active_rules().ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| ((r.list, r.net), r))
-        .collect();
+        .and_then(|s| s.active_labels().ok())
+        .unwrap_or_default();
     let now = clock::boottime_ns();
-    let mut rules = Vec::new();
+    let mut found = Vec::new();
     for list in [List::Allow, List::Block] {
-        for r in tables.rules(list)? {
-            if !r.entry.is_live(now) {
-                continue;
-            }
-            let record = records.get(&(r.list, r.net));
-            if let Some(origin) = &args.origin
-                && !record.is_some_and(|rec| journal::source_matches(&rec.source, origin))
-            {
-                continue;
-            }
-            rules.push(ExportedRule {
-                list: r.list,
-                prefix: r.net,
-                expires_at: (r.entry.expires_at_ns != 0)
-                    .then(|| clock::rfc3339(clock::to_system(r.entry.expires_at_ns))),
-                reason: record.as_ref().map_or_else(
-                    || blocker_common::reason::name(r.entry.reason).to_string(),
-                    |rec| rec.reason.clone(),
-                ),
-                source: record.map_or_else(|| "kernel".to_string(), |rec| rec.source.clone()),
-            });
+        found.extend(
+            tables
+                .rules(list)?
+                .into_iter()
+                .filter(|r| r.entry.is_live(now))
+                .map(|r| (r.list, r.net, r.entry)),
+        );
+    }
+    let mut rules = Vec::with_capacity(found.len());
+    for (list, net, entry) in &found {
+        let record = records.get(&(*list, *net));
+        if let Some(origin) = &args.origin
+            && !record.is_some_and(|(_, source)| journal::source_matches(source, origin))
+        {
+            continue;
         }
+        rules.push(Exported {
+            list: *list,
+            prefix: *net,
+            expires_at: (entry.expires_at_ns != 0)
+                .then(|| clock::rfc3339(clock::to_system(entry.expires_at_ns))),
+            reason: record.map_or_else(|| blocker_common::reason::name(entry.reason), |r| &r.0),
+            source: record.map_or("kernel", |r| &r.1),
+        });
     }
     if args.json {
-        output::json(&Export {
-            format: rulefile::FORMAT.into(),
+        output::json(&ExportOut {
+            format: rulefile::FORMAT,
             version: 1,
             exported_at: clock::rfc3339(SystemTime::now()),
             rules,
         })?;
     } else {
-        println!(
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        writeln!(
+            out,
             "# blocker export: blocked prefixes, {}",
             clock::rfc3339(SystemTime::now())
-        );
+        )?;
         for r in rules.iter().filter(|r| r.list == List::Block) {
-            println!("{}", blocker::addr::display(&r.prefix));
+            writeln!(out, "{}", blocker::addr::display(&r.prefix))?;
         }
+        out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -50,11 +50,12 @@ pub struct Args {
     json: bool,
 }
 
-struct Planned {
+struct Planned<'a> {
     list: List,
     net: addr::IpNet,
     ttl: ttl::Ttl,
-    reason: String,
+    /// Borrowed for plain lists (one reason for a million lines).
+    reason: std::borrow::Cow<'a, str>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -94,7 +95,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 list: r.list,
                 net: r.prefix,
                 ttl,
-                reason: r.reason,
+                reason: r.reason.into(),
             });
         }
     } else {
@@ -122,7 +123,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             list,
             net,
             ttl: args.ttl,
-            reason: default_reason.clone(),
+            reason: default_reason.as_str().into(),
         }));
     }
     let wide: Vec<String> = planned

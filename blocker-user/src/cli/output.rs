@@ -47,7 +47,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    use std::io::Write as _;
+    // Streamed through a buffer: an export of a million rules is 200 MB of
+    // JSON, never held as one string.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

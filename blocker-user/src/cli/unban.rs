@@ -8,7 +8,7 @@ use blocker::{
     kernel::pins,
     rule::List,
     state::enforcer::Enforcer,
-    state::journal::{self, Store},
+    state::journal::Store,
 };
 
 use super::{Context, output, parse_net_arg};
@@ -63,12 +63,7 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
                     enforcer.journal_error().unwrap_or("not opened")
                 );
             };
-            store
-                .active_rules()?
-                .into_iter()
-                .filter(|r| r.list == list && journal::source_matches(&r.source, origin))
-                .map(|r| r.net)
-                .collect()
+            store.active_of_origin(list, origin)?
         }
     };
     if let (Some(origin), true) = (&args.origin, targets.is_empty()) {
@@ -114,8 +109,14 @@ pub fn run(ctx: &Context, args: Args, list: List) -> anyhow::Result<ExitCode> {
         List::Block => ("unbanned", "banned"),
         List::Allow => ("removed from the allowlist:", "allowlisted"),
     };
-    for r in &removed {
-        println!("{done} {r}");
+    {
+        // One write per buffer, not per line: an origin can hold a million.
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for r in &removed {
+            writeln!(out, "{done} {r}")?;
+        }
+        out.flush()?;
     }
     for net in &absent {
         // Point at the rule that does cover it, if any.

@@ -549,7 +549,7 @@ impl Tables {
         rules: &[(List, IpNet, RuleEntry)],
     ) -> Result<BatchPlan, TablesError> {
         use std::collections::{HashMap as Map, HashSet};
-        let mut existing: Map<Table, Map<Vec<u8>, RuleEntry>> = Map::new();
+        let mut existing: Map<Table, Map<ExactKey, RuleEntry>> = Map::new();
         let mut lpm_keys: Map<Table, HashSet<IpNet>> = Map::new();
         let mut new_per_table: Map<Table, usize> = Map::new();
         let mut seen: HashSet<(Table, IpNet)> = HashSet::with_capacity(rules.len());
@@ -768,26 +768,142 @@ impl Tables {
     fn exact_entries(
         &self,
         table: Table,
-    ) -> Result<std::collections::HashMap<Vec<u8>, RuleEntry>, TablesError> {
+    ) -> Result<std::collections::HashMap<ExactKey, RuleEntry>, TablesError> {
+        let mut out = std::collections::HashMap::new();
+        self.exact_chunks(table, |key, entry| {
+            out.insert(ExactKey::from_bytes(key), entry);
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `f` every (key bytes, entry) of an exact table, read in
+    /// batches (one syscall per 16k rules; memory one batch).
+    fn exact_chunks(
+        &self,
+        table: Table,
+        mut f: impl FnMut(&[u8], RuleEntry),
+    ) -> Result<(), TablesError> {
         let key_size = if table == Table::BlockV4 { 4 } else { 16 };
-        let (keys, values) = crate::kernel::sys::lookup_all(
+        crate::kernel::sys::lookup_chunks(
             self.exact_fd(table),
             key_size,
             size_of::<RuleEntry>(),
             BATCH_CHUNK,
+            |keys, values| {
+                let values: Vec<RuleEntry> = crate::kernel::sys::pod_from_bytes(values);
+                for (k, v) in keys.chunks_exact(key_size).zip(values) {
+                    f(k, v);
+                }
+            },
         )
         .map_err(|e| {
             map_err(table.map())(MapError::SyscallError(aya::sys::SyscallError {
                 call: "bpf_map_lookup_batch",
                 io_error: e,
             }))
+        })
+    }
+
+    /// Every rule's list and prefix, compact (see [`RuleKeys`]).
+    pub fn keys(&self) -> Result<RuleKeys, TablesError> {
+        let mut k = RuleKeys::default();
+        self.exact_chunks(Table::BlockV4, |key, _| {
+            k.v4.push(u32::from_be_bytes(key.try_into().expect("4 bytes")));
         })?;
-        let values: Vec<RuleEntry> = crate::kernel::sys::pod_from_bytes(&values);
-        Ok(keys
-            .chunks_exact(key_size)
-            .map(<[u8]>::to_vec)
-            .zip(values)
-            .collect())
+        self.exact_chunks(Table::BlockV6, |key, _| {
+            k.v6.push(u128::from_be_bytes(key.try_into().expect("16 bytes")));
+        })?;
+        let mut other = Vec::new();
+        for table in [
+            Table::AllowV4,
+            Table::AllowV6,
+            Table::BlockNetV4,
+            Table::BlockNetV6,
+        ] {
+            self.collect(table, &mut other)?;
+        }
+        k.other = other.into_iter().map(|r| (r.list, r.net)).collect();
+        k.sort();
+        Ok(k)
+    }
+
+    /// Writes rules for prefixes the tables do not hold (restoring
+    /// journaled rules): batched for the exact tables, without reading the
+    /// tables first (the caller compared against [`keys`](Self::keys)).
+    /// Returns the rules that did not fit, each with why; the others are in.
+    pub fn restore_batch(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<Vec<(List, IpNet, TablesError)>, TablesError> {
+        let mut failed = Vec::new();
+        for table in Table::ALL {
+            let mut rows: Vec<(IpNet, RuleEntry)> = rules
+                .iter()
+                .filter(|r| Table::of(r.0, &r.1) == table)
+                .map(|r| (r.1, r.2))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            for r in &mut rows {
+                if r.1.id == 0 {
+                    self.assign_id(&mut r.1);
+                }
+            }
+            let list = table.list();
+            let mut written = 0;
+            match table {
+                Table::BlockV4 | Table::BlockV6 => {
+                    let mut keys = Vec::with_capacity(rows.len() * 16);
+                    for r in &rows {
+                        keys.extend_from_slice(&exact_key(&r.0));
+                    }
+                    let values: Vec<RuleEntry> = rows.iter().map(|r| r.1).collect();
+                    let key_size = if table == Table::BlockV4 { 4 } else { 16 };
+                    match crate::kernel::sys::update_batch(
+                        self.exact_fd(table),
+                        &keys,
+                        key_size,
+                        crate::kernel::sys::pod_bytes(&values),
+                        size_of::<RuleEntry>(),
+                        BATCH_CHUNK,
+                    ) {
+                        Ok(n) => written = n,
+                        Err((n, e)) => {
+                            // The batch stops at the first rule that does
+                            // not go in: that one and the rest failed.
+                            written = n;
+                            let errno = e.raw_os_error();
+                            for r in &rows[n..] {
+                                let e = errno.map_or_else(
+                                    || std::io::Error::other(e.to_string()),
+                                    std::io::Error::from_raw_os_error,
+                                );
+                                let e = MapError::SyscallError(aya::sys::SyscallError {
+                                    call: "bpf_map_update_batch",
+                                    io_error: e,
+                                });
+                                failed.push((list, r.0, self.write_error(table, e)));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for &(net, entry) in &rows {
+                        match self.write(table, net, entry, 0) {
+                            Ok(()) => written += 1,
+                            Err(e) => failed.push((list, net, self.write_error(table, e))),
+                        }
+                    }
+                }
+            }
+            if written > 0 {
+                // After the entries are in: the XDP program must never skip
+                // a table that holds a rule.
+                self.set_config(table.active_slot(), 1)?;
+            }
+        }
+        Ok(failed)
     }
 
     /// The rule stored for exactly `net` in LPM `table`, if any.
@@ -957,10 +1073,10 @@ impl Tables {
         match table {
             Table::BlockV4 | Table::BlockV6 => {
                 // Batched reads: one syscall per 16k rules, not two per rule.
-                for (key, entry) in self.exact_entries(table)? {
+                self.exact_chunks(table, |key, entry| {
                     let ip = match key.len() {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(key.as_slice()).expect("4 bytes")),
-                        _ => IpAddr::from(<[u8; 16]>::try_from(key.as_slice()).expect("16 bytes")),
+                        4 => IpAddr::from(<[u8; 4]>::try_from(key).expect("4 bytes")),
+                        _ => IpAddr::from(<[u8; 16]>::try_from(key).expect("16 bytes")),
                     };
                     out.push(Rule {
                         list,
@@ -968,7 +1084,7 @@ impl Tables {
                         entry,
                         counters: RuleCounters::default(),
                     });
-                }
+                })?;
             }
             Table::BlockNetV4 => collect_trie(&self.block_net_v4, addr::from_lpm_v4, list, out, e)?,
             Table::AllowV4 => collect_trie(&self.allow_v4, addr::from_lpm_v4, list, out, e)?,
@@ -1257,6 +1373,25 @@ pub trait RuleTables {
         }
         Ok(n)
     }
+    fn keys(&self) -> Result<RuleKeys, TablesError> {
+        let mut all = self.rules(List::Allow)?;
+        all.extend(self.rules(List::Block)?);
+        Ok(RuleKeys::from_rules(
+            all.into_iter().map(|r| (r.list, r.net)),
+        ))
+    }
+    fn restore_batch(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<Vec<(List, IpNet, TablesError)>, TablesError> {
+        let mut failed = Vec::new();
+        for &(list, net, entry) in rules {
+            if let Err(e) = self.insert(list, net, entry) {
+                failed.push((list, net, e));
+            }
+        }
+        Ok(failed)
+    }
     fn evict_soonest_many(
         &mut self,
         list: List,
@@ -1338,6 +1473,15 @@ impl RuleTables for Tables {
     fn remove_batch(&mut self, rules: &[(List, IpNet)]) -> Result<usize, TablesError> {
         Tables::remove_batch(self, rules)
     }
+    fn keys(&self) -> Result<RuleKeys, TablesError> {
+        Tables::keys(self)
+    }
+    fn restore_batch(
+        &mut self,
+        rules: &[(List, IpNet, RuleEntry)],
+    ) -> Result<Vec<(List, IpNet, TablesError)>, TablesError> {
+        Tables::restore_batch(self, rules)
+    }
     fn evict_soonest_many(
         &mut self,
         list: List,
@@ -1406,11 +1550,119 @@ pub fn sum_stats(a: &XdpStats, b: &XdpStats) -> XdpStats {
     }
 }
 
-/// The key bytes of an exact-table rule (a host prefix).
-fn exact_key(net: &IpNet) -> Vec<u8> {
+/// The key bytes of an exact-table rule (a host prefix), on the stack:
+/// bulk paths build a million of them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ExactKey {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl ExactKey {
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut bytes = [0; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Self {
+            bytes,
+            len: b.len() as u8,
+        }
+    }
+}
+
+impl std::ops::Deref for ExactKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+fn exact_key(net: &IpNet) -> ExactKey {
     match net {
-        IpNet::V4(n) => addr::v4_key(n.addr()).to_vec(),
-        IpNet::V6(n) => addr::v6_key(n.addr()).to_vec(),
+        IpNet::V4(n) => ExactKey::from_bytes(&addr::v4_key(n.addr())),
+        IpNet::V6(n) => ExactKey::from_bytes(&addr::v6_key(n.addr())),
+    }
+}
+
+/// Every rule's list and prefix, compact: 4 bytes per exact IPv4 ban, 16
+/// per exact IPv6 one. What reconciliation at start-up compares a million
+/// journaled rules against without holding a million [`Rule`]s.
+#[derive(Debug, Default)]
+pub struct RuleKeys {
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+    /// The LPM tables' rules (CIDRs and the allowlist).
+    other: Vec<(List, IpNet)>,
+}
+
+impl RuleKeys {
+    /// From any list of rules (sorted here).
+    pub fn from_rules(rules: impl IntoIterator<Item = (List, IpNet)>) -> Self {
+        let mut k = Self::default();
+        for (list, net) in rules {
+            k.push(list, net);
+        }
+        k.sort();
+        k
+    }
+
+    fn push(&mut self, list: List, net: IpNet) {
+        match (Table::of(list, &net), net) {
+            (Table::BlockV4, IpNet::V4(n)) => self.v4.push(u32::from(n.addr())),
+            (Table::BlockV6, IpNet::V6(n)) => self.v6.push(u128::from(n.addr())),
+            _ => self.other.push((list, net)),
+        }
+    }
+
+    fn sort(&mut self) {
+        self.v4.sort_unstable();
+        self.v4.dedup();
+        self.v6.sort_unstable();
+        self.v6.dedup();
+        self.other.sort_unstable();
+        self.other.dedup();
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index of the rule for `net` on `list`, if the tables held it.
+    pub fn position(&self, list: List, net: &IpNet) -> Option<usize> {
+        match (Table::of(list, net), net) {
+            (Table::BlockV4, IpNet::V4(n)) => self.v4.binary_search(&u32::from(n.addr())).ok(),
+            (Table::BlockV6, IpNet::V6(n)) => self
+                .v6
+                .binary_search(&u128::from(n.addr()))
+                .ok()
+                .map(|i| self.v4.len() + i),
+            _ => self
+                .other
+                .binary_search(&(list, *net))
+                .ok()
+                .map(|i| self.v4.len() + self.v6.len() + i),
+        }
+    }
+
+    /// The rule at index `i` (see [`position`](Self::position)).
+    pub fn at(&self, i: usize) -> (List, IpNet) {
+        let (a, b) = (self.v4.len(), self.v6.len());
+        if i < a {
+            (
+                List::Block,
+                addr::host(IpAddr::from(std::net::Ipv4Addr::from(self.v4[i]))),
+            )
+        } else if i < a + b {
+            (
+                List::Block,
+                addr::host(IpAddr::from(std::net::Ipv6Addr::from(self.v6[i - a]))),
+            )
+        } else {
+            self.other[i - a - b]
+        }
     }
 }
 

@@ -100,18 +100,46 @@ impl<'a> Change<'a> {
 pub struct Reconciled {
     /// Journaled rules missing from the maps (a reboot emptied bpffs), put
     /// back with their remaining TTL.
-    pub restored: Vec<String>,
+    pub restored: Names,
     /// Journaled rules whose time ran out while nothing enforced them.
     pub expired: usize,
     /// Rules found in the maps with no journal record, now recorded.
-    pub adopted: Vec<String>,
+    pub adopted: Names,
     /// Journaled rules that could not be restored (table full), with why.
-    pub failed: Vec<String>,
+    pub failed: Names,
     /// Rules present in both, left untouched (counters kept).
     pub kept: usize,
     /// A stop was requested before every rule was restored: the rest stay
     /// in the journal and are restored at the next start.
     pub interrupted: bool,
+}
+
+/// How many rules and the first few of them by name: what start-up logs.
+/// (A million names would be a million strings held for nothing.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Names {
+    pub total: usize,
+    /// The first [`Names::SHOWN`].
+    pub first: Vec<String>,
+}
+
+impl Names {
+    pub const SHOWN: usize = 20;
+
+    fn push(&mut self, name: impl FnOnce() -> String) {
+        if self.first.len() < Self::SHOWN {
+            self.first.push(name());
+        }
+        self.total += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
 }
 
 /// Journaled rules restored per batch at start; a stop request is checked
@@ -412,6 +440,12 @@ impl<T: RuleTables> Enforcer<T> {
     /// once `stop` is set (SIGTERM during start-up). What is restored by
     /// then is in the maps and the journal alike; the rest is restored at
     /// the next start, so nothing is lost either way.
+    ///
+    /// Streaming, so memory stays bounded at a million rules: the maps'
+    /// prefixes are held compactly ([`crate::kernel::maps::RuleKeys`], 4 bytes per exact IPv4
+    /// ban), the journal is read in pages of [`RESTORE_CHUNK`] rules
+    /// without their free text, and each page is written to the maps in
+    /// batches before the next is read. O(n log n) in all.
     pub fn reconcile_until(
         &mut self,
         stop: &std::sync::atomic::AtomicBool,
@@ -425,123 +459,133 @@ impl<T: RuleTables> Enforcer<T> {
         };
         let now_unix = clock::unix_secs(SystemTime::now());
         let now_boot = clock::boottime_ns();
-        let journaled = store.active_rules()?;
-        let mut in_maps: Vec<Rule> = self.tables.rules(List::Allow)?;
-        in_maps.extend(self.tables.rules(List::Block)?);
-        // Sets, not scans: a million journaled rules against a million in
-        // the maps must stay O(n).
-        let mapped: std::collections::HashSet<(List, IpNet)> =
-            in_maps.iter().map(|m| (m.list, m.net)).collect();
-
-        let mut expired: Vec<(List, IpNet)> = Vec::new();
-        let mut restore: Vec<(List, IpNet, RuleEntry)> = Vec::new();
-        for r in &journaled {
-            if r.expires_at.is_some_and(|e| e <= now_unix) {
-                expired.push((r.list, r.net));
-                continue;
-            }
-            if mapped.contains(&(r.list, r.net)) {
-                report.kept += 1;
-                continue;
-            }
-            restore.push((
-                r.list,
-                r.net,
-                RuleEntry {
-                    expires_at_ns: r
-                        .expires_at
-                        .map_or(0, |e| clock::from_system(clock::from_unix_secs(e))),
-                    added_at_ns: clock::from_system(clock::from_unix_secs(r.added_at)),
-                    reason: r.reason_code,
-                    ..RuleEntry::default()
-                },
-            ));
-        }
-        if !expired.is_empty() {
-            store.remove_all(&expired, "expired")?;
-            let in_map: Vec<(List, IpNet)> = expired
-                .iter()
-                .filter(|k| mapped.contains(k))
-                .copied()
-                .collect();
-            self.tables.remove_batch(&in_map)?;
-            report.expired = expired.len();
-        }
+        let in_maps = self.tables.keys()?;
+        // Which of the maps' rules the journal has (the rest are adopted).
+        let mut journaled = vec![false; in_maps.len()];
         let name = |list: List, net: &IpNet| format!("{} {}", list.as_str(), addr::display(net));
-        for chunk in restore.chunks(RESTORE_CHUNK) {
+        let mut after = 0;
+        loop {
             if stopped() {
                 report.interrupted = true;
                 break;
             }
-            match self.tables.plan_entries(chunk) {
-                Ok(plan) => match self.tables.write_batch(&plan) {
-                    Ok(_) => report
-                        .restored
-                        .extend(chunk.iter().map(|r| name(r.0, &r.1))),
-                    Err(e) => {
-                        let e = e.to_string();
-                        report
-                            .failed
-                            .extend(chunk.iter().map(|r| format!("{}: {e}", name(r.0, &r.1))));
-                    }
-                },
-                // Not all fit: restore one by one, so as many as fit are back
-                // and each one that is not says why.
-                Err(TablesError::WontFit { .. }) => {
-                    for (list, net, entry) in chunk {
-                        match self.tables.insert(*list, *net, *entry) {
-                            Ok(()) => report.restored.push(name(*list, net)),
-                            Err(e) => report.failed.push(format!("{}: {e}", name(*list, net))),
-                        }
-                    }
+            let page = store.active_page(after, RESTORE_CHUNK)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut expired: Vec<(List, IpNet)> = Vec::new();
+            let mut expired_in_maps: Vec<(List, IpNet)> = Vec::new();
+            let mut restore: Vec<(List, IpNet, RuleEntry)> = Vec::new();
+            for r in &page {
+                let (Some(list), Some(net)) = (r.list, r.net) else {
+                    continue;
+                };
+                let at = in_maps.position(list, &net);
+                if let Some(i) = at {
+                    journaled[i] = true;
                 }
-                Err(e) => return Err(e.into()),
+                if r.expires_at.is_some_and(|e| e <= now_unix) {
+                    expired.push((list, net));
+                    if at.is_some() {
+                        expired_in_maps.push((list, net));
+                    }
+                    continue;
+                }
+                if at.is_some() {
+                    report.kept += 1;
+                    continue;
+                }
+                restore.push((
+                    list,
+                    net,
+                    RuleEntry {
+                        expires_at_ns: r
+                            .expires_at
+                            .map_or(0, |e| clock::from_system(clock::from_unix_secs(e))),
+                        added_at_ns: clock::from_system(clock::from_unix_secs(r.added_at)),
+                        reason: r.reason_code,
+                        ..RuleEntry::default()
+                    },
+                ));
+            }
+            drop(page);
+            if !expired.is_empty() {
+                store.remove_all(&expired, "expired")?;
+                self.tables.remove_batch(&expired_in_maps)?;
+                report.expired += expired.len();
+            }
+            // The page's rules are absent from the maps (compared above):
+            // written in batches without reading the tables again. Those
+            // that do not fit (table full) each say why; the rest are in.
+            let failed = self.tables.restore_batch(&restore)?;
+            let mut not_in: std::collections::HashSet<(List, IpNet)> =
+                std::collections::HashSet::with_capacity(failed.len());
+            for (list, net, e) in failed {
+                report.failed.push(|| format!("{}: {e}", name(list, &net)));
+                not_in.insert((list, net));
+            }
+            for (list, net, _) in &restore {
+                if !not_in.contains(&(*list, *net)) {
+                    report.restored.push(|| name(*list, net));
+                }
             }
         }
         if report.interrupted || stopped() {
             report.interrupted = true;
             info!(
-                "reconciliation stopped: {} of {} journaled rules restored; the rest stay journaled and are restored at the next start",
+                "reconciliation stopped: {} journaled rules restored so far; the rest stay journaled and are restored at the next start",
                 report.restored.len(),
-                restore.len()
             );
             return Ok(report);
         }
-        let journaled_set: std::collections::HashSet<(List, IpNet)> =
-            journaled.iter().map(|r| (r.list, r.net)).collect();
-
-        let orphans: Vec<&Rule> = in_maps
+        // The maps' rules nobody recorded: adopted, in pages too.
+        let orphans = journaled
             .iter()
-            .filter(|m| m.entry.is_live(now_boot))
-            .filter(|m| !journaled_set.contains(&(m.list, m.net)))
-            .collect();
-        if !orphans.is_empty() {
-            let reasons: Vec<String> = orphans
+            .enumerate()
+            .filter(|(_, j)| !**j)
+            .map(|(i, _)| in_maps.at(i));
+        let mut page: Vec<(List, IpNet, RuleEntry)> = Vec::new();
+        let mut adopt = |page: &mut Vec<(List, IpNet, RuleEntry)>,
+                         report: &mut Reconciled|
+         -> Result<(), EnforceError> {
+            let reasons: Vec<String> = page
                 .iter()
-                .map(|m| {
+                .map(|(_, _, e)| {
                     format!(
                         "adopted from the kernel maps ({})",
-                        blocker_common::reason::name(m.entry.reason)
+                        blocker_common::reason::name(e.reason)
                     )
                 })
                 .collect();
-            let records: Vec<NewRule<'_>> = orphans
+            let records: Vec<NewRule<'_>> = page
                 .iter()
                 .zip(&reasons)
-                .map(|(m, reason)| NewRule {
-                    list: m.list,
-                    net: m.net,
-                    ttl: clock::remaining(m.entry.expires_at_ns, now_boot),
+                .map(|((list, net, e), reason)| NewRule {
+                    list: *list,
+                    net: *net,
+                    ttl: clock::remaining(e.expires_at_ns, now_boot),
                     reason,
-                    reason_code: m.entry.reason,
+                    reason_code: e.reason,
                     source: "adopted",
                 })
                 .collect();
             store.record_all(&records)?;
-            report.adopted = orphans
-                .iter()
-                .map(|m| format!("{} {}", m.list.as_str(), addr::display(&m.net)))
-                .collect();
+            for (list, net, _) in page.iter() {
+                report.adopted.push(|| name(*list, net));
+            }
+            page.clear();
+            Ok(())
+        };
+        for (list, net) in orphans {
+            match self.tables.entry(list, net)? {
+                Some(entry) if entry.is_live(now_boot) => page.push((list, net, entry)),
+                _ => {}
+            }
+            if page.len() >= RESTORE_CHUNK {
+                adopt(&mut page, &mut report)?;
+            }
+        }
+        if !page.is_empty() {
+            adopt(&mut page, &mut report)?;
         }
         if !report.restored.is_empty()
             || report.expired > 0
@@ -557,8 +601,14 @@ impl<T: RuleTables> Enforcer<T> {
                 report.failed.len()
             );
         }
-        for f in &report.failed {
+        for f in &report.failed.first {
             warn!("could not restore {f}");
+        }
+        if report.failed.len() > report.failed.first.len() {
+            warn!(
+                "... and {} more rules could not be restored",
+                report.failed.len() - report.failed.first.len()
+            );
         }
         Ok(report)
     }
