@@ -590,6 +590,18 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Returns the heap's free pages to the kernel (glibc `malloc_trim`): after
+/// a large transient allocation, such as reconciling a million rules at
+/// start-up, glibc otherwise keeps them and the daemon's RSS stays at its
+/// peak. Other C libraries (musl) return memory on their own.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,17 +651,5 @@ mod tests {
         assert_eq!(if_name(idx).as_deref(), Some("lo"));
         assert_eq!(if_index("no-such-if0"), None);
         assert_eq!(if_index("bad\0name"), None);
-    }
-}
-
-/// Returns the heap's free pages to the kernel (glibc `malloc_trim`): after
-/// a large transient allocation, such as reconciling a million rules at
-/// start-up, glibc otherwise keeps them and the daemon's RSS stays at its
-/// peak. Other C libraries (musl) return memory on their own.
-pub fn trim_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
