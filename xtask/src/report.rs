@@ -581,10 +581,7 @@ fn flood_section(
     writeln!(md, "## flood: SYN floods over veth\n")?;
     md.push_str(&measured_line(v));
     let runs = v["runs"].as_array().cloned().unwrap_or_default();
-    let get = |method: &str, rules: u64| {
-        runs.iter()
-            .find(|r| r["method"] == method && r["rules"] == rules)
-    };
+    let get = |method: &str, rules: u64| flood_median(&runs, method, rules);
     let base = get("no filter", 0).map(|r| f(&r["ns_per_packet"]));
     writeln!(
         md,
@@ -596,10 +593,13 @@ fn flood_section(
          chain matching a set, an ipset `hash:ip` matched by one iptables raw PREROUTING rule, and iptables raw \
          PREROUTING with one `-s ADDR -j DROP` rule per ban ({}). Each method's own counter must equal the \
          count sent, and no SYN may reach TCP (`Tcp: InSegs` of the receiver namespace); with no filter every \
-         SYN reaches TCP (and is answered by nothing: no route back to the forged sources). One run per case.\n",
+         SYN reaches TCP (and is answered by nothing: no route back to the forged sources). blocker and \
+         xdp-filter, the comparison the target is about, alternate over {} rounds per table size and the row \
+         shows the median run (every run's figure in the last column); the others run once.\n",
         v["sender"].as_str().unwrap_or("trafgen"),
         v["packets"],
         v["iptables"].as_str().unwrap_or("iptables"),
+        v["rounds"].as_u64().unwrap_or(1),
     )?;
     writeln!(
         md,
@@ -607,17 +607,20 @@ fn flood_section(
          (`veth_xmit()` hands the skb to the peer's NAPI poll, which runs XDP, or to the per-CPU backlog, which \
          runs the netfilter hooks), so the figure is the softirq time of all CPUs (`/proc/stat`; this kernel \
          samples it per tick, CONFIG_IRQ_TIME_ACCOUNTING is off, and softirq work in ksoftirqd counts too) over the \
-         run, minus the idle machine's softirq rate measured for half a second before it, divided by the packets \
+         run, minus the idle machine's softirq rate (measured for a few seconds before the first run and after \
+         the last: {:.1} and {:.1} ms per second) over the run's duration, divided by the packets \
          the method dropped (with no filter: by the packets that reached TCP). The sender's own cost of building \
          each skb is system time of trafgen, not softirq, and is left out for every method alike. \
          Packets per second is packets handled over the sender's wall time: on two shared CPUs it is bounded by \
          the sender. The machine is shared with other builds: absolute figures move by tens of percent between \
-         runs; compare methods within one run. ![softirq CPU per dropped packet per method](flood.svg)\n"
+         runs; compare methods within one run. ![softirq CPU per dropped packet per method](flood.svg)\n",
+        f(&v["idle_softirq_ns_per_s"][0]) / 1e6,
+        f(&v["idle_softirq_ns_per_s"][1]) / 1e6,
     )?;
     writeln!(
         md,
-        "| method | rules | hook | SYNs sent | dropped | reached TCP | kpps | softirq ns per packet | / xdp-filter | / no filter |\n\
-         | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| method | rules | hook | SYNs sent | dropped | reached TCP | kpps | softirq ns per packet | / xdp-filter | / no filter | every run, ns |\n\
+         | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     let row = |md: &mut String, r: &Value, xf: Option<f64>| -> anyhow::Result<()> {
         let ns = f(&r["ns_per_packet"]);
@@ -627,7 +630,7 @@ fn flood_section(
         };
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {ns:.0} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {ns:.0} | {} | {} | {} |",
             r["method"].as_str().unwrap_or("?"),
             r["rules"],
             r["mode"].as_str().unwrap_or("?"),
@@ -637,6 +640,11 @@ fn flood_section(
             f(&r["pps"]) / 1e3,
             ratio(xf),
             ratio(base),
+            runs.iter()
+                .filter(|x| x["method"] == r["method"] && x["rules"] == r["rules"])
+                .map(|x| format!("{:.0}", f(&x["ns_per_packet"])))
+                .collect::<Vec<_>>()
+                .join(", "),
         )?;
         Ok(())
     };
@@ -708,6 +716,16 @@ fn flood_section(
     Ok(())
 }
 
+/// The median run (by softirq ns per packet) of `method` at `rules`.
+fn flood_median<'a>(runs: &'a [Value], method: &str, rules: u64) -> Option<&'a Value> {
+    let mut of: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["method"] == method && r["rules"] == rules)
+        .collect();
+    of.sort_by(|a, b| f(&a["ns_per_packet"]).total_cmp(&f(&b["ns_per_packet"])));
+    of.get(of.len().saturating_sub(1) / 2).copied()
+}
+
 fn plot_flood(path: &Path, v: &Value) -> anyhow::Result<()> {
     let runs = v["runs"].as_array().cloned().unwrap_or_default();
     let mut sizes: Vec<u64> = runs
@@ -718,8 +736,7 @@ fn plot_flood(path: &Path, v: &Value) -> anyhow::Result<()> {
     sizes.sort();
     sizes.dedup();
     let ns_of = |m: &str, n: u64| {
-        runs.iter()
-            .find(|r| r["method"] == m && r["rules"] == n)
+        flood_median(&runs, m, n)
             .map(|r| f(&r["ns_per_packet"]))
             .filter(|x| x.is_finite() && *x > 0.0)
     };
@@ -746,25 +763,22 @@ fn plot_flood(path: &Path, v: &Value) -> anyhow::Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..width, (10f64..ymax).log_scale())?;
-    let labels: Vec<(f64, String)> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i as f64 * (k + 1.0) + k / 2.0, format!("{n} rules")))
-        .collect();
+        .build_cartesian_2d(0f64..width, (5f64..ymax).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(sizes.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            labels
-                .iter()
-                .find(|(p, _)| (p - x).abs() < 0.6)
-                .map(|(_, l)| l.clone())
-                .unwrap_or_default()
-        })
+        .x_labels(0)
+        .x_desc("rules in the table")
         .y_desc("softirq ns per dropped packet")
         .draw()?;
+    // Group captions under the bars (the x axis has no numbers of its own).
+    chart.draw_series(sizes.iter().enumerate().map(|(i, n)| {
+        Text::new(
+            format!("{n} rules"),
+            (i as f64 * (k + 1.0) + k / 2.0 - 0.8, 8.5),
+            ("sans-serif", 15),
+        )
+    }))?;
     for (j, m) in FLOOD_METHODS.iter().enumerate() {
         let color = PALETTE[j % PALETTE.len()];
         let bars: Vec<(f64, f64)> = sizes
