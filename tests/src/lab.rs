@@ -206,6 +206,20 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A process's resident memory now (`VmRSS`) and at its peak (`VmHWM`),
+/// KiB; zeros once it is gone.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// Two namespaces joined by a veth pair.
 pub struct Lab {
     pub client: NetNs,
@@ -241,6 +255,33 @@ impl Lab {
         // Only a spawn error matters.
         assert!(out.status.code().is_some(), "hping3: {}", describe(&out));
         out.status.code()
+    }
+
+    /// Sends `count` frames from the client's veth as trafgen config file
+    /// `conf` describes them (netsniff-ng's trafgen: one CPU, bounded),
+    /// returning once all are sent, or trafgen's error. Under load veth can
+    /// refuse a flush of trafgen's TX ring (EAGAIN), which ends trafgen with
+    /// part of the count sent: callers count what arrived, not what was
+    /// asked for.
+    pub fn trafgen(&self, conf: &std::path::Path, count: u64) -> Result<(), String> {
+        let out = self.client.output(
+            "trafgen",
+            &[
+                "-o",
+                &self.client_if,
+                "-i",
+                conf.to_str().expect("UTF-8 path"),
+                "-n",
+                &count.to_string(),
+                "-P",
+                "1",
+            ],
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(describe(&out))
+        }
     }
 
     pub fn new() -> Self {
@@ -581,6 +622,11 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The daemon's resident memory now and at its peak: [`rss_kib`].
+    pub fn rss_kib(&self) -> (u64, u64) {
+        rss_kib(self.pid())
     }
 
     pub fn log(&self) -> String {

@@ -428,15 +428,7 @@ fn spoofed_flood_from_thousands_of_sources_never_blocks_a_friend_and_stays_bound
         "[incidents]\nmax_open = 200\n[xdp]\nzero_window_threshold = 3\n[council.rules]\nflood_sources = 50\n",
     );
     let d = Daemon::start(&state, &lab.server, &lab.server_if, &["--config", &cfg]);
-    let rss = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let rss_before = rss(d.pid());
+    let rss_before = d.rss_kib().0;
     // 5,000 sources in 198.19.0.0/16, 4 zero-window SYNs each (over the
     // per-source threshold of 3), while the allowlisted partner sends them too.
     let frames: Vec<Vec<u8>> = (0..5000u32)
@@ -459,7 +451,7 @@ fn spoofed_flood_from_thousands_of_sources_never_blocks_a_friend_and_stays_bound
     );
     std::thread::sleep(Duration::from_secs(2));
     let s = state.daemon_status();
-    let rss_after = rss(d.pid());
+    let rss_after = d.rss_kib().0;
     println!(
         "flood: 20,000 zero-window SYNs from 5,000 sources; alerts {} (dropped {}), incidents open {} (evicted {}), bans {}, daemon RSS {} KiB -> {} KiB",
         s["alerts"]["delivered"],

@@ -260,7 +260,8 @@ fn part_command(args: &Args, w: Which, obj: &Path, bin: Option<&Path>, out: &Pat
                 cmd.env("BENCH_INCIDENTS", "4")
                     .env("BENCH_MB", "8")
                     .env("BENCH_GC_RULES", "2000")
-                    .env("BENCH_GC_GAP_MS", "500");
+                    .env("BENCH_GC_GAP_MS", "500")
+                    .env("BENCH_FLOOD_SOURCES", "2000");
             }
         }
         Which::Debate => {
