@@ -423,24 +423,24 @@ fn idle_rate(window: Duration) -> f64 {
 }
 
 fn flood(lab: &Lab, filter: &dyn Filter, conf: &Path, count: u64) -> Run {
-    let tcp0 = snmp(&lab.server, "Tcp", "InSegs");
-    let drop0 = filter.dropped();
-    let (s0, t0) = (softirq_ns(), Instant::now());
-    let out = lab.client.output(
-        "trafgen",
-        &[
-            "-o",
-            &lab.client_if,
-            "-i",
-            conf.to_str().unwrap(),
-            "-n",
-            &count.to_string(),
-            "-P",
-            "1",
-        ],
-    );
-    let send_s = t0.elapsed().as_secs_f64();
-    assert!(out.status.success(), "trafgen: {}", describe(&out));
+    // veth can refuse a flush of trafgen's TX ring when its peer's queue is
+    // full (EAGAIN), which ends trafgen part-way: that run is discarded and
+    // sent again from fresh baselines, at most three times.
+    let mut attempt = 1;
+    let (tcp0, drop0, s0, t0, send_s) = loop {
+        let tcp0 = snmp(&lab.server, "Tcp", "InSegs");
+        let drop0 = filter.dropped();
+        let (s0, t0) = (softirq_ns(), Instant::now());
+        match lab.trafgen(conf, count) {
+            Ok(()) => break (tcp0, drop0, s0, t0, t0.elapsed().as_secs_f64()),
+            Err(e) if attempt < 3 && e.contains("Resource temporarily unavailable") => {
+                println!("  trafgen stopped early (attempt {attempt}), sending again: {e}");
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("trafgen: {e}"),
+        }
+    };
     // Wait until the receiver has handled every packet, or its counters stop
     // moving (a packet lost before the filter is never counted).
     let handled = || filter.dropped() - drop0 + snmp(&lab.server, "Tcp", "InSegs") - tcp0;
