@@ -1672,3 +1672,40 @@ fn errno(e: &MapError) -> Option<i32> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_keys_find_every_rule_by_position() {
+        let rules: Vec<(List, IpNet)> = [
+            (List::Block, "198.51.100.9/32"),
+            (List::Block, "198.51.100.1/32"),
+            (List::Block, "2001:db8::1/128"),
+            (List::Block, "198.51.100.0/24"),
+            (List::Allow, "198.51.100.1/32"),
+            (List::Block, "198.51.100.1/32"),
+        ]
+        .into_iter()
+        .map(|(l, n)| (l, n.parse().unwrap()))
+        .collect();
+        let keys = RuleKeys::from_rules(rules.iter().copied());
+        assert_eq!(keys.len(), 5, "the duplicate counts once");
+        let mut seen = std::collections::HashSet::new();
+        for (list, net) in &rules {
+            let i = keys.position(*list, net).expect("held");
+            assert_eq!(keys.at(i), (*list, *net));
+            seen.insert(i);
+        }
+        assert_eq!(seen.len(), 5);
+        assert_eq!(
+            keys.position(List::Block, &"198.51.100.2/32".parse().unwrap()),
+            None
+        );
+        assert_eq!(
+            keys.position(List::Allow, &"198.51.100.9/32".parse().unwrap()),
+            None
+        );
+    }
+}

@@ -450,6 +450,15 @@ impl<T: RuleTables> Enforcer<T> {
         &mut self,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<Reconciled, EnforceError> {
+        self.reconcile_paged(stop, RESTORE_CHUNK)
+    }
+
+    /// [`reconcile_until`](Self::reconcile_until) in pages of `page` rules.
+    fn reconcile_paged(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        page_size: usize,
+    ) -> Result<Reconciled, EnforceError> {
         let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
         let mut report = Reconciled::default();
         let Some(store) = self.store.as_mut() else {
@@ -469,7 +478,7 @@ impl<T: RuleTables> Enforcer<T> {
                 report.interrupted = true;
                 break;
             }
-            let page = store.active_page(after, RESTORE_CHUNK)?;
+            let page = store.active_page(after, page_size)?;
             let Some(last) = page.last() else { break };
             after = last.id;
             let mut expired: Vec<(List, IpNet)> = Vec::new();
@@ -580,7 +589,7 @@ impl<T: RuleTables> Enforcer<T> {
                 Some(entry) if entry.is_live(now_boot) => page.push((list, net, entry)),
                 _ => {}
             }
-            if page.len() >= RESTORE_CHUNK {
+            if page.len() >= page_size {
                 adopt(&mut page, &mut report)?;
             }
         }
@@ -611,5 +620,140 @@ impl<T: RuleTables> Enforcer<T> {
             );
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::kernel::fake::FakeTables;
+
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "blocker-enforcer-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+
+    fn net(i: u32) -> IpNet {
+        addr::host(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            0xc612_0000 | i,
+        )))
+    }
+
+    fn change(net: IpNet, ttl: Option<Duration>) -> Change<'static> {
+        Change {
+            list: List::Block,
+            net,
+            ttl,
+            reason: "test",
+            reason_code: blocker_common::reason::IMPORT,
+            source: "import",
+        }
+    }
+
+    /// More rules than one page: every journaled rule comes back after the
+    /// maps were emptied (a reboot), an expired one is marked, a rule only
+    /// in the maps is adopted, and rules in both are kept.
+    #[test]
+    fn reconcile_restores_pages_adopts_and_expires() {
+        let dir = temp_dir("reconcile");
+        // Pages of 16: the fake table counts its rules on every insert.
+        let n = 16 * 3 + 5;
+        let mut e = Enforcer::new(FakeTables::default(), Store::open_in(&dir.0).unwrap());
+        let changes: Vec<Change<'_>> = (0..n).map(|i| change(net(i), None)).collect();
+        assert_eq!(e.apply_batch(&changes).unwrap().written, n as usize);
+        // One that expired while nothing enforced it.
+        let gone = net(n);
+        e.add(&change(gone, Some(Duration::from_secs(3600))))
+            .unwrap();
+        e.store
+            .as_ref()
+            .unwrap()
+            .conn()
+            .execute(
+                "UPDATE rules SET expires_at = 1 WHERE prefix = ?1",
+                [gone.to_string()],
+            )
+            .unwrap();
+        // A reboot: the maps are empty but for a rule nobody recorded.
+        e.tables_mut().rules.clear();
+        let orphan = net(n + 1);
+        e.tables_mut().rules.insert(
+            (List::Block, orphan),
+            RuleEntry {
+                id: 7,
+                ..RuleEntry::default()
+            },
+        );
+        let report = e.reconcile_paged(&AtomicBool::new(false), 16).unwrap();
+        assert_eq!(report.restored.len(), n as usize);
+        assert_eq!(report.restored.first.len(), Names::SHOWN);
+        assert_eq!(report.expired, 1);
+        assert_eq!(report.adopted.len(), 1);
+        assert_eq!(
+            report.adopted.first,
+            [format!("block {orphan}").replace("/32", "")]
+        );
+        assert!(report.failed.is_empty() && !report.interrupted);
+        let tables = e.tables();
+        assert!((0..n).all(|i| tables.rules.contains_key(&(List::Block, net(i)))));
+        assert!(!tables.rules.contains_key(&(List::Block, gone)));
+        let store = e.store().unwrap();
+        assert!(store.active(List::Block, gone).unwrap().is_none());
+        assert_eq!(
+            store.active(List::Block, orphan).unwrap().unwrap().source,
+            "adopted"
+        );
+        // Again: everything is in both now.
+        let report = e.reconcile().unwrap();
+        assert_eq!(report.kept, n as usize + 1);
+        assert!(report.restored.is_empty() && report.adopted.is_empty());
+    }
+
+    /// A full table: as many as fit are restored, each of the others is
+    /// reported with why, and they stay journaled for the next start.
+    #[test]
+    fn reconcile_reports_what_does_not_fit() {
+        let dir = temp_dir("reconcile-full");
+        let mut e = Enforcer::new(FakeTables::default(), Store::open_in(&dir.0).unwrap());
+        let changes: Vec<Change<'_>> = (0..10).map(|i| change(net(i), None)).collect();
+        e.apply_batch(&changes).unwrap();
+        e.tables_mut().rules.clear();
+        e.tables_mut().capacity.insert(List::Block, 6);
+        let report = e.reconcile().unwrap();
+        assert_eq!(report.restored.len(), 6);
+        assert_eq!(report.failed.len(), 4);
+        assert!(
+            report.failed.first[0].contains("full"),
+            "{:?}",
+            report.failed
+        );
+        assert_eq!(e.store().unwrap().active_page(0, 100).unwrap().len(), 10);
+    }
+
+    /// A stop request before the first page: nothing restored, reported.
+    #[test]
+    fn reconcile_stops_between_pages() {
+        let dir = temp_dir("reconcile-stop");
+        let mut e = Enforcer::new(FakeTables::default(), Store::open_in(&dir.0).unwrap());
+        e.add(&change(net(1), None)).unwrap();
+        e.tables_mut().rules.clear();
+        let report = e.reconcile_until(&AtomicBool::new(true)).unwrap();
+        assert!(report.interrupted && report.restored.is_empty());
+        assert!(e.tables().rules.is_empty());
     }
 }

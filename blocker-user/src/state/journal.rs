@@ -1153,6 +1153,92 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// A journal from before migration 5 (two indexes on rules) opens, loses
+    /// the redundant index, and still finds, replaces and removes its rules.
+    #[test]
+    fn migration_5_keeps_old_journals_working() {
+        let dir = std::env::temp_dir().join(format!(
+            "blocker-store-m5-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(DB_FILE);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            conn.execute(
+                "INSERT INTO rules (list, prefix, added_at, reason, reason_code, source)
+                 VALUES ('block', '198.51.100.7/32', 1, 'old', 1, 'cli')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        let indexes: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'rules'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 1, "only rules_prefix is left");
+        let net: IpNet = "198.51.100.7/32".parse().unwrap();
+        assert_eq!(s.active(List::Block, net).unwrap().unwrap().reason, "old");
+        s.record(&rule("198.51.100.7/32", List::Block)).unwrap();
+        assert_eq!(
+            s.history(net).unwrap()[0].removed_by.as_deref(),
+            Some("replaced")
+        );
+        assert_eq!(s.active_page(0, 10).unwrap().len(), 1);
+        assert_eq!(s.remove_all(&[(List::Block, net)], "unban").unwrap(), 1);
+        assert!(s.active_page(0, 10).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn pages_and_origins_select_active_rules() {
+        let (mut s, dir) = temp_store();
+        let mut r = rule("198.51.100.1/32", List::Block);
+        r.source = "crowdsec:lists:firehol";
+        s.record(&r).unwrap();
+        r.net = "198.51.100.2/32".parse().unwrap();
+        r.source = "crowdsec:cscli";
+        s.record(&r).unwrap();
+        r.net = "198.51.100.3/32".parse().unwrap();
+        r.source = "crowdsecx";
+        s.record(&r).unwrap();
+        s.record(&rule("198.51.100.0/24", List::Allow)).unwrap();
+        let ids: Vec<i64> = s.active_page(0, 2).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), 2);
+        let rest = s.active_page(ids[1], 10).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|r| r.id > ids[1]));
+        let got = s.active_of_origin(List::Block, "crowdsec").unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            s.active_of_origin(List::Block, "crowdsec:lists")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            s.active_of_origin(List::Allow, "crowdsec")
+                .unwrap()
+                .is_empty()
+        );
+        let labels = s.active_labels().unwrap();
+        assert_eq!(labels.len(), 4);
+        let (reason, source) = &labels[&(List::Block, "198.51.100.3/32".parse().unwrap())];
+        assert_eq!((&**reason, &**source), ("test", "crowdsecx"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn origins_select_sources() {
         assert!(source_matches("crowdsec:cscli", "crowdsec:cscli"));
