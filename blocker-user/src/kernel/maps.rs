@@ -999,10 +999,20 @@ impl Tables {
         for table in Table::ALL.into_iter().filter(|t| t.list() == list) {
             self.collect(table, &mut out)?;
         }
-        let counters = self.all_counters()?;
-        for rule in &mut out {
-            if let Some(c) = counters.get(&rule.entry.id) {
-                rule.counters = *c;
+        // A few rules (the allowlist, which the pipeline reads for every
+        // debate) look up their own counter slots; many walk the whole
+        // counter array once. The walk is one syscall per slot (65,536 by
+        // default, ~100 ms here), which each debate used to pay.
+        if out.len().saturating_mul(8) < self.counters.len() as usize {
+            for rule in &mut out {
+                rule.counters = self.counters(&rule.entry)?;
+            }
+        } else {
+            let counters = self.all_counters()?;
+            for rule in &mut out {
+                if let Some(c) = counters.get(&rule.entry.id) {
+                    rule.counters = *c;
+                }
             }
         }
         out.sort_by(|a, b| {
