@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, net::SocketAddr, process::Command, time::Durati
 
 use blocker_tests::{
     State, describe,
-    eve::confirmed_alert,
+    eve::{EveFile, confirmed_alert},
     frames::Spec,
     lab::{CLIENT_V4, Daemon, Lab, SERVER_V4},
     peers, wait_until,
@@ -38,6 +38,18 @@ fn map_rules(state: &State) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Raises a confirmed IDS alert from `attacker` and waits until it is
+/// banned (while `during` goes on in the daemon).
+fn ban_by_alert(state: &State, eve: &EveFile, d: &Daemon, attacker: &str, during: &str) {
+    eve.append(&confirmed_alert(attacker));
+    assert!(
+        wait_until(Duration::from_secs(30), || map_rules(state)
+            .contains(&("block".into(), attacker.into()))),
+        "the confirmed alert was not banned during {during}:\n{}",
+        d.log()
+    );
 }
 
 /// Removes every pin, as a reboot would (bpffs is in memory).
@@ -520,13 +532,7 @@ fn retention_shrinks_a_hundred_thousand_incidents_while_bans_go_on_and_active_ba
         d.log()
     );
     let attacker = "198.18.62.7";
-    eve.append(&confirmed_alert(attacker));
-    assert!(
-        wait_until(Duration::from_secs(30), || map_rules(&state)
-            .contains(&("block".into(), attacker.into()))),
-        "the confirmed alert was not banned during pruning:\n{}",
-        d.log()
-    );
+    ban_by_alert(&state, &eve, &d, attacker, "pruning");
     let during = state.daemon_status()["journal"].clone();
     println!("banned {attacker} while retention ran: {during:#}");
     // The pass ends within the bounds, the file shrunk.
@@ -606,13 +612,7 @@ fn twenty_thousand_rules_expiring_at_once_are_collected_while_bans_go_on() {
         d.log()
     );
     let attacker = "198.18.62.7";
-    eve.append(&confirmed_alert(attacker));
-    assert!(
-        wait_until(Duration::from_secs(30), || map_rules(&state)
-            .contains(&("block".into(), attacker.into()))),
-        "the confirmed alert was not banned during collection:\n{}",
-        d.log()
-    );
+    ban_by_alert(&state, &eve, &d, attacker, "collection");
     assert!(
         wait_until(
             Duration::from_secs(120),

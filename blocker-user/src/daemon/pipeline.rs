@@ -1074,18 +1074,14 @@ mod tests {
             expires_at_ns: 1,
             ..Default::default()
         };
-        tables
-            .rules
-            .insert((List::Block, net("198.18.0.5/32")), expired);
-        tables
-            .rules
-            .insert((List::Block, net("198.18.1.0/24")), expired);
-        tables
-            .rules
-            .insert((List::Allow, net("198.18.2.0/24")), expired);
-        tables
-            .rules
-            .insert((List::Block, net("198.18.0.6/32")), expired);
+        for (list, n) in [
+            (List::Block, "198.18.0.5/32"),
+            (List::Block, "198.18.1.0/24"),
+            (List::Allow, "198.18.2.0/24"),
+            (List::Block, "198.18.0.6/32"),
+        ] {
+            tables.rules.insert((list, net(n)), expired);
+        }
         let mut h = harness(Config::default(), tables);
         let mut scan = h.p.enforcer.tables().expired(clock::boottime_ns()).unwrap();
         assert_eq!(scan.expired.len(), 4);

@@ -1084,13 +1084,9 @@ impl Tables {
             Table::BlockV4 | Table::BlockV6 => {
                 // Batched reads: one syscall per 16k rules, not two per rule.
                 self.exact_chunks(table, |key, entry| {
-                    let ip = match key.len() {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(key).expect("4 bytes")),
-                        _ => IpAddr::from(<[u8; 16]>::try_from(key).expect("16 bytes")),
-                    };
                     out.push(Rule {
                         list,
-                        net: addr::host(ip),
+                        net: addr::host(exact_ip(key)),
                         entry,
                         counters: RuleCounters::default(),
                     });
@@ -1131,62 +1127,20 @@ impl Tables {
         let mut fill = std::collections::HashMap::new();
         for table in Table::ALL {
             let list = table.list();
-            let e = map_err(table.map());
             match table {
                 Table::BlockV4 | Table::BlockV6 => {
-                    let key_size = if table == Table::BlockV4 { 4 } else { 16 };
                     let entries = fill.entry(table.map()).or_insert(0u64);
-                    crate::kernel::sys::lookup_chunks(
-                        self.exact_fd(table),
-                        key_size,
-                        size_of::<RuleEntry>(),
-                        BATCH_CHUNK,
-                        |keys, values| {
-                            let values: Vec<RuleEntry> = crate::kernel::sys::pod_from_bytes(values);
-                            *entries += values.len() as u64;
-                            for (key, entry) in keys.chunks_exact(key_size).zip(values) {
-                                if entry.is_live(now_ns) {
-                                    continue;
-                                }
-                                let ip = match <[u8; 4]>::try_from(key) {
-                                    Ok(v4) => IpAddr::from(v4),
-                                    Err(_) => IpAddr::from(
-                                        <[u8; 16]>::try_from(key).expect("16-byte key"),
-                                    ),
-                                };
-                                out.push((list, addr::host(ip)));
-                            }
-                        },
-                    )
-                    .map_err(|io_error| {
-                        e(MapError::SyscallError(aya::sys::SyscallError {
-                            call: "bpf_map_lookup_batch",
-                            io_error,
-                        }))
+                    self.exact_chunks(table, |key, entry| {
+                        *entries += 1;
+                        if !entry.is_live(now_ns) {
+                            out.push((list, addr::host(exact_ip(key))));
+                        }
                     })?;
                 }
+                // The tries are small (16k by default): read whole.
                 _ => {
                     let mut rules = Vec::new();
-                    match table {
-                        Table::BlockNetV4 => collect_trie(
-                            &self.block_net_v4,
-                            addr::from_lpm_v4,
-                            list,
-                            &mut rules,
-                            e,
-                        )?,
-                        Table::AllowV4 => {
-                            collect_trie(&self.allow_v4, addr::from_lpm_v4, list, &mut rules, e)?
-                        }
-                        Table::BlockNetV6 => collect_trie(
-                            &self.block_net_v6,
-                            addr::from_lpm_v6,
-                            list,
-                            &mut rules,
-                            e,
-                        )?,
-                        _ => collect_trie(&self.allow_v6, addr::from_lpm_v6, list, &mut rules, e)?,
-                    }
+                    self.collect(table, &mut rules)?;
                     out.extend(
                         rules
                             .into_iter()
@@ -1583,6 +1537,14 @@ impl std::ops::Deref for ExactKey {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The address an exact table's key holds (4 bytes IPv4, 16 IPv6).
+fn exact_ip(key: &[u8]) -> IpAddr {
+    match <[u8; 4]>::try_from(key) {
+        Ok(v4) => IpAddr::from(v4),
+        Err(_) => IpAddr::from(<[u8; 16]>::try_from(key).expect("16-byte key")),
     }
 }
 

@@ -343,22 +343,6 @@ pub fn delete_batch(
     Ok(deleted)
 }
 
-/// Every element of a hash map, read with `BPF_MAP_LOOKUP_BATCH` (`chunk`
-/// per call): keys and values concatenated.
-pub fn lookup_all(
-    map: BorrowedFd<'_>,
-    key_size: usize,
-    value_size: usize,
-    chunk: usize,
-) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let (mut keys, mut values) = (Vec::new(), Vec::new());
-    lookup_chunks(map, key_size, value_size, chunk, |k, v| {
-        keys.extend_from_slice(k);
-        values.extend_from_slice(v);
-    })?;
-    Ok((keys, values))
-}
-
 /// Every element of a hash map, read with `BPF_MAP_LOOKUP_BATCH` and handed
 /// to `visit` one batch at a time (`chunk` keys and values, concatenated),
 /// so a walk of a million entries holds one batch in memory, not the map.
